@@ -1,0 +1,46 @@
+# churnlens: the two commands a newcomer needs are `make demo` and `make test`.
+# Both create .venv and install churnlens into it when needed (Python >= 3.11 only).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.churnlens-installed
+DEMO_DIR ?= demo-output
+
+.PHONY: install test test-fast demo lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "churnlens needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,spark,datasets]'
+	touch $@
+
+install: $(STAMP)
+
+## make test: lint and run the whole test suite (unit, data, model, Spark, notebooks, doctests)
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+## make test-fast: skip the slow, Spark and notebook tests while editing
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not spark and not notebooks"
+
+## make demo: the main job end to end on embedded defaults (synthetic data, DuckDB, sqlite MLflow)
+demo: $(STAMP)
+	mkdir -p $(DEMO_DIR)
+	$(BIN)/churnlens generate --customers 20000 --seed 42 --out $(DEMO_DIR)/transactions.parquet
+	$(BIN)/churnlens validate --transactions $(DEMO_DIR)/transactions.parquet
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

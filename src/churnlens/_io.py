@@ -1,0 +1,110 @@
+"""Atomic output: write to a temporary name beside the target, then rename.
+
+A crash, a kill or an error never leaves a half-written output, and an earlier file
+at the same path stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from churnlens.exceptions import ChurnlensError
+
+__all__ = ["atomic_path", "check_output_path", "write_json", "write_table"]
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]) -> Path:
+    """Check an output path before any work is done: known suffix, existing folder."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise ChurnlensError(
+            f"{out}: unsupported output type {out.suffix or '(no extension)'!r}. "
+            f"Suggestion: end the file name with one of {list(suffixes)}."
+        )
+    if out.is_dir():
+        raise ChurnlensError(f"{out} is a directory. Suggestion: give a file name.")
+    if not out.parent.exists():
+        raise ChurnlensError(
+            f"{out}: the folder {out.parent} does not exist. Suggestion: create it first."
+        )
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On any exception (or a kill) the temporary file is removed or left under a
+    hidden ``.name.tmp-*`` name, and ``path`` is untouched.
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_table(
+    frame: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    metadata: dict[str, str] | None = None,
+    csv_writer: Callable[[pd.DataFrame, Path], None] | None = None,
+) -> Path:
+    """Write a frame to ``.csv`` or ``.parquet`` atomically.
+
+    ``metadata`` is stored in the Parquet schema (key ``churnlens``, JSON); CSV has no
+    place for it.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = check_output_path(path, suffixes=TABLE_SUFFIXES)
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".parquet":
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if metadata:
+                meta = dict(table.schema.metadata or {})
+                meta[b"churnlens"] = json.dumps(metadata, sort_keys=True).encode()
+                table = table.replace_schema_metadata(meta)
+            pq.write_table(table, tmp)
+        elif csv_writer is not None:
+            csv_writer(frame, tmp)
+        else:
+            pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    return out
+
+
+def write_json(payload: Any, path: str | os.PathLike[str]) -> Path:
+    """Write JSON atomically."""
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return out
+
+
+def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``churnlens`` metadata stored by :func:`write_table` in a Parquet file."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(b"churnlens")
+    return json.loads(raw) if raw else {}

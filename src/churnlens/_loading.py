@@ -1,0 +1,534 @@
+"""Load and validate transactions: the data contract of churnlens.
+
+Everything downstream (features, retention, training, scoring, the API) reads
+transactions through :func:`load_transactions`, so the rules live here and only here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churnlens._validation import (
+    format_bad_rows,
+    parse_date,
+    require_columns,
+    require_no_missing,
+)
+from churnlens.exceptions import DataValidationError, EmptyDataError
+
+__all__ = ["CleaningReport", "LoadResult", "TransactionSource", "load_transactions"]
+
+# Standard column names every later stage uses.
+CUSTOMER = "customer_id"
+TIMESTAMP = "timestamp"
+AMOUNT = "amount"
+ORDER = "order_id"
+QUANTITY = "quantity"
+
+TransactionSource = str | os.PathLike[str] | pd.DataFrame
+
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv", ".tsv.gz", ".txt")
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_OFFSET_PATTERN = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)\s*$"
+
+
+@dataclasses.dataclass(frozen=True)
+class CleaningReport:
+    """What loading read, kept, dropped and fixed, and why.
+
+    Attributes
+    ----------
+    source
+        The file path, or ``"DataFrame"``.
+    rows_read
+        Data rows in the input (header excluded).
+    rows_kept
+        Rows in the returned transactions.
+    dropped_missing_customer_id, dropped_after_as_of, dropped_duplicates
+        Rows dropped, by reason (duplicates only when ``deduplicate=True``).
+    duplicate_rows
+        Rows that repeat an earlier row exactly (kept unless ``deduplicate=True``:
+        two identical items bought together are two rows).
+    refund_rows, refund_total
+        Rows with a negative amount (kept: they reduce monetary totals but never
+        create a purchase occasion), and the sum of their absolute amounts.
+    zero_amount_rows
+        Rows with amount 0 (kept; a day whose net amount is <= 0 is no occasion).
+    timestamps_converted_to_utc
+        Timestamps that carried a UTC offset and were converted to UTC.
+    customers
+        Distinct customer ids kept.
+    first_day, last_day
+        Date range of the kept rows.
+    as_of
+        The as-of date applied, if any.
+    """
+
+    source: str
+    rows_read: int
+    rows_kept: int
+    dropped_missing_customer_id: int
+    dropped_after_as_of: int
+    dropped_duplicates: int
+    duplicate_rows: int
+    refund_rows: int
+    refund_total: float
+    zero_amount_rows: int
+    timestamps_converted_to_utc: int
+    customers: int
+    first_day: dt.date | None
+    last_day: dt.date | None
+    as_of: dt.date | None
+
+    @property
+    def rows_dropped(self) -> int:
+        """All rows dropped, whatever the reason."""
+        return self.rows_read - self.rows_kept
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (dates as ISO strings)."""
+        out = dataclasses.asdict(self)
+        for key in ("first_day", "last_day", "as_of"):
+            out[key] = out[key].isoformat() if out[key] is not None else None
+        out["rows_dropped"] = self.rows_dropped
+        return out
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) pairs for a printed report."""
+        return [
+            ("source", self.source),
+            ("rows read", f"{self.rows_read:,}"),
+            ("rows kept", f"{self.rows_kept:,}"),
+            ("dropped: missing customer id", f"{self.dropped_missing_customer_id:,}"),
+            ("dropped: after as-of date", f"{self.dropped_after_as_of:,}"),
+            ("dropped: exact duplicates", f"{self.dropped_duplicates:,}"),
+            ("exact duplicate rows seen", f"{self.duplicate_rows:,}"),
+            ("refund rows (negative amount)", f"{self.refund_rows:,}"),
+            ("refund total", f"{self.refund_total:,.2f}"),
+            ("zero-amount rows", f"{self.zero_amount_rows:,}"),
+            ("timestamps converted to UTC", f"{self.timestamps_converted_to_utc:,}"),
+            ("customers", f"{self.customers:,}"),
+            ("first day", str(self.first_day)),
+            ("last day", str(self.last_day)),
+            ("as-of date", str(self.as_of) if self.as_of else "none"),
+        ]
+
+
+class LoadResult(NamedTuple):
+    """Clean transactions and the report of how they were cleaned."""
+
+    transactions: pd.DataFrame
+    report: CleaningReport
+
+
+def load_transactions(
+    source: TransactionSource,
+    *,
+    customer_col: str = CUSTOMER,
+    time_col: str = TIMESTAMP,
+    amount_col: str = AMOUNT,
+    order_col: str | None = None,
+    quantity_col: str | None = None,
+    extra_cols: tuple[str, ...] | list[str] = (),
+    as_of: str | dt.date | pd.Timestamp | None = None,
+    time_format: str | None = None,
+    deduplicate: bool = False,
+) -> LoadResult:
+    """Read, validate and clean purchase transactions.
+
+    Parameters
+    ----------
+    source
+        A CSV path (``.csv``, ``.csv.gz``, ``.tsv``), a Parquet path or a pandas
+        DataFrame.
+    customer_col, time_col, amount_col
+        Names of the required columns in ``source``; they are renamed to
+        ``customer_id``, ``timestamp`` and ``amount``.
+    order_col, quantity_col
+        Optional order id and quantity columns, kept as ``order_id`` and ``quantity``.
+    extra_cols
+        Other columns to keep unchanged (for example a segment such as ``country``).
+    as_of
+        Drop (and count) rows whose day is after this date. The whole as-of day is
+        kept. ``None`` keeps everything.
+    time_format
+        A ``strftime`` format for timestamps that are not ISO 8601.
+    deduplicate
+        Drop rows that repeat an earlier row exactly (they are always counted).
+
+    Returns
+    -------
+    LoadResult
+        ``(transactions, report)``. ``transactions`` has the columns
+        ``customer_id`` (as given: strings stay strings, integers stay integers),
+        ``timestamp`` (timezone-naive; values with a UTC offset converted to UTC),
+        ``amount`` (float; negative amounts are refunds) and any optional columns.
+
+    Raises
+    ------
+    DataValidationError
+        A missing column, an unreadable file, an unparseable timestamp or amount,
+        or no rows. The message names the source, the column and the first rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> raw = pd.DataFrame({"customer_id": ["007", "007", None],
+    ...                     "timestamp": ["2024-01-10", "2024-02-01T10:00:00+02:00", "2024-02-03"],
+    ...                     "amount": [30.0, -5.0, 12.0]})
+    >>> tx, report = load_transactions(raw)
+    >>> tx["customer_id"].tolist(), report.dropped_missing_customer_id, report.refund_rows
+    (['007', '007'], 1, 1)
+    """
+    columns = {CUSTOMER: customer_col, TIMESTAMP: time_col, AMOUNT: amount_col}
+    optional = {ORDER: order_col, QUANTITY: quantity_col}
+    optional = {role: name for role, name in optional.items() if name}
+    extras = {name: name for name in extra_cols}
+    wanted = {**columns, **optional, **extras}
+    as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
+
+    raw, source_name, file_rows = _read_source(source, wanted, columns)
+    rows_read = len(raw)
+    if rows_read == 0:
+        raise EmptyDataError(
+            f"{source_name} has no data rows (only a header). "
+            "Suggestion: check that the right file was exported."
+        )
+    frame = pd.DataFrame({role: raw[name] for role, name in wanted.items()})
+
+    # 1. customer ids: drop missing ones (counted), keep the rest exactly as given
+    ids = _clean_customer_ids(frame[CUSTOMER], source_name, customer_col, file_rows)
+    has_id = ids.notna()
+    dropped_missing = int((~has_id).sum())
+    frame = frame.loc[has_id]
+    frame[CUSTOMER] = ids.loc[has_id]
+    if frame.empty:
+        raise EmptyDataError(
+            f"{source_name}: all {rows_read:,} rows have no customer id in column "
+            f"{customer_col!r}. Suggestion: check --customer-col."
+        )
+
+    # 2. timestamps and amounts: any bad value is an error naming the rows
+    frame[TIMESTAMP], converted = _parse_timestamps(
+        frame[TIMESTAMP], source_name, time_col, file_rows, time_format
+    )
+    frame[AMOUNT] = _parse_amounts(frame[AMOUNT], source_name, amount_col, file_rows)
+    if QUANTITY in frame:
+        frame[QUANTITY] = _parse_amounts(
+            frame[QUANTITY], source_name, quantity_col or "", file_rows
+        )
+
+    # 3. as-of: history includes the whole as-of day
+    dropped_after = 0
+    if as_of_ts is not None:
+        keep = frame[TIMESTAMP] < as_of_ts + pd.Timedelta(days=1)
+        dropped_after = int((~keep).sum())
+        frame = frame.loc[keep]
+        if frame.empty:
+            raise EmptyDataError(
+                f"{source_name}: no transactions on or before the as-of date "
+                f"{as_of_ts.date()} ({dropped_after:,} rows are after it). "
+                "Suggestion: choose a later --as-of date."
+            )
+
+    # 4. duplicates: counted always, dropped only on request
+    duplicated = _duplicated(frame)
+    duplicate_rows = int(duplicated.sum())
+    dropped_duplicates = 0
+    if deduplicate and duplicate_rows:
+        frame = frame.loc[~duplicated]
+        dropped_duplicates = duplicate_rows
+
+    frame = frame.reset_index(drop=True)
+    amounts = frame[AMOUNT].to_numpy()
+    days = frame[TIMESTAMP]
+    report = CleaningReport(
+        source=source_name,
+        rows_read=rows_read,
+        rows_kept=len(frame),
+        dropped_missing_customer_id=dropped_missing,
+        dropped_after_as_of=dropped_after,
+        dropped_duplicates=dropped_duplicates,
+        duplicate_rows=duplicate_rows,
+        refund_rows=int((amounts < 0).sum()),
+        refund_total=float(-amounts[amounts < 0].sum()),
+        zero_amount_rows=int((amounts == 0).sum()),
+        timestamps_converted_to_utc=converted,
+        customers=int(frame[CUSTOMER].nunique()),
+        first_day=days.min().date(),
+        last_day=days.max().date(),
+        as_of=as_of_ts.date() if as_of_ts is not None else None,
+    )
+    return LoadResult(frame, report)
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def _read_source(
+    source: TransactionSource, wanted: dict[str, str], required: dict[str, str]
+) -> tuple[pd.DataFrame, str, bool]:
+    """Return (raw frame with the wanted columns, source name, rows-are-file-lines)."""
+    if isinstance(source, pd.DataFrame):
+        require_columns(list(source.columns), required, source="the DataFrame")
+        _require_optional(list(source.columns), wanted, "the DataFrame")
+        return source.reset_index(drop=True), "DataFrame", False
+    if not isinstance(source, str | os.PathLike):
+        raise DataValidationError(
+            f"transactions must be a file path or a pandas DataFrame, got "
+            f"{type(source).__name__}. Suggestion: pass a CSV/Parquet path or a DataFrame."
+        )
+    path = Path(source)
+    name = str(path)
+    if not path.exists():
+        raise DataValidationError(
+            f"{name}: no such file. Suggestion: check the path (relative paths start "
+            f"from {Path.cwd()})."
+        )
+    if path.is_dir():
+        raise DataValidationError(
+            f"{name} is a directory; churnlens reads one CSV or Parquet file. "
+            "Suggestion: name the file inside it."
+        )
+    if path.stat().st_size == 0:
+        raise EmptyDataError(f"{name} is empty (0 bytes). Suggestion: check the export.")
+    suffix = "".join(path.suffixes[-2:]).lower() if len(path.suffixes) > 1 else path.suffix.lower()
+    if path.suffix.lower() in _PARQUET_SUFFIXES or _is_parquet(path):
+        return _read_parquet(path, wanted, required), name, True
+    if suffix in _CSV_SUFFIXES or path.suffix.lower() in _CSV_SUFFIXES:
+        return _read_csv(path, wanted, required), name, True
+    raise DataValidationError(
+        f"{name}: unsupported file type {path.suffix or '(no extension)'!r}. "
+        "Suggestion: use a .csv, .csv.gz, .tsv or .parquet file."
+    )
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _require_optional(found: list[str], wanted: dict[str, str], source: str) -> None:
+    missing = [name for name in wanted.values() if name not in found]
+    if missing:
+        require_columns(found, {name: name for name in missing}, source=source)
+
+
+def _read_parquet(path: Path, wanted: dict[str, str], required: dict[str, str]) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        require_columns(schema.names, required, source=str(path))
+        _require_optional(schema.names, wanted, str(path))
+        table = pq.read_table(path, columns=list(dict.fromkeys(wanted.values())))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataValidationError(
+            f"{path}: cannot read as Parquet ({exc}). Suggestion: check that the file "
+            "is a complete Parquet file."
+        ) from exc
+    return table.to_pandas()
+
+
+def _read_csv(path: Path, wanted: dict[str, str], required: dict[str, str]) -> pd.DataFrame:
+    import pyarrow.csv as pacsv
+
+    delimiter = "\t" if ".tsv" in path.suffixes else ","
+    header = _read_header(path, delimiter)
+    require_columns(header, required, source=str(path))
+    _require_optional(header, wanted, str(path))
+    names = list(dict.fromkeys(wanted.values()))
+    try:
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=names,
+                # Everything is read as text and converted by the rules below, so that
+                # ids keep their leading zeros and bad values are reported, not guessed.
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+    except (pa.ArrowException, UnicodeDecodeError) as exc:
+        raise DataValidationError(
+            f"{path}: cannot read as CSV ({exc}). Suggestion: save it as UTF-8 CSV with "
+            "one header line and the same number of fields on every line."
+        ) from exc
+    return table.to_pandas()
+
+
+def _read_header(path: Path, delimiter: str) -> list[str]:
+    import pyarrow as _pa  # compressed files are opened through pyarrow's codecs
+
+    try:
+        with _pa.input_stream(str(path), compression="detect") as raw:
+            first = raw.read(1 << 16)
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(
+            f"{path}: is not UTF-8 text (is it a spreadsheet or a binary file?). "
+            "Suggestion: export it as UTF-8 CSV."
+        ) from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise DataValidationError(f"{path}: cannot open ({exc}).") from exc
+    if "\x00" in text:
+        raise DataValidationError(
+            f"{path}: contains binary data, not CSV text. Suggestion: export it as UTF-8 CSV."
+        )
+    line = text.splitlines()[0] if text.strip() else ""
+    if not line.strip():
+        raise EmptyDataError(f"{path}: the first line is empty; a header line is required.")
+    return next(csv.reader(io.StringIO(line), delimiter=delimiter))
+
+
+# --- column rules ----------------------------------------------------------------
+
+
+def _clean_customer_ids(ids: pd.Series, source: str, column: str, file_rows: bool) -> pd.Series:
+    """Return ids as given, with missing ones as NA. Integers stay integers."""
+    if pd.api.types.is_bool_dtype(ids):
+        raise DataValidationError(
+            f"column {column!r} in {source} holds booleans, not customer ids. "
+            "Suggestion: check --customer-col."
+        )
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        ids = ids.astype(ids.cat.categories.dtype)
+    if pd.api.types.is_integer_dtype(ids):
+        return ids  # plain int64 has no missing values; nullable Int64 keeps NA
+    if pd.api.types.is_float_dtype(ids):
+        # A float column of ids is usually an integer column that pandas widened
+        # because of missing values: turn it back into integers.
+        present = ids.dropna()
+        fractional = present[present != np.floor(present)]
+        if len(fractional) or not np.isfinite(present).all():
+            raise DataValidationError(
+                f"column {column!r} in {source} holds non-integer numbers, which are not "
+                f"ids: {format_bad_rows(fractional, file_rows=file_rows)}. "
+                "Suggestion: store customer ids as text or integers."
+            )
+        return ids.astype("Int64")
+    kind = pd.api.types.infer_dtype(ids, skipna=True)
+    if kind not in ("string", "empty"):
+        # Mixed Python objects (ints and strings...): compare them as text.
+        ids = ids.map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v))
+                      else str(v))
+    ids = ids.astype(object).where(ids.notna(), None) if kind == "mixed" else ids
+    blank = ids.notna() & (ids.astype("string").str.strip() == "")
+    if blank.any():
+        ids = ids.mask(blank)
+    return ids
+
+
+def _parse_timestamps(
+    values: pd.Series, source: str, column: str, file_rows: bool, time_format: str | None
+) -> tuple[pd.Series, int]:
+    """Parse timestamps; return naive datetimes (offsets converted to UTC) and a count."""
+    require_no_missing(values, column=column, source=source, file_rows=file_rows,
+                       what="timestamps")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return _to_naive_utc(values)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        raise DataValidationError(
+            f"column {column!r} in {source} holds {values.dtype} numbers, not dates: "
+            f"{format_bad_rows(values, file_rows=file_rows)}. Suggestion: write ISO dates "
+            "(2024-03-31 or 2024-03-31T14:05:00+02:00); epoch seconds can be converted "
+            "with pandas.to_datetime(column, unit='s')."
+        )
+    fmt = time_format or "ISO8601"
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("date", "datetime", "datetime64"):
+        try:
+            return _to_naive_utc(pd.to_datetime(values, utc=_has_mixed_tz(values)))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DataValidationError(f"column {column!r} in {source}: {exc}.") from exc
+    text = values.astype("string")
+    try:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        parsed, converted = _to_naive_utc(parsed)
+    except (ValueError, TypeError):
+        # Mixed UTC offsets (or offsets beside naive values): offsets are converted
+        # to UTC, naive values are taken in the data's own time zone, as given.
+        has_offset = text.str.contains(_OFFSET_PATTERN, regex=True).fillna(False).astype(bool)
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+        aware = pd.to_datetime(text[has_offset], format=fmt, errors="coerce", utc=True)
+        parsed.loc[has_offset] = aware.dt.tz_localize(None).astype("datetime64[us]")
+        naive = pd.to_datetime(text[~has_offset], format=fmt, errors="coerce")
+        parsed.loc[~has_offset] = naive.astype("datetime64[us]")
+        converted = int(aware.notna().sum())
+    bad = values[parsed.isna()]
+    if len(bad):
+        expected = f"format {time_format!r}" if time_format else "ISO 8601 dates"
+        raise DataValidationError(
+            f"column {column!r} in {source} has {len(bad):,} timestamps that are not "
+            f"{expected}: {format_bad_rows(bad, file_rows=file_rows)}. Suggestion: fix "
+            "these rows, or give the format with --time-format (for example %d/%m/%Y)."
+        )
+    return parsed.astype("datetime64[us]"), converted
+
+
+def _has_mixed_tz(values: pd.Series) -> bool:
+    zones = {getattr(v, "tzinfo", None) is not None for v in values.dropna().head(100_000)}
+    return True in zones
+
+
+def _to_naive_utc(values: pd.Series) -> tuple[pd.Series, int]:
+    if getattr(values.dt, "tz", None) is not None:
+        converted = int(values.notna().sum())
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return values.astype("datetime64[us]"), converted
+    return values.astype("datetime64[us]"), 0
+
+
+def _parse_amounts(values: pd.Series, source: str, column: str, file_rows: bool) -> pd.Series:
+    """Parse amounts as float64; non-numeric, missing or infinite values are errors."""
+    if pd.api.types.is_bool_dtype(values):
+        raise DataValidationError(
+            f"column {column!r} in {source} holds booleans (true/false), not amounts. "
+            "Suggestion: check --amount-col."
+        )
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype("float64")
+        bad = values[numbers.isna()]
+    else:
+        numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+        numbers = numbers.astype("float64")
+        bad = values[numbers.isna()]
+    if len(bad):
+        missing = bad.isna().all()
+        what = "missing amounts" if missing else "amounts that are not numbers"
+        raise DataValidationError(
+            f"column {column!r} in {source} has {len(bad):,} {what}: "
+            f"{format_bad_rows(bad, file_rows=file_rows)}. Suggestion: amounts must be plain "
+            "numbers such as 12.5 or -3 (refunds); remove currency signs and thousands "
+            "separators, and fill or drop empty cells."
+        )
+    infinite = values[~np.isfinite(numbers.to_numpy())]
+    if len(infinite):
+        raise DataValidationError(
+            f"column {column!r} in {source} has infinite amounts: "
+            f"{format_bad_rows(infinite, file_rows=file_rows)}. Suggestion: fix these rows."
+        )
+    return numbers
+
+
+def _duplicated(frame: pd.DataFrame) -> pd.Series:
+    """Rows repeating an earlier row exactly (hash-based: fast on millions of rows)."""
+    hashes = pd.util.hash_pandas_object(frame, index=False)
+    return pd.Series(hashes.duplicated().to_numpy(), index=frame.index)
+
+
+def day_numbers(timestamps: pd.Series) -> np.ndarray:
+    """Calendar day of each timestamp as days since 1970-01-01 (int32)."""
+    return timestamps.to_numpy().astype("datetime64[D]").astype(np.int32)

@@ -1,0 +1,154 @@
+"""Input checks shared by the library, the CLI and the API.
+
+One helper per kind of check. Messages say what is wrong, where (source, column,
+first offending rows) and end with ``Suggestion: ...`` saying what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens.exceptions import ChurnlensError, DataValidationError, MissingColumnError
+
+# How many offending rows an error message shows.
+MAX_ROWS_SHOWN = 5
+
+# Common alternative names, used only to suggest a mapping flag in error messages.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "customer_id": ("customer", "customerid", "cust_id", "client_id", "user_id", "userid",
+                    "account_id", "buyer_id", "member_id", "id"),
+    "timestamp": ("date", "datetime", "time", "order_date", "purchase_date", "created_at",
+                  "invoice_date", "invoicedate", "transaction_date", "ts"),
+    "amount": ("price", "revenue", "value", "total", "sales", "spend", "order_value",
+               "amount_usd", "monetary", "dollar_value"),
+}
+_FLAGS = {"customer_id": "--customer-col", "timestamp": "--time-col", "amount": "--amount-col"}
+_KWARGS = {"customer_id": "customer_col", "timestamp": "time_col", "amount": "amount_col"}
+
+
+def _where(source: str | None) -> str:
+    return f" in {source}" if source else ""
+
+
+def row_label(index: Any, *, file_rows: bool) -> str:
+    """Name a row for a message: data row number, plus the file line for files."""
+    if file_rows:
+        return f"row {int(index) + 1} (line {int(index) + 2})"
+    return f"row {index!r}"
+
+
+def format_bad_rows(values: pd.Series, *, file_rows: bool, limit: int = MAX_ROWS_SHOWN) -> str:
+    """Render the first offending rows of a column as ``row N: 'value'`` items."""
+    shown = [f"{row_label(i, file_rows=file_rows)}: {v!r}" for i, v in values.head(limit).items()]
+    more = len(values) - len(shown)
+    text = "; ".join(shown)
+    return text + (f"; and {more} more" if more > 0 else "")
+
+
+def require_columns(
+    columns: Sequence[str],
+    required: dict[str, str],
+    *,
+    source: str | None = None,
+) -> None:
+    """Check that every required column is present.
+
+    Parameters
+    ----------
+    columns
+        Column names found in the input.
+    required
+        Mapping of standard role (``customer_id``, ``timestamp``, ``amount``...) to the
+        column name the user asked for.
+    source
+        Where the columns come from (a file path), for the message.
+
+    Raises
+    ------
+    MissingColumnError
+        Naming the missing columns, the columns found and a mapping suggestion.
+    """
+    found = [str(c) for c in columns]
+    missing = {role: name for role, name in required.items() if name not in found}
+    if not missing:
+        return
+    lower = {c.lower().strip(): c for c in found}
+    hints = []
+    for role, name in missing.items():
+        candidates = [lower[a] for a in (name.lower(), *_ALIASES.get(role, ())) if a in lower]
+        if candidates and role in _FLAGS:
+            hints.append(
+                f"map it with {_FLAGS[role]} {candidates[0]} (CLI) or "
+                f"{_KWARGS[role]}={candidates[0]!r} (Python)"
+            )
+    names = ", ".join(repr(n) for n in missing.values())
+    hint = "; ".join(hints) if hints else (
+        "name the columns with --customer-col, --time-col and --amount-col (CLI) or "
+        "customer_col=, time_col=, amount_col= (Python)"
+    )
+    raise MissingColumnError(
+        f"missing required column{'s' if len(missing) > 1 else ''} {names}{_where(source)}; "
+        f"columns found: {found}. Suggestion: {hint}."
+    )
+
+
+def parse_date(value: str | dt.date | dt.datetime | pd.Timestamp, *, name: str) -> pd.Timestamp:
+    """Parse a calendar date given by a user (``--as-of``, ``start``...).
+
+    Returns a timezone-naive midnight :class:`pandas.Timestamp`. A datetime keeps only
+    its date (after conversion to UTC when it has an offset).
+
+    Examples
+    --------
+    >>> parse_date("2024-03-31", name="as_of")
+    Timestamp('2024-03-31 00:00:00')
+    """
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date) and not isinstance(value, str):
+        ts = pd.Timestamp(value)
+    else:
+        text = str(value).strip()
+        try:
+            ts = pd.Timestamp(text)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ChurnlensError(
+                f"{name}: cannot read {value!r} as a date. Suggestion: use ISO format "
+                "YYYY-MM-DD, for example 2024-03-31."
+            ) from exc
+        if ts is pd.NaT:
+            raise ChurnlensError(f"{name}: a date is required, got {value!r}. "
+                                 "Suggestion: use ISO format YYYY-MM-DD.")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize().as_unit("ns")
+
+
+def require_positive_int(value: int, *, name: str, minimum: int = 1) -> int:
+    """Check an integer option such as ``horizon_days``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ChurnlensError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def require_choice(value: str, *, name: str, allowed: Iterable[str]) -> str:
+    """Check that an option takes one of the allowed values, listing them if not."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ChurnlensError(f"{name} must be one of {allowed}, got {value!r}.")
+    return value
+
+
+def require_no_missing(series: pd.Series, *, column: str, source: str | None,
+                       file_rows: bool, what: str) -> None:
+    """Raise if a column has missing values, showing the first rows."""
+    bad = series[series.isna()]
+    if len(bad):
+        raise DataValidationError(
+            f"column {column!r}{_where(source)} has {len(bad)} missing {what}: "
+            f"{format_bad_rows(bad, file_rows=file_rows)}. "
+            f"Suggestion: fill or remove these rows."
+        )
