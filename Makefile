@@ -29,9 +29,7 @@ test-fast: $(STAMP)
 
 ## make demo: the main job end to end on embedded defaults (synthetic data, DuckDB, sqlite MLflow)
 demo: $(STAMP)
-	mkdir -p $(DEMO_DIR)
-	$(BIN)/churnlens generate --customers 20000 --seed 42 --out $(DEMO_DIR)/transactions.parquet
-	$(BIN)/churnlens validate --transactions $(DEMO_DIR)/transactions.parquet
+	$(BIN)/churnlens demo --out $(DEMO_DIR) --customers 20000 --seed 42
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,10 +56,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        # (or the mode of the file it replaces), so other users and jobs can read it.
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _mode_for(target: Path) -> int:
+    """Permission bits for a new output: the replaced file's, else 0666 minus umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)  # reading the umask means setting it; put it back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_table(
@@ -108,3 +122,36 @@ def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(b"churnlens")
     return json.loads(raw) if raw else {}
+
+
+# Cells a spreadsheet would run as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that start like a formula with ``'`` so spreadsheets show them as text.
+
+    Only text columns change; numbers stay numbers.
+
+    Examples
+    --------
+    >>> neutralize_formulas(pd.DataFrame({"id": ['=HYPERLINK("x")', "A1"]}))["id"].tolist()
+    ['\\'=HYPERLINK("x")', 'A1']
+    """
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_string_dtype(values) or values.dtype == object:
+            text = values.astype("string")
+            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+            if risky.any():
+                out[column] = values.astype(object).where(~risky, "'" + text.astype(object))
+    return out
+
+
+def write_safe_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a CSV for spreadsheets (formulas neutralized) atomically."""
+    out = check_output_path(path, suffixes=(".csv",))
+    with atomic_path(out) as tmp:
+        neutralize_formulas(frame).to_csv(tmp, index=False)
+    return out

@@ -77,3 +77,53 @@ def validate(
         table.add_row(label, value)
     stdout().print(table)
     stdout().print("valid: the file meets the transaction contract.", highlight=False)
+
+
+@app.command()
+@handle_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every output.")
+                   ] = Path("demo-output"),
+    customers: Annotated[int, typer.Option("--customers", "-n", help="Synthetic customers.")
+                         ] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    tracking_uri: Annotated[str, typer.Option("--tracking-uri", help="MLflow tracking URI.")
+                            ] = "sqlite:///mlflow.db",
+) -> None:
+    """Run the main job end to end on synthetic data: train, backtest, register, score."""
+    from churnlens._config import load_config
+    from churnlens._demo import headline, run_demo
+    from churnlens.cli._train import _metrics_table, _Steps
+
+    settings = load_config(overrides={"mlflow.tracking_uri": tracking_uri})
+    with _Steps() as steps:
+        outputs = run_demo(out, customers=customers, seed=seed, settings=settings,
+                           progress=steps)
+    numbers = headline(outputs)
+    console = stdout()
+    keys = ("auc", "brier", "lift_top_decile", "predicted_retention", "actual_retention",
+            "predicted_crr", "actual_crr")
+    for run in numbers["backtest"]:
+        console.print(_metrics_table(
+            f"backtest: trained at {run['as_of']}, evaluated on the next "
+            f"{run['horizon_days']} days", run["models"], keys))
+    reg = numbers["registration"]
+    console.print(f"model: churnlens version {reg['model_version']} -> @{reg['alias']} "
+                  f"({reg['promotion_reason']}); run {reg['run_id']}", highlight=False)
+    p, a = numbers["predicted"], numbers["last_actual"]
+    console.print(
+        f"scored {numbers['customers_scored']:,} customers: {numbers['high_risk']:,} high risk, "
+        f"value at risk {numbers['value_at_risk_total']:,.2f}.\n"
+        f"next {outputs.document['horizon_days']} days: predicted cohort retention "
+        f"{p['cohort_retention']:.1f}% "
+        f"({p['cohort_retention_low']:.1f}..{p['cohort_retention_high']:.1f}), "
+        f"predicted CRR {p['crr']:.1f}% (last actual: cohort retention "
+        f"{a['cohort_retention']:.1f}%, CRR {a['crr']:.1f}%).\n"
+        f"at-risk list: {numbers['at_risk_rows']} customers worth {numbers['at_risk_value']:,.2f}",
+        highlight=False)
+    for name in ("transactions", "scores", "at_risk", "report", "summary"):
+        console.print(f"  {name:<13}{getattr(outputs, name)}", highlight=False)
+    console.print(
+        "next: open the MLflow UI with  .venv/bin/mlflow ui --backend-store-uri "
+        f"{tracking_uri}\n      start the API with  .venv/bin/churnlens serve --transactions "
+        f"{outputs.transactions}  (docs at http://127.0.0.1:8000/docs)", highlight=False)

@@ -1,0 +1,188 @@
+"""The trained-model artifact and its bundle format (joblib + JSON model card).
+
+One format everywhere: the MLflow pyfunc carries a bundle as an artifact, and
+``churnlens export`` writes the same bundle to ``models/`` for places without MLflow.
+Loading a pickle runs code, so a bundle whose SHA-256 digest does not match its card
+is refused before it is unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens._io import atomic_path, write_json
+from churnlens._version import __version__
+from churnlens.exceptions import DataValidationError, ModelError
+
+__all__ = ["BUNDLE_CARD", "BUNDLE_MODEL", "ModelArtifact", "load_bundle", "save_bundle"]
+
+BUNDLE_MODEL = "churnlens-model.joblib"
+BUNDLE_CARD = "churnlens-model.json"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class ModelArtifact:
+    """A trained churnlens model with everything needed to use and judge it.
+
+    Attributes
+    ----------
+    model
+        The fitted :class:`~churnlens.ChurnModel`.
+    horizon_days, as_of
+        The churn horizon and the training as-of date.
+    windows_days
+        Feature windows the model was trained with (scoring recomputes features with
+        the same windows).
+    metrics
+        Held-out validation metrics of the model and its baselines.
+    backtest
+        The training run's backtest document (``BacktestResult.to_dict()``), if any.
+    settings
+        The full configuration used, as a dictionary.
+    name, version, alias, run_id
+        Registry coordinates when loaded from MLflow (not stored in the bundle).
+    """
+
+    model: Any
+    horizon_days: int
+    as_of: dt.date
+    windows_days: tuple[int, ...]
+    metrics: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    backtest: dict[str, Any] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    churnlens_version: str = __version__
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Input features the model needs (computed by ``compute_features``)."""
+        return list(self.model.base_feature_names_)
+
+    def churn_risk(self, features: pd.DataFrame) -> np.ndarray:
+        """Churn risk for each row of a features frame."""
+        missing = [c for c in self.feature_names if c not in features.columns]
+        if missing:
+            raise ModelError(
+                f"the model needs features {missing[:8]} that the input lacks. Suggestion: "
+                f"compute features with windows {list(self.windows_days)} (the model's)."
+            )
+        return np.asarray(self.model.predict_proba(features)[:, 1], dtype=np.float64)
+
+    def card(self) -> dict[str, Any]:
+        """JSON model card: what the model is, how it was trained and how good it is."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "churnlens_version": self.churnlens_version,
+            "model_class": type(self.model).__name__,
+            "horizon_days": self.horizon_days,
+            "as_of": str(self.as_of),
+            "windows_days": list(self.windows_days),
+            "features": self.feature_names,
+            "metrics": _json_safe(self.metrics),
+            "backtest": _json_safe(self.backtest),
+            "settings": _json_safe(self.settings),
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "run_id": self.run_id,
+        }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_bundle(artifact: ModelArtifact, directory: str | os.PathLike[str]) -> Path:
+    """Write ``churnlens-model.joblib`` and its card ``churnlens-model.json``.
+
+    Returns the card's path. Both files are written atomically; the card, which holds
+    the model file's SHA-256, is written last.
+    """
+    import joblib
+
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / BUNDLE_MODEL
+    with atomic_path(target) as tmp:
+        joblib.dump(artifact, tmp, compress=3)
+    card = artifact.card()
+    card["sha256"] = _sha256(target)
+    card["model_file"] = BUNDLE_MODEL
+    card["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return write_json(card, folder / BUNDLE_CARD)
+
+
+def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
+    """Load a bundle (its folder or its JSON card), refusing a mismatched digest."""
+    import joblib
+
+    given = Path(path)
+    card_path = given / BUNDLE_CARD if given.is_dir() else given
+    if not card_path.is_file():
+        raise ModelError(
+            f"{given}: no churnlens model bundle here (expected {BUNDLE_CARD}). "
+            "Suggestion: export one with churnlens export --model models:/churnlens@champion "
+            "--to models/."
+        )
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{card_path}: the model card is not valid JSON ({exc}).") from exc
+    model_file = card_path.parent / str(card.get("model_file", BUNDLE_MODEL))
+    if not model_file.is_file():
+        raise ModelError(f"{model_file}: the model file named by the card is missing.")
+    expected = card.get("sha256")
+    actual = _sha256(model_file)
+    if not expected or actual != expected:
+        raise ModelError(
+            f"{model_file}: SHA-256 {actual} does not match the card ({expected}); the file "
+            "was changed or corrupted and is refused (loading a pickle runs code). "
+            "Suggestion: export the bundle again from the registry."
+        )
+    try:
+        artifact = joblib.load(model_file)
+    except Exception as exc:  # unpickling can fail in many ways; all mean "unusable"
+        raise ModelError(f"{model_file}: cannot be loaded ({type(exc).__name__}: {exc}).") from exc
+    if not isinstance(artifact, ModelArtifact):
+        raise ModelError(f"{model_file}: does not hold a churnlens model.")
+    return artifact
+
+
+def check_compatible(artifact: ModelArtifact, *, horizon_days: int | None = None) -> None:
+    """Refuse a model trained for another horizon than the one asked for."""
+    if horizon_days is not None and int(horizon_days) != artifact.horizon_days:
+        raise DataValidationError(
+            f"the model predicts churn over {artifact.horizon_days} days, not {horizon_days}. "
+            "Suggestion: train a model for that horizon, or drop the horizon option."
+        )

@@ -1,0 +1,210 @@
+"""One typed settings object for every stage, read from YAML and CLI overrides.
+
+Nothing here touches MLflow, the file system or logging at import time: entry points
+call :func:`load_config` and pass the result down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from churnlens.exceptions import ConfigError
+
+__all__ = [
+    "DataSettings",
+    "FeatureSettings",
+    "MlflowSettings",
+    "ModelSettings",
+    "ScoringSettings",
+    "Settings",
+    "SnapshotSettings",
+    "load_config",
+]
+
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataSettings(_Strict):
+    """Column names of the transactions and how to read their timestamps."""
+
+    customer_col: str = "customer_id"
+    time_col: str = "timestamp"
+    amount_col: str = "amount"
+    time_format: str | None = None
+
+
+class FeatureSettings(_Strict):
+    """Windows (days) for the windowed counts and spend."""
+
+    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_sorted(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(w <= 0 for w in value):
+            raise ValueError("windows_days must be a non-empty list of positive day counts")
+        return tuple(sorted(set(value)))
+
+
+class SnapshotSettings(_Strict):
+    """Training cutoffs: ``count`` cutoffs, ``every`` apart, the latest at as-of - horizon."""
+
+    every: str = "month"
+    count: int = Field(default=12, ge=2, le=120)
+    validation_count: int = Field(default=1, ge=1, le=12)
+
+    @field_validator("every")
+    @classmethod
+    def _frequency(cls, value: str) -> str:
+        if value in ("week", "month", "quarter") or re.fullmatch(r"[1-9]\d*d", value):
+            return value
+        raise ValueError("every must be one of week, month, quarter or '<N>d' (e.g. 28d)")
+
+    @model_validator(mode="after")
+    def _enough_for_training(self) -> SnapshotSettings:
+        if self.validation_count >= self.count:
+            raise ValueError("validation_count must be smaller than count")
+        return self
+
+
+class ModelSettings(_Strict):
+    """LightGBM, calibration and drift handling."""
+
+    n_estimators: int = Field(default=600, ge=1, le=20_000)
+    learning_rate: float = Field(default=0.03, gt=0, le=1)
+    num_leaves: int = Field(default=15, ge=2, le=4096)
+    min_child_samples: int = Field(default=100, ge=1)
+    subsample: float = Field(default=0.8, gt=0, le=1)
+    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    reg_lambda: float = Field(default=1.0, ge=0)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
+    use_bgnbd_features: bool = True
+    recency_half_life_snapshots: float | None = Field(default=6.0, gt=0)
+    random_state: int = 0
+    n_jobs: int = Field(default=2, ge=1)
+
+
+class MlflowSettings(_Strict):
+    """Where runs and models go."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "churnlens"
+    registered_model: str = "churnlens"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    promotion_metric: Literal["auc", "pr_auc", "brier", "log_loss"] = "auc"
+    enabled: bool = True
+
+
+class ScoringSettings(_Strict):
+    """Risk bands: ``high`` if risk >= high, ``medium`` if >= medium, else ``low``."""
+
+    high_risk: float = Field(default=0.7, gt=0, lt=1)
+    medium_risk: float = Field(default=0.4, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoringSettings:
+        if self.medium_risk >= self.high_risk:
+            raise ValueError("medium_risk must be below high_risk")
+        return self
+
+
+class Settings(_Strict):
+    """Every setting of churnlens, validated. See ``configs/default.yaml``."""
+
+    horizon_days: int = Field(default=91, ge=1, le=3660)
+    backtest_steps: int = Field(default=1, ge=0, le=12)
+    data: DataSettings = DataSettings()
+    features: FeatureSettings = FeatureSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
+    model: ModelSettings = ModelSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    scoring: ScoringSettings = ScoringSettings()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Settings:
+        """A copy with dotted-key overrides applied (``{"model.learning_rate": 0.1}``)."""
+        return _validate(_merge(self.model_dump(), _nest(overrides)), source="overrides")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Read settings from a YAML file (default: the packaged defaults) plus overrides.
+
+    Parameters
+    ----------
+    path
+        A YAML file; keys not given keep their defaults. Unknown keys are errors.
+    overrides
+        Dotted keys, for example ``{"horizon_days": 30, "mlflow.enabled": False}``;
+        ``None`` values are ignored (an option the user did not give).
+
+    Examples
+    --------
+    >>> load_config(overrides={"horizon_days": 30}).horizon_days
+    30
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: no such config file. Suggestion: check the path.")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML ({exc}).") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of settings.")
+        data = loaded or {}
+    merged = _merge(data, _nest({k: v for k, v in (overrides or {}).items() if v is not None}))
+    return _validate(merged, source=source)
+
+
+def _validate(data: dict[str, Any], *, source: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown key {where!r}")
+            else:
+                problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(
+            f"invalid configuration in {source}: " + "; ".join(problems)
+            + ". Suggestion: compare with configs/default.yaml, which lists every key."
+        ) from None
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

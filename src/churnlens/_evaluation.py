@@ -1,0 +1,196 @@
+"""Model quality: classification metrics and predicted vs actual retention.
+
+The pairing of predicted risk with retention follows ``retention.md``: with the
+activity window ``W`` equal to the horizon ``H``, a customer active at ``t0`` is still
+active at ``t0 + H`` exactly when they buy in ``(t0, t0 + H]``, i.e. when they did not
+churn. So the model's churn risks ``p_i`` scored at ``t0`` predict the period's rates:
+
+- predicted ``cohort_retention`` = mean over the active base ``S`` of ``(1 - p_i)``;
+- predicted ``crr`` = sum over everyone acquired by ``t0`` of ``(1 - p_i)``, over ``|S|``;
+- 95% intervals from the Poisson-binomial variance ``sum p_i (1 - p_i)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens.exceptions import DataValidationError
+
+__all__ = [
+    "PredictedRetention",
+    "calibration_table",
+    "classification_metrics",
+    "lift_table",
+    "predict_retention",
+]
+
+_Z95 = 1.959963984540054
+
+
+def _arrays(churned: Any, risk: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(churned, dtype=np.float64)
+    p = np.asarray(risk, dtype=np.float64)
+    if y.shape != p.shape:
+        raise DataValidationError(f"{y.size} labels but {p.size} risks.")
+    if y.size == 0:
+        raise DataValidationError("no customers to evaluate.")
+    if np.isnan(y).any() or np.isnan(p).any():
+        raise DataValidationError("labels and risks must not be missing.")
+    return y, p
+
+
+def classification_metrics(churned: Any, risk: Any) -> dict[str, float]:
+    """Quality of churn risks against what happened.
+
+    Returns ``auc`` (ROC AUC), ``pr_auc`` (average precision for churned = 1),
+    ``brier``, ``log_loss``, ``lift_top_decile`` (churn rate among the 10% highest
+    risks over the overall churn rate), ``predicted_retention`` and
+    ``actual_retention`` (percent of customers predicted / seen to buy again in the
+    horizon) and ``customers``. A metric undefined for the data (AUC with one class)
+    is NaN.
+
+    Examples
+    --------
+    >>> m = classification_metrics([1, 0, 1, 0], [0.9, 0.2, 0.6, 0.4])
+    >>> m["auc"], round(m["brier"], 4), m["actual_retention"]
+    (1.0, 0.0925, 50.0)
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y, p = _arrays(churned, risk)
+    two_classes = len(np.unique(y)) == 2
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    return {
+        "auc": float(roc_auc_score(y, p)) if two_classes else math.nan,
+        "pr_auc": float(average_precision_score(y, p)) if two_classes else math.nan,
+        "brier": float(np.mean((p - y) ** 2)),
+        "log_loss": float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))),
+        "lift_top_decile": _top_lift(y, p, 0.1),
+        "predicted_retention": float((1 - p.mean()) * 100),
+        "actual_retention": float((1 - y.mean()) * 100),
+        "customers": float(y.size),
+    }
+
+
+def _top_lift(y: np.ndarray, p: np.ndarray, share: float) -> float:
+    if y.mean() == 0:
+        return math.nan
+    k = max(1, round(share * y.size))
+    # Stable order on ties: a model that gives everyone the same risk gets lift 1 on
+    # average, not whatever the input order happens to favour.
+    top = np.argsort(-p, kind="stable")[:k]
+    return float(y[top].mean() / y.mean())
+
+
+def lift_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
+    """Churn rate, lift and cumulative gain by risk decile (decile 1 = highest risk)."""
+    y, p = _arrays(churned, risk)
+    order = np.argsort(-p, kind="stable")
+    groups = np.array_split(order, bins)
+    rows = []
+    captured = 0.0
+    total = y.sum()
+    for i, idx in enumerate(groups, start=1):
+        captured += y[idx].sum()
+        rows.append({
+            "decile": i,
+            "customers": len(idx),
+            "mean_risk": float(p[idx].mean()) if len(idx) else math.nan,
+            "churn_rate": float(y[idx].mean()) if len(idx) else math.nan,
+            "lift": float(y[idx].mean() / y.mean()) if len(idx) and y.mean() else math.nan,
+            "cumulative_gain": float(captured / total) if total else math.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def calibration_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted risk vs observed churn rate in equal-count bins of risk."""
+    y, p = _arrays(churned, risk)
+    order = np.argsort(p, kind="stable")
+    rows = [
+        {"bin": i, "customers": len(idx), "mean_risk": float(p[idx].mean()),
+         "churn_rate": float(y[idx].mean())}
+        for i, idx in enumerate(np.array_split(order, bins), start=1) if len(idx)
+    ]
+    return pd.DataFrame(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictedRetention:
+    """Retention rates a model predicts for the coming period (percent).
+
+    ``S`` is the active base at the start (last purchase within the window),
+    ``acquired`` everyone acquired by the start.
+    """
+
+    window_days: int
+    S: int
+    acquired: int
+    cohort_retention: float
+    cohort_retention_low: float
+    cohort_retention_high: float
+    crr: float
+    crr_low: float
+    crr_high: float
+    expected_lost: float
+    expected_retained: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN as None)."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def predict_retention(
+    recency_days: Any, risk: Any, *, window_days: int
+) -> PredictedRetention:
+    """Predicted ``cohort_retention`` and ``crr`` for the period after the as-of date.
+
+    Parameters
+    ----------
+    recency_days
+        Days since each customer's last purchase occasion at the as-of date, for
+        everyone acquired by then.
+    risk
+        Their churn risk for a horizon equal to ``window_days``.
+    window_days
+        Activity window ``W`` (= the horizon): a customer is active at the as-of date
+        when ``recency_days < W``.
+
+    Examples
+    --------
+    >>> r = predict_retention([10, 100, 5], [0.2, 0.9, 0.5], window_days=91)
+    >>> r.S, round(r.cohort_retention, 2), round(r.crr, 2)
+    (2, 65.0, 70.0)
+    """
+    recency = np.asarray(recency_days, dtype=np.float64)
+    p = np.clip(np.asarray(risk, dtype=np.float64), 0.0, 1.0)
+    if recency.shape != p.shape:
+        raise DataValidationError(f"{recency.size} recencies but {p.size} risks.")
+    active = recency < window_days
+    s = int(active.sum())
+    stay_active = float((1 - p[active]).sum())
+    stay_all = float((1 - p).sum())
+    var_active = float((p[active] * (1 - p[active])).sum())
+    var_all = float((p * (1 - p)).sum())
+
+    def rate(count: float, var: float) -> tuple[float, float, float]:
+        if s == 0:
+            return math.nan, math.nan, math.nan
+        half = _Z95 * math.sqrt(var)
+        return (count / s * 100, max(count - half, 0.0) / s * 100, (count + half) / s * 100)
+
+    cohort, cohort_low, cohort_high = rate(stay_active, var_active)
+    crr, crr_low, crr_high = rate(stay_all, var_all)
+    return PredictedRetention(
+        window_days=int(window_days), S=s, acquired=int(p.size),
+        cohort_retention=cohort, cohort_retention_low=cohort_low,
+        cohort_retention_high=min(cohort_high, 100.0) if s else cohort_high,
+        crr=crr, crr_low=crr_low, crr_high=crr_high,
+        expected_lost=float(p[active].sum()), expected_retained=float(stay_active),
+    )

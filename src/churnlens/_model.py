@@ -1,0 +1,462 @@
+"""Churn models: churnlens' LightGBM model and the baselines it is measured against.
+
+All follow scikit-learn conventions: ``__init__`` stores its arguments, ``fit``
+validates and returns ``self``, learned state ends in ``_``, ``predict_proba``
+returns ``[P(retained), P(churned)]`` and checks that the model is fitted.
+The churn risk of a customer is ``predict_proba(X)[:, 1]``: the probability of no
+purchase occasion in the ``horizon_days`` after the as-of date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from churnlens.exceptions import DataValidationError, NotFittedError
+
+__all__ = [
+    "NON_FEATURE_COLUMNS",
+    "ChurnModel",
+    "LogisticBaseline",
+    "RecencyBaseline",
+    "default_feature_names",
+]
+
+# Features added by the model itself from its BG/NBD component.
+BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_p_purchase")
+# Columns of a features/snapshot frame that are identifiers or targets, not features.
+NON_FEATURE_COLUMNS = frozenset({"customer_id", "as_of", "cutoff", "churned", "segment"})
+_EPS = 1e-6
+
+
+def default_feature_names(frame: pd.DataFrame) -> list[str]:
+    """Every numeric column of a features frame that is not an id, date or label."""
+    return [
+        c for c in frame.columns
+        if c not in NON_FEATURE_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_bool_dtype(frame[c])
+    ]
+
+
+def _check_fitted(model: BaseEstimator, attribute: str) -> None:
+    if not hasattr(model, attribute):
+        raise NotFittedError(
+            f"this {type(model).__name__} is not fitted yet. Suggestion: call fit() first, "
+            "or load a trained model."
+        )
+
+
+def _matrix(X: pd.DataFrame, names: Sequence[str], model: str) -> np.ndarray:
+    if not isinstance(X, pd.DataFrame):
+        raise DataValidationError(
+            f"{model} expects a pandas DataFrame of features, got {type(X).__name__}."
+        )
+    missing = [n for n in names if n not in X.columns]
+    if missing:
+        raise DataValidationError(
+            f"{model}: the features frame lacks {len(missing)} feature(s) the model was "
+            f"trained with: {missing[:10]}. Suggestion: compute features with the same "
+            "churnlens version and windows as at training."
+        )
+    return X.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _labels(y: Any) -> np.ndarray:
+    labels = pd.Series(y).to_numpy()
+    if pd.isna(labels).any():
+        raise DataValidationError(
+            "labels contain missing values (customers whose horizon is not yet observed). "
+            "Suggestion: drop rows with a missing 'churned' before fitting."
+        )
+    labels = labels.astype(np.int64)
+    if not np.isin(labels, (0, 1)).all():
+        raise DataValidationError("labels must be 0 (retained) or 1 (churned).")
+    if len(np.unique(labels)) < 2:
+        raise DataValidationError(
+            "labels have a single class; a churn model needs churned and retained customers. "
+            "Suggestion: use more cutoffs or a longer history."
+        )
+    return labels
+
+
+def _two_columns(risk: np.ndarray) -> np.ndarray:
+    risk = np.clip(risk, 0.0, 1.0)
+    return np.column_stack([1.0 - risk, risk])
+
+
+class ChurnModel(ClassifierMixin, BaseEstimator):
+    """LightGBM churn model with time-ordered validation and calibration.
+
+    ``fit`` takes stacked snapshots (one row per customer and cutoff). The latest
+    ``validation_cutoffs`` cutoffs are held out: LightGBM early-stops on them, and the
+    calibration map from raw score to probability is fitted on them. Because they are
+    the most recent complete periods, calibration also corrects the drift of the base
+    rate between old snapshots and today. Older snapshots weigh less
+    (``recency_half_life_snapshots``).
+
+    Parameters
+    ----------
+    horizon_days
+        The churn horizon the labels were built with.
+    feature_names
+        Features to use; ``None`` uses every numeric feature column.
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample,
+    colsample_bytree, reg_lambda, early_stopping_rounds
+        LightGBM settings.
+    calibration
+        ``"isotonic"``, ``"sigmoid"`` (Platt scaling of the log-odds) or ``"none"``.
+    validation_cutoffs
+        How many of the latest cutoffs are held out.
+    recency_half_life_snapshots
+        Weight of a snapshot halves every this many cutoffs back; ``None`` for equal
+        weights.
+    use_bgnbd_features
+        Add BG/NBD's probability of being alive and of buying in the horizon as two
+        features. In training, BG/NBD is fitted at each cutoff on that cutoff's
+        histories only (no leakage); for scoring, on the ``reference`` frame given to
+        ``fit`` (the customers at the as-of date), and those parameters are kept, so
+        a single customer can be scored later.
+    random_state, n_jobs
+        Seed and threads; the same seed gives identical predictions.
+    """
+
+    def __init__(
+        self,
+        horizon_days: int = 91,
+        feature_names: Sequence[str] | None = None,
+        n_estimators: int = 600,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 100,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int = 50,
+        calibration: str = "isotonic",
+        validation_cutoffs: int = 1,
+        recency_half_life_snapshots: float | None = 6.0,
+        use_bgnbd_features: bool = True,
+        random_state: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.horizon_days = horizon_days
+        self.feature_names = feature_names
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibration = calibration
+        self.validation_cutoffs = validation_cutoffs
+        self.recency_half_life_snapshots = recency_half_life_snapshots
+        self.use_bgnbd_features = use_bgnbd_features
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _validate_params(self) -> None:
+        allowed = ("isotonic", "sigmoid", "none")
+        if self.calibration not in allowed:
+            raise DataValidationError(
+                f"calibration must be one of {list(allowed)}, got {self.calibration!r}."
+            )
+        if int(self.horizon_days) < 1:
+            raise DataValidationError(f"horizon_days must be >= 1, got {self.horizon_days!r}.")
+        if int(self.validation_cutoffs) < 1:
+            raise DataValidationError("validation_cutoffs must be >= 1.")
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        *,
+        cutoff: Any = None,
+        as_of: dt.date | None = None,
+        reference: pd.DataFrame | None = None,
+    ) -> ChurnModel:
+        """Fit on snapshots.
+
+        Parameters
+        ----------
+        X
+            Features, one row per (customer, cutoff).
+        y
+            ``churned`` labels (0/1, no missing values).
+        cutoff
+            The cutoff date of each row (a column name of ``X`` or an array). Rows of
+            the latest ``validation_cutoffs`` cutoffs are held out. ``None`` uses
+            ``X["cutoff"]``.
+        as_of
+            The training as-of date (default: latest cutoff + horizon).
+        reference
+            Features of the customers at the as-of date, on which the BG/NBD component
+            used for scoring is fitted (default: the latest cutoff's rows).
+        """
+        import lightgbm as lgb
+
+        self._validate_params()
+        labels = _labels(y)
+        if cutoff is None:
+            cutoff = "cutoff"
+        raw_cuts = X[cutoff] if isinstance(cutoff, str) else pd.Series(cutoff, index=X.index)
+        cuts = pd.Series(pd.to_datetime(raw_cuts).to_numpy(), index=X.index)
+        base = list(self.feature_names) if self.feature_names else default_feature_names(X)
+        base = [n for n in base if n not in BGNBD_FEATURES]
+        if not base:
+            raise DataValidationError("no numeric feature columns to fit on.")
+
+        distinct = np.sort(cuts.unique())
+        if len(distinct) <= self.validation_cutoffs:
+            raise DataValidationError(
+                f"{len(distinct)} cutoff(s) given, but {self.validation_cutoffs} are held out "
+                "for validation. Suggestion: use more snapshot cutoffs."
+            )
+        held_out = cuts.isin(distinct[-int(self.validation_cutoffs):]).to_numpy()
+        names = list(base)
+        if self.use_bgnbd_features:
+            X = self._augment_per_cutoff(X, cuts, distinct)
+            names += list(BGNBD_FEATURES)
+            latest = X.loc[(cuts == distinct[-1]).to_numpy()]
+            self.bgnbd_ = _fit_bgnbd(reference if reference is not None else latest,
+                                     int(self.horizon_days))
+        matrix = _matrix(X, names, type(self).__name__)
+        rank_back = len(distinct) - 1 - np.searchsorted(distinct, cuts.to_numpy())
+        if self.recency_half_life_snapshots:
+            weights = 0.5 ** (rank_back / float(self.recency_half_life_snapshots))
+        else:
+            weights = np.ones(len(X))
+
+        train, valid = ~held_out, held_out
+        if len(np.unique(labels[valid])) < 2 or len(np.unique(labels[train])) < 2:
+            raise DataValidationError(
+                "the training or the held-out cutoffs contain a single class. Suggestion: "
+                "use more customers or more cutoffs."
+            )
+        booster = lgb.LGBMClassifier(
+            objective="binary",
+            n_estimators=int(self.n_estimators),
+            learning_rate=float(self.learning_rate),
+            num_leaves=int(self.num_leaves),
+            min_child_samples=int(self.min_child_samples),
+            subsample=float(self.subsample),
+            subsample_freq=1 if self.subsample < 1 else 0,
+            colsample_bytree=float(self.colsample_bytree),
+            reg_lambda=float(self.reg_lambda),
+            random_state=int(self.random_state),
+            n_jobs=int(self.n_jobs),
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
+        )
+        booster.fit(
+            matrix[train], labels[train], sample_weight=weights[train],
+            eval_set=[(matrix[valid], labels[valid])],
+            callbacks=[lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)],
+        )
+        self.booster_ = booster
+        self.best_iteration_ = int(booster.best_iteration_ or booster.n_estimators)
+        raw_valid = booster.predict_proba(matrix[valid])[:, 1]
+        self.calibrator_ = _fit_calibrator(self.calibration, raw_valid, labels[valid])
+        self.feature_names_ = names
+        self.base_feature_names_ = base
+        self.validation_cutoffs_ = list(pd.unique(raw_cuts[held_out]))
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = len(names)
+        self.classes_ = np.array([0, 1])
+        self.horizon_days_ = int(self.horizon_days)
+        last_cutoff = pd.Timestamp(distinct[-1]).date()
+        self.as_of_ = as_of or last_cutoff + dt.timedelta(days=self.horizon_days_)
+        self.training_cutoffs_ = [pd.Timestamp(c).date() for c in distinct]
+        self.n_training_rows_ = int(train.sum())
+        self.n_validation_rows_ = int(valid.sum())
+        return self
+
+    def _augment_per_cutoff(
+        self, X: pd.DataFrame, cuts: pd.Series, distinct: np.ndarray
+    ) -> pd.DataFrame:
+        """Add BG/NBD features, fitting BG/NBD on each cutoff's own histories."""
+        X = X.copy()
+        for name in BGNBD_FEATURES:
+            X[name] = np.nan
+        failed = []
+        for value in distinct:
+            rows = (cuts == value).to_numpy()
+            try:
+                bgnbd = _fit_bgnbd(X.loc[rows], int(self.horizon_days))
+            except (ValueError, FloatingPointError):
+                # Too little history at an early cutoff to identify BG/NBD: leave the
+                # two features missing there (LightGBM handles missing values).
+                failed.append(pd.Timestamp(value).date())
+                continue
+            X.loc[rows, list(BGNBD_FEATURES)] = _bgnbd_columns(bgnbd, X.loc[rows])
+        self.bgnbd_failed_cutoffs_ = failed
+        return X
+
+    def _with_bgnbd(self, X: pd.DataFrame) -> pd.DataFrame:
+        if not self.use_bgnbd_features:
+            return X
+        X = X.copy()
+        X[list(BGNBD_FEATURES)] = _bgnbd_columns(self.bgnbd_, X)
+        return X
+
+    def model_inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The features the booster sees: ``X`` plus the BG/NBD features, if used."""
+        _check_fitted(self, "booster_")
+        return self._with_bgnbd(X)
+
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated LightGBM probability of churn."""
+        _check_fitted(self, "booster_")
+        matrix = _matrix(self._with_bgnbd(X), self.feature_names_, "ChurnModel")
+        return self.booster_.predict_proba(matrix)[:, 1]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """``[P(retained), P(churned)]`` for each row of ``X``."""
+        return _two_columns(self.calibrator_.transform(self.raw_score(X)))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 where the churn risk is at least 0.5."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-customer feature contributions to the raw log-odds (LightGBM SHAP values).
+
+        One column per feature plus ``bias``; each row sums to the raw log-odds of churn.
+        """
+        _check_fitted(self, "booster_")
+        matrix = _matrix(self._with_bgnbd(X), self.feature_names_, "ChurnModel")
+        values = self.booster_.predict_proba(matrix, pred_contrib=True)
+        return pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
+
+    @property
+    def feature_importances_(self) -> pd.Series:
+        """Total gain of each feature, largest first."""
+        _check_fitted(self, "booster_")
+        gain = self.booster_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
+
+
+def _fit_bgnbd(features: pd.DataFrame, horizon_days: int) -> Any:
+    from churnlens._bgnbd import BGNBDModel
+
+    return BGNBDModel(horizon_days=horizon_days).fit(features)
+
+
+def _bgnbd_columns(bgnbd: Any, features: pd.DataFrame) -> np.ndarray:
+    p_alive = np.asarray(bgnbd.p_alive(features), dtype=np.float64)
+    p_purchase = 1.0 - np.asarray(bgnbd.predict_churn_risk(features), dtype=np.float64)
+    return np.column_stack([p_alive, p_purchase])
+
+
+class _Calibrator:
+    """Monotone map from raw score to probability (isotonic, Platt, or identity)."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.model: Any = None
+
+    def fit(self, raw: np.ndarray, labels: np.ndarray) -> _Calibrator:
+        if self.method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
+
+            self.model = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip")
+            self.model.fit(raw, labels)
+        elif self.method == "sigmoid":
+            from sklearn.linear_model import LogisticRegression
+
+            self.model = LogisticRegression(C=1e6, max_iter=1000)
+            self.model.fit(_logit(raw).reshape(-1, 1), labels)
+        return self
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        if self.method == "isotonic":
+            return self.model.predict(raw)
+        if self.method == "sigmoid":
+            return self.model.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+        return raw
+
+
+def _fit_calibrator(method: str, raw: np.ndarray, labels: np.ndarray) -> _Calibrator:
+    return _Calibrator(method).fit(raw, labels)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class RecencyBaseline(ClassifierMixin, BaseEstimator):
+    """Churn risk from days since the last purchase alone (isotonic, non-decreasing).
+
+    The simplest serious baseline: the longer since the last purchase, the likelier
+    the customer has churned.
+    """
+
+    def __init__(self, feature: str = "recency_days") -> None:
+        self.feature = feature
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RecencyBaseline:
+        """Fit the risk curve on the training snapshots."""
+        from sklearn.isotonic import IsotonicRegression
+
+        labels = _labels(y)
+        values = _matrix(X, [self.feature], type(self).__name__)[:, 0]
+        self.curve_ = IsotonicRegression(
+            increasing=True, y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip"
+        ).fit(values, labels)
+        self.classes_ = np.array([0, 1])
+        self.feature_names_ = [self.feature]
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """``[P(retained), P(churned)]``."""
+        _check_fitted(self, "curve_")
+        values = _matrix(X, [self.feature], type(self).__name__)[:, 0]
+        return _two_columns(self.curve_.predict(values))
+
+
+class LogisticBaseline(ClassifierMixin, BaseEstimator):
+    """Logistic regression on the same features (signed log, median-imputed, scaled)."""
+
+    def __init__(self, feature_names: Sequence[str] | None = None, C: float = 1.0,
+                 random_state: int = 0) -> None:
+        self.feature_names = feature_names
+        self.C = C
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:
+        """Fit on the training snapshots."""
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+        labels = _labels(y)
+        names = list(self.feature_names) if self.feature_names else default_feature_names(X)
+        self.pipeline_ = make_pipeline(
+            FunctionTransformer(_signed_log1p),
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(C=self.C, max_iter=2000, random_state=self.random_state),
+        ).fit(_matrix(X, names, type(self).__name__), labels)
+        self.feature_names_ = names
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """``[P(retained), P(churned)]``."""
+        _check_fitted(self, "pipeline_")
+        matrix = _matrix(X, self.feature_names_, type(self).__name__)
+        return _two_columns(self.pipeline_.predict_proba(matrix)[:, 1])
+
+
+def _signed_log1p(values: np.ndarray) -> np.ndarray:
+    """Compress heavy tails (spend, counts) while keeping the sign (refunds)."""
+    return np.sign(values) * np.log1p(np.abs(values))

@@ -1,0 +1,204 @@
+"""Plots of model quality and the self-contained HTML training report.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot global
+state), so they are safe in servers, notebooks and tests alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens._evaluation import calibration_table, lift_table
+from churnlens._io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "plot_calibration",
+    "plot_feature_importance",
+    "plot_gains",
+    "plot_retention_pairs",
+    "plot_roc",
+    "write_html_report",
+]
+
+_COLORS = {"churnlens": "#1b6ca8", "bgnbd": "#d1495b", "logistic": "#66a182",
+           "recency": "#edae49"}
+
+
+def _figure(width: float = 6.4, height: float = 4.4) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _color(name: str) -> str:
+    return _COLORS.get(name, "#555555")
+
+
+def plot_roc(churned: Any, risks: Mapping[str, Any], *, title: str = "ROC") -> Figure:
+    """ROC curve of each model's churn risk (churned = positive class)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, risk in risks.items():
+        fpr, tpr, _ = roc_curve(churned, risk)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(churned, risk):.3f})",
+                color=_color(name), lw=2 if name == "churnlens" else 1.2)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_gains(churned: Any, risks: Mapping[str, Any], *, title: str = "Lift by decile"
+               ) -> Figure:
+    """Lift per risk decile (left) and cumulative gain (right) for each model."""
+    fig = _figure(9.6, 4.0)
+    lift_ax, gain_ax = fig.subplots(1, 2)
+    width = 0.8 / max(len(risks), 1)
+    for i, (name, risk) in enumerate(risks.items()):
+        table = lift_table(churned, risk)
+        lift_ax.bar(table["decile"] + (i - (len(risks) - 1) / 2) * width, table["lift"],
+                    width=width, label=name, color=_color(name))
+        gain_ax.plot(np.r_[0, table["decile"] * 10], np.r_[0, table["cumulative_gain"] * 100],
+                     marker="o", ms=3, label=name, color=_color(name))
+    lift_ax.axhline(1, color="grey", ls=":", lw=1)
+    lift_ax.set(xlabel="risk decile (1 = highest risk)", ylabel="lift (churn rate / average)",
+                title=title, xticks=range(1, 11))
+    gain_ax.plot([0, 100], [0, 100], color="grey", ls=":", lw=1)
+    gain_ax.set(xlabel="% of customers contacted (highest risk first)",
+                ylabel="% of churners reached", title="Cumulative gain")
+    lift_ax.legend(fontsize=8)
+    return fig
+
+
+def plot_calibration(churned: Any, risks: Mapping[str, Any], *, title: str = "Calibration"
+                     ) -> Figure:
+    """Mean predicted churn risk vs observed churn rate, in deciles of risk."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, risk in risks.items():
+        table = calibration_table(churned, risk)
+        ax.plot(table["mean_risk"], table["churn_rate"], marker="o", ms=4, label=name,
+                color=_color(name), lw=2 if name == "churnlens" else 1.2)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect")
+    ax.set(xlabel="mean predicted churn risk", ylabel="observed churn rate", title=title,
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_retention_pairs(table: pd.DataFrame, *, title: str = "Predicted vs actual retention"
+                         ) -> Figure:
+    """Predicted vs actual cohort retention and CRR per as-of date and model.
+
+    ``table`` is ``BacktestResult.table()``: one row per (as_of, model).
+    """
+    fig = _figure(9.6, 4.0)
+    axes = fig.subplots(1, 2)
+    for ax, rate, label in ((axes[0], "cohort_retention", "cohort retention %"),
+                            (axes[1], "crr", "CRR %")):
+        as_ofs = sorted(table["as_of"].unique())
+        models = list(dict.fromkeys(table["model"]))
+        width = 0.8 / (len(models) + 1)
+        x = np.arange(len(as_ofs))
+        actual = [table.loc[table["as_of"] == a, f"actual_{rate}"].iloc[0] for a in as_ofs]
+        ax.bar(x - 0.4 + width / 2, actual, width=width, color="#333333", label="actual")
+        for i, name in enumerate(models, start=1):
+            rows = [table.loc[(table["as_of"] == a) & (table["model"] == name)].iloc[0]
+                    for a in as_ofs]
+            value = np.array([r[f"predicted_{rate}"] for r in rows], dtype=float)
+            low = np.array([r[f"predicted_{rate}_low"] for r in rows], dtype=float)
+            high = np.array([r[f"predicted_{rate}_high"] for r in rows], dtype=float)
+            ax.bar(x - 0.4 + width / 2 + i * width, value, width=width, color=_color(name),
+                   label=name, yerr=[value - low, high - value], capsize=2)
+        ax.set_xticks(x, [str(a) for a in as_ofs])
+        ax.set(ylabel=label, title=f"{title}: {label}")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_feature_importance(importances: pd.Series, *, top: int = 20) -> Figure:
+    """Gain importance of the model's top features."""
+    shown = importances.head(top)[::-1]
+    fig = _figure(6.4, max(3.0, 0.28 * len(shown) + 1))
+    ax = fig.add_subplot()
+    share = shown.to_numpy() / max(float(importances.sum()), 1e-12) * 100
+    ax.barh(shown.index, share, color=_color("churnlens"))
+    ax.set(xlabel="share of total gain (%)", title="Feature importance (LightGBM gain)")
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """PNG bytes of a figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write a figure as PNG atomically."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(figure_png(fig))
+    return target
+
+
+def _table_html(frame: pd.DataFrame, digits: int = 3) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", border=0,
+                         classes="t", na_rep="")
+
+
+def write_html_report(
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    summary: Mapping[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    figures: Mapping[str, Figure],
+    notes: list[str] | None = None,
+) -> Path:
+    """A single self-contained HTML file (plots embedded as PNG), written atomically."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}",
+        "h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}",
+        "table.t{border-collapse:collapse;font-size:.85rem}table.t td,table.t th{padding:"
+        "3px 8px;border-bottom:1px solid #eee;text-align:right}table.t th{background:#f5f5f5}",
+        "dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}",
+        "img{max-width:100%;border:1px solid #eee;margin:.5rem 0}",
+        "</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by churnlens.</p>",
+        "<h2>Summary</h2><dl>",
+    ]
+    for key, value in summary.items():
+        parts.append(f"<dt>{html.escape(str(key))}</dt><dd>{html.escape(str(value))}</dd>")
+    parts.append("</dl>")
+    for note in notes or []:
+        parts.append(f"<p>{html.escape(note)}</p>")
+    for name, frame in tables.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{_table_html(frame)}")
+    for name, fig in figures.items():
+        encoded = base64.b64encode(figure_png(fig)).decode("ascii")
+        parts.append(f"<h2>{html.escape(name)}</h2>"
+                     f"<img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
+    return target

@@ -1,0 +1,269 @@
+"""MLflow: log training runs, register models, promote by measured metric, load back.
+
+Imported only by the functions that need MLflow (importing MLflow is slow), and it
+configures nothing at import: the tracking URI is set from settings by each call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from churnlens._artifact import ModelArtifact, load_bundle, save_bundle
+from churnlens._config import MlflowSettings
+from churnlens._evaluation import classification_metrics
+from churnlens.exceptions import ModelError
+
+__all__ = [
+    "ChurnlensPyfunc",
+    "Registration",
+    "load_model",
+    "log_training_run",
+]
+
+HIGHER_IS_BETTER = {"auc": True, "pr_auc": True, "brier": False, "log_loss": False}
+_RUNTIME_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "lightgbm",
+                          "joblib", "duckdb", "mlflow")
+
+
+class ChurnlensPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc: a features frame in, a ``churn_risk`` column out.
+
+    It works under ``mlflow.pyfunc.load_model`` and ``mlflow.pyfunc.spark_udf``.
+    """
+
+    def load_context(self, context: Any) -> None:
+        """Load the bundle (its digest is checked before unpickling)."""
+        self.artifact = load_bundle(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+                ) -> pd.DataFrame:
+        """Churn risk for each row."""
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(
+            model_input)
+        return pd.DataFrame({"churn_risk": self.artifact.churn_risk(frame)})
+
+
+def _pip_requirements() -> list[str]:
+    pins = []
+    for dist in _RUNTIME_DISTRIBUTIONS:
+        try:
+            pins.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pins.append(dist)
+    return pins
+
+
+def _configure(settings: MlflowSettings) -> mlflow.MlflowClient:
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=settings.tracking_uri,
+                               registry_uri=settings.tracking_uri)
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """Where a training run went and whether its model became the champion."""
+
+    run_id: str
+    model_uri: str
+    name: str
+    version: str
+    alias: str
+    promoted: bool
+    reason: str
+    metric: str
+    candidate_metric: float
+    champion_metric: float | None
+    previous_champion_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        out = dataclasses.asdict(self)
+        for key in ("candidate_metric", "champion_metric"):
+            if isinstance(out[key], float) and math.isnan(out[key]):
+                out[key] = None
+        return out
+
+
+def log_training_run(
+    artifact: ModelArtifact,
+    settings: MlflowSettings,
+    *,
+    evaluation: pd.DataFrame,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    files: dict[str, Path],
+    json_documents: dict[str, Any],
+    promote: bool = False,
+) -> Registration:
+    """Log one training run, register its model and set the champion/challenger alias.
+
+    Parameters
+    ----------
+    artifact
+        The trained model.
+    settings
+        MLflow settings (tracking URI, experiment, registered model, aliases, metric).
+    evaluation
+        Held-out features with a ``churned`` column: the evaluation data on which the
+        new model and the current champion are compared.
+    params, metrics
+        Flat parameters and metrics to log.
+    files
+        Artifacts to log: artifact sub-path -> local file (plots, report, tables).
+    json_documents
+        Artifacts to log as JSON: file name -> object.
+    promote
+        Make the new model the champion whatever its metric.
+    """
+    client = _configure(settings)
+    mlflow.set_experiment(settings.experiment)
+    labels = evaluation["churned"].astype(np.int64).to_numpy()
+    candidate = _metric(settings.promotion_metric, labels, artifact.churn_risk(evaluation))
+    example = evaluation.loc[:, artifact.feature_names].head(5).astype("float64")
+    example = example.reset_index(drop=True)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags({"churnlens_version": artifact.churnlens_version,
+                         "as_of": str(artifact.as_of), "horizon_days": artifact.horizon_days})
+        mlflow.log_params({k: _param(v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
+                            if v is not None and np.isfinite(v)})
+        for name, document in json_documents.items():
+            mlflow.log_dict(document, name)
+        for sub_path, path in files.items():
+            folder = str(Path(sub_path).parent) if Path(sub_path).parent != Path(".") else None
+            mlflow.log_artifact(str(path), artifact_path=folder)
+        bundle = Path(tmp) / "bundle"
+        save_bundle(artifact, bundle)
+        output = pd.DataFrame({"churn_risk": artifact.churn_risk(example)})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnlensPyfunc(),
+            artifacts={"bundle": str(bundle)},
+            code_paths=[str(Path(__file__).parent)],
+            signature=mlflow.models.infer_signature(example, output),
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+        )
+        run_id = run.info.run_id
+    version = mlflow.register_model(info.model_uri, settings.registered_model,
+                                    await_registration_for=60)
+    outcome = _promote(client, settings, str(version.version), candidate, evaluation, labels,
+                       force=promote)
+    client.set_model_version_tag(settings.registered_model, str(version.version),
+                                 "validation_" + settings.promotion_metric, f"{candidate:.6f}")
+    return Registration(
+        run_id=run_id, model_uri=info.model_uri, name=settings.registered_model,
+        version=str(version.version), metric=settings.promotion_metric,
+        candidate_metric=candidate, **outcome,
+    )
+
+
+def _param(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text[:6000]
+
+
+def _metric(name: str, labels: np.ndarray, risk: np.ndarray) -> float:
+    return float(classification_metrics(labels, risk)[name])
+
+
+def _promote(
+    client: mlflow.MlflowClient,
+    settings: MlflowSettings,
+    version: str,
+    candidate: float,
+    evaluation: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    force: bool,
+) -> dict[str, Any]:
+    name, champion_alias = settings.registered_model, settings.champion_alias
+    try:
+        current = client.get_model_version_by_alias(name, champion_alias)
+    except mlflow.exceptions.MlflowException:
+        current = None
+    champion_metric: float | None = None
+    if current is not None and str(current.version) != version:
+        try:
+            champion = load_model(f"models:/{name}@{champion_alias}", settings)
+            champion_metric = _metric(settings.promotion_metric, labels,
+                                      champion.churn_risk(evaluation))
+        except (ModelError, ValueError) as exc:
+            reason_unusable = f"the champion cannot be scored on this data ({exc})"
+        else:
+            reason_unusable = ""
+    if force:
+        promoted, reason = True, "forced with --promote"
+    elif current is None:
+        promoted, reason = True, "no champion yet"
+    elif champion_metric is None:
+        promoted, reason = False, (f"{reason_unusable}; kept as challenger. Suggestion: "
+                                   "compare by hand and use --promote")
+    else:
+        better = HIGHER_IS_BETTER[settings.promotion_metric]
+        promoted = candidate >= champion_metric if better else candidate <= champion_metric
+        relation = "at least" if promoted else "worse than"
+        reason = (f"validation {settings.promotion_metric} {candidate:.4f} is {relation} the "
+                  f"champion's {champion_metric:.4f} on the same evaluation data")
+    alias = champion_alias if promoted else settings.challenger_alias
+    client.set_registered_model_alias(name, alias, version)
+    if promoted:
+        try:  # a promoted model is no longer a challenger
+            if str(client.get_model_version_by_alias(name, settings.challenger_alias).version
+                   ) == version:
+                client.delete_registered_model_alias(name, settings.challenger_alias)
+        except mlflow.exceptions.MlflowException:
+            pass
+    return {"alias": alias, "promoted": promoted, "reason": reason,
+            "champion_metric": champion_metric,
+            "previous_champion_version": str(current.version) if current is not None else None}
+
+
+def load_model(uri_or_path: str | Path, settings: MlflowSettings | None = None) -> ModelArtifact:
+    """Load a churnlens model from the registry (``models:/name@alias``,
+    ``models:/name/version``, ``runs:/id/model``) or from an exported bundle folder.
+
+    The bundle's digest is checked before anything is unpickled.
+    """
+    text = str(uri_or_path)
+    if not text.startswith(("models:/", "runs:/")):
+        return load_bundle(text)
+    settings = settings or MlflowSettings()
+    client = _configure(settings)
+    name = version = alias = run_id = None
+    if text.startswith("models:/"):
+        ref = text[len("models:/"):]
+        try:
+            if "@" in ref:
+                name, alias = ref.split("@", 1)
+                found = client.get_model_version_by_alias(name, alias)
+            else:
+                name, _, number = ref.partition("/")
+                found = client.get_model_version(name, number)
+        except mlflow.exceptions.MlflowException as exc:
+            raise ModelError(
+                f"no model {text} in the registry at {settings.tracking_uri}. Suggestion: train "
+                "one with churnlens train (or point --tracking-uri at the right store)."
+            ) from exc
+        version, run_id = str(found.version), found.run_id
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp)
+            artifact = load_bundle(Path(local) / "artifacts" / "bundle")
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelError(f"cannot download {text} from {settings.tracking_uri}: {exc}") from exc
+    artifact.name, artifact.version, artifact.alias = name, version, alias
+    artifact.run_id = run_id or (text.split("/")[1] if text.startswith("runs:/") else None)
+    return artifact

@@ -1,0 +1,303 @@
+"""Training and backtesting: snapshots -> churnlens model + baselines -> metrics.
+
+The protocol (``design.md``, Backtest): for an as-of date ``A`` and horizon ``H``,
+training snapshots are taken at cutoffs ``c`` with ``c + H <= A`` (their labels are
+complete at ``A``), the models are scored at ``A`` from history ``<= A`` only, and the
+truth is each customer's purchases in ``(A, A + H]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens._config import Settings
+from churnlens._evaluation import classification_metrics, predict_retention
+from churnlens._model import ChurnModel, LogisticBaseline, RecencyBaseline
+from churnlens._validation import parse_date
+from churnlens.exceptions import DataValidationError
+
+__all__ = [
+    "BASELINES",
+    "BacktestResult",
+    "Evaluation",
+    "FittedModels",
+    "backtest",
+    "evaluate_models",
+    "fit_models",
+    "snapshot_cutoffs",
+]
+
+Progress = Callable[[str], None]
+BASELINES = ("recency", "logistic", "bgnbd")
+MODEL_NAMES = ("churnlens", *BASELINES)
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def snapshot_cutoffs(
+    as_of: dt.date | str,
+    horizon_days: int,
+    *,
+    every: str = "month",
+    count: int = 12,
+    first_day: dt.date | None = None,
+) -> list[dt.date]:
+    """Training cutoffs for an as-of date: the latest is ``as_of - horizon_days``.
+
+    Cutoffs step back by ``every`` (``week``, ``month``, ``quarter`` or ``<N>d``);
+    cutoffs before ``first_day`` (the first day of the data) are left out.
+
+    Examples
+    --------
+    >>> [str(c) for c in snapshot_cutoffs("1997-12-31", 91, every="month", count=3)]
+    ['1997-08-01', '1997-09-01', '1997-10-01']
+    """
+    latest = parse_date(as_of, name="as_of") - pd.Timedelta(days=int(horizon_days))
+    if every == "month":
+        steps = [latest - pd.DateOffset(months=k) for k in range(count)]
+    elif every == "quarter":
+        steps = [latest - pd.DateOffset(months=3 * k) for k in range(count)]
+    elif every == "week":
+        steps = [latest - pd.Timedelta(days=7 * k) for k in range(count)]
+    elif every.endswith("d") and every[:-1].isdigit() and int(every[:-1]) > 0:
+        steps = [latest - pd.Timedelta(days=int(every[:-1]) * k) for k in range(count)]
+    else:
+        raise DataValidationError(
+            f"every must be week, month, quarter or '<N>d', got {every!r}."
+        )
+    cutoffs = sorted({pd.Timestamp(s).date() for s in steps})
+    if first_day is not None:
+        cutoffs = [c for c in cutoffs if c > first_day]
+    return cutoffs
+
+
+@dataclasses.dataclass
+class FittedModels:
+    """The churnlens model and its baselines, fitted at one as-of date."""
+
+    as_of: dt.date
+    horizon_days: int
+    churnlens: ChurnModel
+    baselines: dict[str, Any]
+    cutoffs: list[dt.date]
+    snapshot_rows: int
+    validation: dict[str, dict[str, float]]
+    features: pd.DataFrame
+    validation_frame: pd.DataFrame
+
+    def models(self) -> dict[str, Any]:
+        """All models by name, churnlens first."""
+        return {"churnlens": self.churnlens, **self.baselines}
+
+
+def _history(transactions: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    return transactions.loc[transactions["timestamp"] < as_of + pd.Timedelta(days=1)]
+
+
+def fit_models(
+    transactions: pd.DataFrame,
+    as_of: dt.date | str,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+) -> FittedModels:
+    """Fit the churnlens model and every baseline at ``as_of``, from history ``<= as_of``.
+
+    Transactions after ``as_of`` are ignored, whatever is passed in.
+    """
+    from churnlens._bgnbd import BGNBDModel
+    from churnlens._features import build_snapshots, compute_features
+
+    say = progress or _noop
+    as_of_ts = parse_date(as_of, name="as_of")
+    horizon = settings.horizon_days
+    history = _history(transactions, as_of_ts)
+    if history.empty:
+        raise DataValidationError(f"no transactions on or before {as_of_ts.date()}.")
+    first_day = history["timestamp"].min().date()
+    cutoffs = snapshot_cutoffs(
+        as_of_ts, horizon, every=settings.snapshots.every, count=settings.snapshots.count,
+        first_day=first_day,
+    )
+    if len(cutoffs) <= settings.snapshots.validation_count:
+        latest = (as_of_ts - pd.Timedelta(days=horizon)).date()
+        raise DataValidationError(
+            f"only {len(cutoffs)} training cutoff(s) fit between the first day of the data "
+            f"({first_day}) and as-of - horizon ({latest}). "
+            "Suggestion: use a later --as-of, a shorter --horizon-days or more frequent "
+            "snapshots (snapshots.every)."
+        )
+    windows = settings.features.windows_days
+    say(f"building snapshots at {len(cutoffs)} cutoffs ({cutoffs[0]} .. {cutoffs[-1]})")
+    snapshots = build_snapshots(
+        history, cutoffs, horizon_days=horizon, windows_days=windows,
+        observed_until=as_of_ts.date(),
+    )
+    snapshots = snapshots.loc[snapshots["churned"].notna()].reset_index(drop=True)
+    labels = snapshots["churned"].astype(np.int64)
+    say(f"features at the as-of date {as_of_ts.date()}")
+    features = compute_features(history, as_of_ts.date(), windows_days=windows)
+
+    m = settings.model
+    say(f"fitting LightGBM on {len(snapshots):,} snapshot rows")
+    model = ChurnModel(
+        horizon_days=horizon, n_estimators=m.n_estimators, learning_rate=m.learning_rate,
+        num_leaves=m.num_leaves, min_child_samples=m.min_child_samples, subsample=m.subsample,
+        colsample_bytree=m.colsample_bytree, reg_lambda=m.reg_lambda,
+        early_stopping_rounds=m.early_stopping_rounds, calibration=m.calibration,
+        validation_cutoffs=settings.snapshots.validation_count,
+        recency_half_life_snapshots=m.recency_half_life_snapshots,
+        use_bgnbd_features=m.use_bgnbd_features, random_state=m.random_state, n_jobs=m.n_jobs,
+    ).fit(snapshots, labels, cutoff="cutoff", as_of=as_of_ts.date(), reference=features)
+
+    say("fitting baselines: recency, logistic regression, BG/NBD")
+    baselines: dict[str, Any] = {
+        "recency": RecencyBaseline().fit(snapshots, labels),
+        "logistic": LogisticBaseline(
+            feature_names=model.base_feature_names_, random_state=m.random_state
+        ).fit(snapshots, labels),
+        "bgnbd": BGNBDModel(horizon_days=horizon).fit(features),
+    }
+
+    # Held-out latest cutoffs: the evaluation data for promotion (same rows for every model).
+    held_out = snapshots["cutoff"].isin(model.validation_cutoffs_)
+    validation = {
+        name: classification_metrics(labels[held_out], _risk(est, snapshots.loc[held_out]))
+        for name, est in {"churnlens": model, **baselines}.items()
+        if name != "bgnbd"
+    }
+    return FittedModels(
+        as_of=as_of_ts.date(), horizon_days=horizon, churnlens=model, baselines=baselines,
+        cutoffs=cutoffs, snapshot_rows=len(snapshots), validation=validation, features=features,
+        validation_frame=snapshots.loc[held_out].reset_index(drop=True),
+    )
+
+
+def _risk(model: Any, features: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.predict_proba(features)[:, 1], dtype=np.float64)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Metrics per model, and the scores behind them (one row per customer)."""
+
+    metrics: dict[str, dict[str, float]]
+    scores: pd.DataFrame
+
+
+def evaluate_models(
+    fitted: FittedModels, transactions: pd.DataFrame, *, observed_until: dt.date | None = None
+) -> Evaluation:
+    """Score every model at its as-of date and compare with ``(A, A + H]``.
+
+    ``transactions`` must cover the whole horizon after the as-of date. The scores
+    frame has ``customer_id``, ``recency_days``, ``churned`` and one ``risk_<model>``
+    column per model.
+    """
+    from churnlens._features import compute_labels
+    from churnlens._retention import retention_rates
+
+    as_of, horizon = fitted.as_of, fitted.horizon_days
+    end = as_of + dt.timedelta(days=horizon)
+    last = observed_until or transactions["timestamp"].max().date()
+    if end > last:
+        raise DataValidationError(
+            f"cannot evaluate at {as_of}: the horizon ends {end} but the data ends {last}. "
+            "Suggestion: choose an as-of date at least horizon days before the end of the data."
+        )
+    truth = compute_labels(transactions, as_of, horizon, observed_until=last)
+    frame = fitted.features.merge(truth[["customer_id", "churned"]], on="customer_id",
+                                  how="left", validate="one_to_one")
+    if frame["churned"].isna().any():
+        raise DataValidationError("labels are missing for some scored customers.")
+    churned = frame["churned"].astype(np.int64).to_numpy()
+    actual = retention_rates(transactions, as_of, end, window_days=horizon)
+    results: dict[str, dict[str, float]] = {}
+    scores = frame[["customer_id", "recency_days", "churned"]].copy()
+    for name, model in fitted.models().items():
+        risk = _risk(model, frame)
+        scores[f"risk_{name}"] = risk
+        metrics = classification_metrics(churned, risk)
+        predicted = predict_retention(frame["recency_days"], risk, window_days=horizon)
+        metrics.update({
+            "predicted_cohort_retention": predicted.cohort_retention,
+            "predicted_cohort_retention_low": predicted.cohort_retention_low,
+            "predicted_cohort_retention_high": predicted.cohort_retention_high,
+            "actual_cohort_retention": _float(actual.cohort_retention),
+            "predicted_crr": predicted.crr,
+            "predicted_crr_low": predicted.crr_low,
+            "predicted_crr_high": predicted.crr_high,
+            "actual_crr": _float(actual.crr),
+        })
+        results[name] = metrics
+    return Evaluation(metrics=results, scores=scores)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclasses.dataclass
+class BacktestResult:
+    """Per as-of date and model: the metrics of ``evaluate_models``."""
+
+    horizon_days: int
+    runs: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``churnlens backtest --json``."""
+        def clean(metrics: dict[str, float]) -> dict[str, float | None]:
+            return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for k, v in metrics.items()}
+
+        return {"runs": [
+            {"as_of": str(run["as_of"]), "horizon_days": self.horizon_days,
+             "models": {name: clean(m) for name, m in run["models"].items()}}
+            for run in self.runs
+        ]}
+
+    def table(self) -> pd.DataFrame:
+        """One row per (as_of, model)."""
+        rows = [
+            {"as_of": run["as_of"], "model": name, **metrics}
+            for run in self.runs for name, metrics in run["models"].items()
+        ]
+        return pd.DataFrame(rows)
+
+
+def backtest(
+    transactions: pd.DataFrame,
+    as_of_dates: Sequence[dt.date | str],
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Train at each as-of date from history ``<= A`` and evaluate on ``(A, A + H]``."""
+    say = progress or _noop
+    if not as_of_dates:
+        raise DataValidationError("give at least one as-of date to backtest.")
+    last = transactions["timestamp"].max().date()
+    runs = []
+    for as_of in sorted(parse_date(a, name="as_of").date() for a in as_of_dates):
+        end = as_of + dt.timedelta(days=settings.horizon_days)
+        if end > last:
+            raise DataValidationError(
+                f"cannot backtest at {as_of}: its horizon ends {end}, after the end of the "
+                f"data ({last}). Suggestion: use an as-of date on or before "
+                f"{last - dt.timedelta(days=settings.horizon_days)}."
+            )
+        say(f"backtest at {as_of}")
+        fitted = fit_models(transactions, as_of, settings, progress=say)
+        evaluation = evaluate_models(fitted, transactions, observed_until=last)
+        runs.append({"as_of": as_of, "models": evaluation.metrics,
+                     "scores": evaluation.scores, "fitted": fitted})
+    return BacktestResult(horizon_days=settings.horizon_days, runs=runs)

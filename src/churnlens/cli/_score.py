@@ -1,0 +1,180 @@
+"""``score`` and ``at-risk``: the batch job's and the marketer's commands."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json, write_table
+from churnlens.cli._app import (
+    AmountColOpt,
+    CustomerColOpt,
+    TimeColOpt,
+    TimeFormatOpt,
+    TransactionsOpt,
+    app,
+    handle_errors,
+    stderr,
+    stdout,
+)
+from churnlens.cli._train import ConfigOpt, TrackingOpt, _Steps, settings_from_cli
+from churnlens.exceptions import ChurnlensError
+
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a bundle "
+    "folder.")]
+
+
+def _terminate_cleanly() -> None:
+    """SIGTERM (a batch scheduler's kill) unwinds like Ctrl-C: temporary files are removed."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+@handle_errors
+def score(
+    transactions: TransactionsOpt,
+    as_of: Annotated[str, typer.Option("--as-of", help="Scoring date (YYYY-MM-DD).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Scores file (.parquet or .csv).")],
+    model: ModelOpt = "models:/churnlens@champion",
+    json_summary: Annotated[bool, typer.Option("--json-summary", help="Print the summary as "
+                                               "one JSON object.")] = False,
+    allow_past: Annotated[bool, typer.Option("--allow-past", help="Allow an as-of before the "
+                                             "model's training as-of (backfills).")] = False,
+    no_reasons: Annotated[bool, typer.Option("--no-reasons", help="Skip the per-customer "
+                                             "reasons (faster).")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="duckdb (embedded) or spark.")
+                      ] = "duckdb",
+    master: Annotated[str, typer.Option("--master", help="Spark master with --engine spark.")
+                      ] = "local[2]",
+    tracking_uri: TrackingOpt = None,
+    config: ConfigOpt = None,
+    customer_col: CustomerColOpt = "customer_id",
+    time_col: TimeColOpt = "timestamp",
+    amount_col: AmountColOpt = "amount",
+    time_format: TimeFormatOpt = None,
+) -> None:
+    """Score every customer at an as-of date and write one row per customer."""
+    from churnlens._loading import load_transactions
+    from churnlens._scoring import score_customers
+    from churnlens._tracking import load_model
+    from churnlens._validation import require_choice
+
+    require_choice(engine, name="--engine", allowed=("duckdb", "spark"))
+    target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    settings = settings_from_cli(
+        config, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
+        time_format=time_format, **{"mlflow.tracking_uri": tracking_uri},
+    )
+    _terminate_cleanly()
+    with _Steps() as steps:
+        steps(f"loading the model {model}")
+        artifact = load_model(model, settings.mlflow)
+        if engine == "spark":
+            from churnlens._spark_scoring import score_file_with_spark
+
+            result = score_file_with_spark(
+                transactions, as_of, artifact, settings=settings, master=master,
+                allow_past=allow_past, reasons=not no_reasons, progress=steps,
+            )
+        else:
+            steps("loading and validating transactions")
+            tx, cleaning = load_transactions(
+                transactions, customer_col=settings.data.customer_col,
+                time_col=settings.data.time_col, amount_col=settings.data.amount_col,
+                time_format=settings.data.time_format, as_of=as_of,
+            )
+            result = score_customers(tx, as_of, artifact, settings=settings.scoring,
+                                     allow_past=allow_past, reasons=not no_reasons,
+                                     progress=steps)
+            result.summary["cleaning"] = cleaning.to_dict()
+        steps(f"writing {target}")
+        metadata = {"model": json.dumps(result.summary["model"]), "as_of": str(as_of),
+                    "horizon_days": str(artifact.horizon_days)}
+        write_table(result.scores, target, metadata=metadata)
+        if target.suffix.lower() == ".csv":
+            write_json(result.summary, target.with_name(target.name + ".summary.json"))
+    summary = result.summary
+    summary["output"] = str(target)
+    if json_summary:
+        typer.echo(json.dumps(summary, default=str))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    out = stdout()
+    m = summary["model"]
+    out.print(f"scored {summary['customers_scored']:,} customers at {summary['as_of']} with "
+              f"{m['name'] or 'bundle'} v{m['version'] or '-'} (@{m['alias'] or '-'}) "
+              f"-> {summary['output']}", highlight=False)
+    table = Table(title=f"next {summary['horizon_days']} days: predicted vs last actual")
+    for column in ("rate", "predicted", "95% interval", "last actual"):
+        table.add_column(column, justify="right" if column != "rate" else "left")
+    p, a = summary["predicted"], summary["last_actual"]
+    for rate in ("cohort_retention", "crr"):
+        low, high = p.get(f"{rate}_low"), p.get(f"{rate}_high")
+        table.add_row(rate, _pct(p.get(rate)),
+                      f"{_pct(low)} .. {_pct(high)}", _pct(a.get(rate)))
+    out.print(table)
+    bands = summary["risk_bands"]
+    out.print(f"risk bands: high {bands['high']:,}, medium {bands['medium']:,}, low "
+              f"{bands['low']:,}; expected customers lost {summary['expected_customers_lost']:,.0f}"
+              f"; value at risk {summary['value_at_risk_total']:,.2f}", highlight=False)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+@app.command("at-risk")
+@handle_errors
+def at_risk(
+    scores: Annotated[Path, typer.Option("--scores", "-s", help="Scores written by churnlens "
+                                         "score.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="List file (.csv or .parquet).")],
+    top: Annotated[int | None, typer.Option("--top", help="Keep the first N.")] = None,
+    min_risk: Annotated[float | None, typer.Option("--min-risk", help="Only risk >= R.")
+                        ] = None,
+    segment: Annotated[str | None, typer.Option("--segment", help="Only this RFM segment.")
+                       ] = None,
+    band: Annotated[str | None, typer.Option("--band", help="Only this risk band "
+                                             "(high, medium, low).")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="churn_risk or value_at_risk.")
+                    ] = "churn_risk",
+) -> None:
+    """Write the list of at-risk customers for a campaign (spreadsheet-safe CSV)."""
+    from churnlens._io import write_safe_csv
+    from churnlens._scoring import at_risk_list
+
+    target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    frame = _read_scores(scores)
+    chosen = at_risk_list(frame, top=top, min_risk=min_risk, segment=segment, band=band,
+                          sort=sort)
+    if target.suffix.lower() == ".csv":
+        write_safe_csv(chosen, target)
+    else:
+        write_table(chosen, target)
+    stderr().print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
+                   highlight=False)
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ChurnlensError(f"{path}: no such scores file. Suggestion: run churnlens score "
+                             "first.")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={"customer_id": str})
+    except (OSError, ValueError) as exc:
+        raise ChurnlensError(f"{path}: cannot read the scores ({exc}).") from exc
