@@ -11,7 +11,22 @@ Public API (everything else is private and may change):
 
 from __future__ import annotations
 
+from churnlens._bgnbd import (
+    BGNBDModel,
+    BGNBDParams,
+    bgnbd_expected_purchases,
+    bgnbd_fit,
+    bgnbd_log_likelihood,
+    bgnbd_p_alive,
+    bgnbd_prob_purchase_in,
+)
 from churnlens._loading import CleaningReport, LoadResult, load_transactions
+from churnlens._retention import (
+    RetentionRates,
+    cohort_table,
+    retention_rates,
+    retention_series,
+)
 from churnlens._synthetic import generate_transactions
 from churnlens._version import __version__
 from churnlens.exceptions import (
@@ -26,6 +41,8 @@ from churnlens.exceptions import (
 )
 
 __all__ = [
+    "BGNBDModel",
+    "BGNBDParams",
     "ChurnlensError",
     "CleaningReport",
     "ConfigError",
@@ -36,7 +53,16 @@ __all__ = [
     "MissingColumnError",
     "ModelError",
     "NotFittedError",
+    "RetentionRates",
     "__version__",
+    "bgnbd_expected_purchases",
+    "bgnbd_fit",
+    "bgnbd_log_likelihood",
+    "bgnbd_p_alive",
+    "bgnbd_prob_purchase_in",
+    "cohort_table",
     "generate_transactions",
     "load_transactions",
+    "retention_rates",
+    "retention_series",
 ]

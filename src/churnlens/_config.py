@@ -77,19 +77,20 @@ class SnapshotSettings(_Strict):
 
 
 class ModelSettings(_Strict):
-    """LightGBM, calibration and drift handling."""
+    """The churnlens model (BG/NBD + LightGBM + logistic blend) and drift handling."""
 
-    n_estimators: int = Field(default=600, ge=1, le=20_000)
+    n_estimators: int = Field(default=3000, ge=1, le=20_000)
     learning_rate: float = Field(default=0.03, gt=0, le=1)
-    num_leaves: int = Field(default=15, ge=2, le=4096)
-    min_child_samples: int = Field(default=100, ge=1)
+    num_leaves: int = Field(default=5, ge=2, le=4096)
+    min_child_samples: int = Field(default=400, ge=1)
     subsample: float = Field(default=0.8, gt=0, le=1)
     colsample_bytree: float = Field(default=0.8, gt=0, le=1)
     reg_lambda: float = Field(default=1.0, ge=0)
     early_stopping_rounds: int = Field(default=50, ge=1)
-    calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
-    use_bgnbd_features: bool = True
-    recency_half_life_snapshots: float | None = Field(default=6.0, gt=0)
+    logistic_weight: float = Field(default=0.5, ge=0, le=1)
+    calibration: Literal["none", "isotonic", "sigmoid"] = "none"
+    use_bgnbd: bool = True
+    recency_half_life_snapshots: float | None = Field(default=None, gt=0)
     random_state: int = 0
     n_jobs: int = Field(default=2, ge=1)
 

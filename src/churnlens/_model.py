@@ -90,14 +90,27 @@ def _two_columns(risk: np.ndarray) -> np.ndarray:
 
 
 class ChurnModel(ClassifierMixin, BaseEstimator):
-    """LightGBM churn model with time-ordered validation and calibration.
+    """churnlens' churn model: BG/NBD + LightGBM + logistic regression, blended.
 
-    ``fit`` takes stacked snapshots (one row per customer and cutoff). The latest
-    ``validation_cutoffs`` cutoffs are held out: LightGBM early-stops on them, and the
-    calibration map from raw score to probability is fitted on them. Because they are
-    the most recent complete periods, calibration also corrects the drift of the base
-    rate between old snapshots and today. Older snapshots weigh less
-    (``recency_half_life_snapshots``).
+    Three parts, each there for a measured reason (see the README, "How drift is
+    handled"):
+
+    1. **BG/NBD**, fitted at each snapshot cutoff on that cutoff's histories only, gives
+       each customer a structural churn probability that extrapolates sensibly to the
+       future (every purchase is also a chance to drop out, so a burst of holiday
+       purchases is not read as loyalty). Its probabilities also enter as features.
+    2. **LightGBM** boosts from BG/NBD's log-odds (``init_score``): the trees learn
+       corrections to the structural model, with early stopping on the latest
+       ``validation_cutoffs`` cutoffs (held out, never shuffled with older ones).
+    3. **Logistic regression** on the same features (signed log, imputed, scaled):
+       smooth, so it extrapolates well when the scoring date differs from every
+       training cutoff (season, cohort age).
+
+    The churn log-odds is ``(1 - logistic_weight) * lightgbm + logistic_weight *
+    logistic``. An optional post-hoc calibrator (``isotonic`` or ``sigmoid``) can be
+    fitted on the held-out cutoffs; it is off by default because, on CDNOW, it carried
+    the held-out period's level (autumn and holidays) into the scored period and made
+    the predicted retention worse.
 
     Parameters
     ----------
@@ -107,40 +120,48 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         Features to use; ``None`` uses every numeric feature column.
     n_estimators, learning_rate, num_leaves, min_child_samples, subsample,
     colsample_bytree, reg_lambda, early_stopping_rounds
-        LightGBM settings.
+        LightGBM settings (``n_estimators`` is the cap; early stopping picks the count).
+    logistic_weight
+        Weight of the logistic component in the blend (0: LightGBM only).
     calibration
-        ``"isotonic"``, ``"sigmoid"`` (Platt scaling of the log-odds) or ``"none"``.
+        ``"none"``, ``"isotonic"`` or ``"sigmoid"`` (Platt scaling of the log-odds).
     validation_cutoffs
         How many of the latest cutoffs are held out.
     recency_half_life_snapshots
         Weight of a snapshot halves every this many cutoffs back; ``None`` for equal
         weights.
-    use_bgnbd_features
-        Add BG/NBD's probability of being alive and of buying in the horizon as two
-        features. In training, BG/NBD is fitted at each cutoff on that cutoff's
-        histories only (no leakage); for scoring, on the ``reference`` frame given to
-        ``fit`` (the customers at the as-of date), and those parameters are kept, so
-        a single customer can be scored later.
+    use_bgnbd
+        Use the BG/NBD offset and features (recommended). In training BG/NBD is
+        fitted per cutoff (no leakage); for scoring, on the ``reference`` frame given to
+        ``fit`` (the customers at the as-of date), and those parameters are kept, so a
+        single customer can be scored later.
     random_state, n_jobs
         Seed and threads; the same seed gives identical predictions.
+
+    Examples
+    --------
+    >>> model = ChurnModel(horizon_days=91)
+    >>> model.get_params()["logistic_weight"]
+    0.5
     """
 
     def __init__(
         self,
         horizon_days: int = 91,
         feature_names: Sequence[str] | None = None,
-        n_estimators: int = 600,
+        n_estimators: int = 3000,
         learning_rate: float = 0.03,
-        num_leaves: int = 15,
-        min_child_samples: int = 100,
+        num_leaves: int = 5,
+        min_child_samples: int = 400,
         subsample: float = 0.8,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
         early_stopping_rounds: int = 50,
-        calibration: str = "isotonic",
+        logistic_weight: float = 0.5,
+        calibration: str = "none",
         validation_cutoffs: int = 1,
-        recency_half_life_snapshots: float | None = 6.0,
-        use_bgnbd_features: bool = True,
+        recency_half_life_snapshots: float | None = None,
+        use_bgnbd: bool = True,
         random_state: int = 0,
         n_jobs: int = 2,
     ) -> None:
@@ -154,15 +175,16 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
         self.early_stopping_rounds = early_stopping_rounds
+        self.logistic_weight = logistic_weight
         self.calibration = calibration
         self.validation_cutoffs = validation_cutoffs
         self.recency_half_life_snapshots = recency_half_life_snapshots
-        self.use_bgnbd_features = use_bgnbd_features
+        self.use_bgnbd = use_bgnbd
         self.random_state = random_state
         self.n_jobs = n_jobs
 
     def _validate_params(self) -> None:
-        allowed = ("isotonic", "sigmoid", "none")
+        allowed = ("none", "isotonic", "sigmoid")
         if self.calibration not in allowed:
             raise DataValidationError(
                 f"calibration must be one of {list(allowed)}, got {self.calibration!r}."
@@ -171,6 +193,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             raise DataValidationError(f"horizon_days must be >= 1, got {self.horizon_days!r}.")
         if int(self.validation_cutoffs) < 1:
             raise DataValidationError("validation_cutoffs must be >= 1.")
+        if not 0.0 <= float(self.logistic_weight) <= 1.0:
+            raise DataValidationError(
+                f"logistic_weight must be between 0 and 1, got {self.logistic_weight!r}."
+            )
 
     def fit(
         self,
@@ -220,9 +246,12 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             )
         held_out = cuts.isin(distinct[-int(self.validation_cutoffs):]).to_numpy()
         names = list(base)
-        if self.use_bgnbd_features:
+        offset = np.zeros(len(X))
+        if self.use_bgnbd:
             X = self._augment_per_cutoff(X, cuts, distinct)
             names += list(BGNBD_FEATURES)
+            offset = _logit(1.0 - X["bgnbd_p_purchase"].to_numpy(dtype=np.float64))
+            offset = np.nan_to_num(offset, nan=0.0)
             latest = X.loc[(cuts == distinct[-1]).to_numpy()]
             self.bgnbd_ = _fit_bgnbd(reference if reference is not None else latest,
                                      int(self.horizon_days))
@@ -256,16 +285,21 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             verbose=-1,
         )
         booster.fit(
-            matrix[train], labels[train], sample_weight=weights[train],
-            eval_set=[(matrix[valid], labels[valid])],
+            matrix[train], labels[train], sample_weight=weights[train], init_score=offset[train],
+            eval_set=[(matrix[valid], labels[valid])], eval_init_score=[offset[valid]],
             callbacks=[lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)],
         )
         self.booster_ = booster
         self.best_iteration_ = int(booster.best_iteration_ or booster.n_estimators)
-        raw_valid = booster.predict_proba(matrix[valid])[:, 1]
-        self.calibrator_ = _fit_calibrator(self.calibration, raw_valid, labels[valid])
+        self.logistic_ = None
+        if self.logistic_weight > 0:
+            self.logistic_ = _logistic_pipeline(int(self.random_state)).fit(
+                matrix, labels, logisticregression__sample_weight=weights)
         self.feature_names_ = names
         self.base_feature_names_ = base
+        self.calibrator_ = _Calibrator("none")
+        raw_valid = self._blended_logit(matrix[valid], offset[valid])
+        self.calibrator_ = _fit_calibrator(self.calibration, _sigmoid(raw_valid), labels[valid])
         self.validation_cutoffs_ = list(pd.unique(raw_cuts[held_out]))
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = len(names)
@@ -300,22 +334,36 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return X
 
     def _with_bgnbd(self, X: pd.DataFrame) -> pd.DataFrame:
-        if not self.use_bgnbd_features:
+        if not self.use_bgnbd:
             return X
         X = X.copy()
         X[list(BGNBD_FEATURES)] = _bgnbd_columns(self.bgnbd_, X)
         return X
 
+    def _offset(self, inputs: pd.DataFrame) -> np.ndarray:
+        if not self.use_bgnbd:
+            return np.zeros(len(inputs))
+        return _logit(1.0 - inputs["bgnbd_p_purchase"].to_numpy(dtype=np.float64))
+
+    def _blended_logit(self, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        tree = self.booster_.predict_proba(matrix, raw_score=True) + offset
+        if self.logistic_ is None:
+            return tree
+        linear = self.logistic_.decision_function(matrix)
+        w = float(self.logistic_weight)
+        return (1.0 - w) * tree + w * linear
+
     def model_inputs(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The features the booster sees: ``X`` plus the BG/NBD features, if used."""
+        """The features the components see: ``X`` plus the BG/NBD features, if used."""
         _check_fitted(self, "booster_")
         return self._with_bgnbd(X)
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated LightGBM probability of churn."""
+        """Blended churn probability before any post-hoc calibration."""
         _check_fitted(self, "booster_")
-        matrix = _matrix(self._with_bgnbd(X), self.feature_names_, "ChurnModel")
-        return self.booster_.predict_proba(matrix)[:, 1]
+        inputs = self._with_bgnbd(X)
+        matrix = _matrix(inputs, self.feature_names_, "ChurnModel")
+        return _sigmoid(self._blended_logit(matrix, self._offset(inputs)))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """``[P(retained), P(churned)]`` for each row of ``X``."""
@@ -326,21 +374,70 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per-customer feature contributions to the raw log-odds (LightGBM SHAP values).
+        """Per-customer contributions of each feature to the blended churn log-odds.
 
-        One column per feature plus ``bias``; each row sums to the raw log-odds of churn.
+        LightGBM's exact tree contributions (``pred_contrib``), the logistic part's
+        exact linear terms, and BG/NBD's offset (credited to ``bgnbd_p_purchase``),
+        weighted as in the blend. One column per feature plus ``bias``; each row sums
+        to the blended log-odds before any post-hoc calibration.
         """
         _check_fitted(self, "booster_")
-        matrix = _matrix(self._with_bgnbd(X), self.feature_names_, "ChurnModel")
-        values = self.booster_.predict_proba(matrix, pred_contrib=True)
+        inputs = self._with_bgnbd(X)
+        matrix = _matrix(inputs, self.feature_names_, "ChurnModel")
+        w = float(self.logistic_weight) if self.logistic_ is not None else 0.0
+        tree = self.booster_.predict_proba(matrix, pred_contrib=True)
+        values = (1.0 - w) * tree
+        if self.use_bgnbd:
+            offset = self._offset(inputs)
+            k = self.feature_names_.index("bgnbd_p_purchase")
+            center = float(np.mean(offset)) if len(offset) else 0.0
+            values[:, k] += (1.0 - w) * (offset - center)
+            values[:, -1] += (1.0 - w) * center
+        if self.logistic_ is not None:
+            values += w * _linear_contributions(self.logistic_, matrix, len(self.feature_names_))
         return pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
 
     @property
     def feature_importances_(self) -> pd.Series:
-        """Total gain of each feature, largest first."""
+        """Total gain of each feature in the LightGBM part, largest first."""
         _check_fitted(self, "booster_")
         gain = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
+
+
+def _logistic_pipeline(random_state: int, *, C: float = 1.0) -> Any:
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    return make_pipeline(
+        FunctionTransformer(_signed_log1p),
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(C=C, max_iter=2000, random_state=random_state),
+    )
+
+
+def _linear_contributions(pipeline: Any, matrix: np.ndarray, n_features: int) -> np.ndarray:
+    """Exact per-feature terms of the logistic pipeline (indicators folded in)."""
+    steps = pipeline.named_steps
+    transformed = steps["standardscaler"].transform(
+        steps["simpleimputer"].transform(steps["functiontransformer"].transform(matrix)))
+    model = steps["logisticregression"]
+    terms = transformed * model.coef_[0]
+    out = np.zeros((matrix.shape[0], n_features + 1))
+    out[:, :n_features] = terms[:, :n_features]
+    indicator = steps["simpleimputer"].indicator_
+    if indicator is not None:
+        for j, feature in enumerate(indicator.features_):
+            out[:, feature] += terms[:, n_features + j]
+    out[:, -1] = model.intercept_[0]
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
 
 
 def _fit_bgnbd(features: pd.DataFrame, horizon_days: int) -> Any:
@@ -433,19 +530,10 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:
         """Fit on the training snapshots."""
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
         labels = _labels(y)
         names = list(self.feature_names) if self.feature_names else default_feature_names(X)
-        self.pipeline_ = make_pipeline(
-            FunctionTransformer(_signed_log1p),
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(C=self.C, max_iter=2000, random_state=self.random_state),
-        ).fit(_matrix(X, names, type(self).__name__), labels)
+        self.pipeline_ = _logistic_pipeline(self.random_state, C=self.C).fit(
+            _matrix(X, names, type(self).__name__), labels)
         self.feature_names_ = names
         self.classes_ = np.array([0, 1])
         return self

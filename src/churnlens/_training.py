@@ -153,10 +153,10 @@ def fit_models(
         horizon_days=horizon, n_estimators=m.n_estimators, learning_rate=m.learning_rate,
         num_leaves=m.num_leaves, min_child_samples=m.min_child_samples, subsample=m.subsample,
         colsample_bytree=m.colsample_bytree, reg_lambda=m.reg_lambda,
-        early_stopping_rounds=m.early_stopping_rounds, calibration=m.calibration,
-        validation_cutoffs=settings.snapshots.validation_count,
+        early_stopping_rounds=m.early_stopping_rounds, logistic_weight=m.logistic_weight,
+        calibration=m.calibration, validation_cutoffs=settings.snapshots.validation_count,
         recency_half_life_snapshots=m.recency_half_life_snapshots,
-        use_bgnbd_features=m.use_bgnbd_features, random_state=m.random_state, n_jobs=m.n_jobs,
+        use_bgnbd=m.use_bgnbd, random_state=m.random_state, n_jobs=m.n_jobs,
     ).fit(snapshots, labels, cutoff="cutoff", as_of=as_of_ts.date(), reference=features)
 
     say("fitting baselines: recency, logistic regression, BG/NBD")

@@ -97,6 +97,39 @@ def require_columns(
     )
 
 
+def require_unique_columns(
+    columns: Sequence[Any],
+    wanted: Iterable[str],
+    *,
+    source: str | None = None,
+) -> None:
+    """Check that no wanted column name appears more than once in the input.
+
+    Two columns with the same name make "the amount column" ambiguous; which one a
+    reader picks is an accident of the reader, so it is an error.
+
+    Raises
+    ------
+    DataValidationError
+        Naming the repeated columns, their positions and the columns found.
+    """
+    found = [str(c) for c in columns]
+    repeated = {
+        name: [i + 1 for i, c in enumerate(found) if c == name]
+        for name in dict.fromkeys(wanted)
+        if found.count(name) > 1
+    }
+    if repeated:
+        where = "; ".join(
+            f"{name!r} at positions {', '.join(map(str, spots))}"
+            for name, spots in repeated.items()
+        )
+        raise DataValidationError(
+            f"column names repeat{_where(source)}: {where}; columns found: {found}. "
+            "Suggestion: rename or remove the extra columns so each name appears once."
+        )
+
+
 def parse_date(value: str | dt.date | dt.datetime | pd.Timestamp, *, name: str) -> pd.Timestamp:
     """Parse a calendar date given by a user (``--as-of``, ``start``...).
 
@@ -124,7 +157,14 @@ def parse_date(value: str | dt.date | dt.datetime | pd.Timestamp, *, name: str) 
                                  "Suggestion: use ISO format YYYY-MM-DD.")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.normalize().as_unit("ns")
+    try:
+        return ts.normalize().as_unit("ns")
+    except (ValueError, OverflowError) as exc:  # free text such as "31st of March" can
+        raise ChurnlensError(                   # parse to year 1
+            f"{name}: {value!r} reads as {ts.date()}, outside the supported dates "
+            f"{pd.Timestamp.min.date()} .. {pd.Timestamp.max.date()}. Suggestion: use ISO "
+            "format YYYY-MM-DD, for example 2024-03-31."
+        ) from exc
 
 
 def require_positive_int(value: int, *, name: str, minimum: int = 1) -> int:

@@ -49,7 +49,7 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ChurnlensError as exc:
-            stderr().print(f"error: {exc}", markup=False, highlight=False)
+            stderr().print(f"error: {exc}", markup=False, highlight=False, emoji=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except KeyboardInterrupt:
             stderr().print("interrupted; no output was written.", markup=False)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
 from churnlens._loading import load_transactions
@@ -49,7 +50,7 @@ def generate(
         f"wrote {len(frame):,} transactions for {customers:,} customers "
         f"({frame['timestamp'].min().date()} .. {frame['timestamp'].max().date()}) "
         f"to {target} in {seconds:.1f} s",
-        highlight=False,
+        highlight=False, markup=False, emoji=False,  # a path may contain "[/b]" or ":x:"
     )
 
 
@@ -74,7 +75,7 @@ def validate(
         return
     table = Table(title="cleaning report", show_header=False)
     for label, value in report.lines():
-        table.add_row(label, value)
+        table.add_row(label, Text(value))  # Text: a path's "[/b]" or ":x:" stays as written
     stdout().print(table)
     stdout().print("valid: the file meets the transaction contract.", highlight=False)
 

@@ -1,0 +1,403 @@
+"""Point-in-time features, churn labels and training snapshots.
+
+Every feature is defined once, as SQL, in :mod:`churnlens._features_sql`; this module
+validates the inputs and runs those statements on the embedded engine (DuckDB, for
+pandas frames and files) or on Spark (for a PySpark DataFrame, which gives a
+PySpark DataFrame back, computed natively by Spark SQL).
+
+Time rules (``retention.md``): a cutoff or as-of date includes its whole day; the
+features at ``as_of`` read the transactions with day ``<= as_of`` only, so adding
+later transactions never changes them; the label at cutoff ``c`` with horizon ``H``
+reads the days ``(c, c+H]`` and is missing (not "churned") when that horizon is not
+fully observed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens._engine import Dialect, connect, day_number
+from churnlens._features_sql import (
+    DEFAULT_WINDOWS_DAYS,
+    FEATURES,
+    OCCASION_MIN_NET_AMOUNT,
+    Feature,
+    expand_features,
+    features_select_sql,
+    labels_select_sql,
+    last_day_sql,
+    sequence_select_sql,
+)
+from churnlens._loading import AMOUNT, CUSTOMER, TIMESTAMP, load_transactions
+from churnlens._validation import parse_date, require_columns, require_positive_int
+from churnlens.exceptions import ChurnlensError, DataValidationError
+
+__all__ = [
+    "DEFAULT_WINDOWS_DAYS",
+    "FEATURES",
+    "Feature",
+    "build_snapshots",
+    "compute_features",
+    "compute_labels",
+    "feature_names",
+    "feature_table_markdown",
+]
+
+DateLike = str | dt.date | pd.Timestamp
+# A pandas DataFrame (clean or raw), a CSV/Parquet path, or a PySpark DataFrame.
+Transactions = Any
+
+_REQUIRED = {CUSTOMER: CUSTOMER, TIMESTAMP: TIMESTAMP, AMOUNT: AMOUNT}
+_TX_VIEW = "churnlens_transactions"
+_SEQUENCE = "churnlens_sequence"
+
+
+# --- public API -------------------------------------------------------------------
+
+
+def compute_features(
+    transactions: Transactions,
+    as_of: DateLike,
+    *,
+    windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS,
+) -> Any:
+    """Features of every customer acquired by ``as_of``, from history ``<= as_of`` only.
+
+    Parameters
+    ----------
+    transactions
+        The clean transactions of :func:`churnlens.load_transactions` (columns
+        ``customer_id``, ``timestamp``, ``amount``); a raw pandas frame or a CSV /
+        Parquet path, which is loaded with :func:`~churnlens.load_transactions` first;
+        or a PySpark DataFrame with those three columns (rows missing one of them are
+        ignored).
+    as_of
+        The as-of date (its whole day included). Transactions after it are ignored.
+    windows_days
+        Lengths of the activity windows ``(as_of - w, as_of]`` for the windowed
+        features (``occasions_{w}d``, ``spend_{w}d``, ``rate_trend_{w}d``,
+        ``basket_trend_{w}d``).
+
+    Returns
+    -------
+    pandas.DataFrame or pyspark.sql.DataFrame
+        One row per customer whose first purchase occasion is on or before
+        ``as_of``: ``customer_id`` (as given), ``as_of`` (date), then the features of
+        :data:`FEATURES` in order (see ``docs/features.md``). Counts and day numbers
+        that are always defined are ``int64``; everything else is ``float64`` with NaN
+        where undefined (gap statistics of a single-purchase customer, for example).
+        Rows come in no particular order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> tx = pd.DataFrame({"customer_id": ["A", "A", "B"],
+    ...                    "timestamp": ["2024-01-10", "2024-03-05", "2024-02-01"],
+    ...                    "amount": [30.0, 20.0, 50.0]})
+    >>> f = compute_features(tx, "2024-03-31").sort_values("customer_id")
+    >>> f[["customer_id", "frequency", "recency_days", "tenure_days", "monetary_total"]]
+      customer_id  frequency  recency_days  tenure_days  monetary_total
+    0           A          2            26           81            50.0
+    1           B          1            59           59            50.0
+    """
+    as_of_day = day_number(parse_date(as_of, name="as_of"))
+    windows = _check_windows(windows_days)
+
+    def build(source: str, dialect: Dialect, materialise: Callable[[str], str]) -> str:
+        # One cutoff reads the sequence once: a sub-query, nothing materialised.
+        sequence = f"({sequence_select_sql(source, as_of_day, dialect)}) AS sequence"
+        return features_select_sql(sequence, [as_of_day], windows, dialect,
+                                   date_column="as_of")
+
+    return _run(transactions, build)
+
+
+def compute_labels(
+    transactions: Transactions,
+    cutoff: DateLike,
+    horizon_days: int,
+    *,
+    observed_until: DateLike | None = None,
+) -> Any:
+    """The churn label at ``cutoff`` with horizon ``horizon_days`` (``retention.md``).
+
+    Parameters
+    ----------
+    transactions
+        As for :func:`compute_features`.
+    cutoff
+        The cutoff date ``c`` (its whole day belongs to the history).
+    horizon_days
+        ``H``: the label looks at the days ``(c, c+H]``.
+    observed_until
+        The last day the data covers. Defaults to the last day with any transaction.
+        When ``c + H`` is later, the horizon is not fully observed and the label is
+        missing: right-censoring is not churn.
+
+    Returns
+    -------
+    pandas.DataFrame or pyspark.sql.DataFrame
+        ``customer_id``, ``cutoff`` (date), ``churned``: 1 if the customer has no
+        purchase occasion in ``(c, c+H]``, 0 if they have one, missing (``<NA>``,
+        nullable ``Int8``; NULL on Spark) if ``c + H > observed_until``. One row per
+        customer acquired by ``c``, in no particular order.
+    """
+    cutoff_day = day_number(parse_date(cutoff, name="cutoff"))
+    horizon = require_positive_int(horizon_days, name="horizon_days")
+    observed_day = _optional_day(observed_until, name="observed_until")
+
+    def build(source: str, dialect: Dialect, materialise: Callable[[str], str]) -> str:
+        observed = str(observed_day) if observed_day is not None else last_day_sql(
+            source, dialect)
+        return labels_select_sql(source, cutoff_day, horizon, observed, dialect)
+
+    return _run(transactions, build)
+
+
+def build_snapshots(
+    transactions: Transactions,
+    cutoffs: Iterable[DateLike],
+    *,
+    horizon_days: int,
+    windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS,
+    observed_until: DateLike | None = None,
+) -> Any:
+    """Training snapshots: features and churn label at many cutoffs, in one pass.
+
+    The transactions are read and reduced to one row per (customer, day) once; each
+    cutoff then only aggregates that compact table. The result equals
+    :func:`compute_features` and :func:`compute_labels` at each cutoff.
+
+    Parameters
+    ----------
+    transactions
+        As for :func:`compute_features`.
+    cutoffs
+        Cutoff dates (for example month ends). Duplicates are ignored.
+    horizon_days, observed_until
+        As for :func:`compute_labels`.
+    windows_days
+        As for :func:`compute_features`.
+
+    Returns
+    -------
+    pandas.DataFrame or pyspark.sql.DataFrame
+        One row per (customer acquired by the cutoff, cutoff): ``customer_id``,
+        ``cutoff`` (date), the features of :func:`compute_features`, then ``churned``
+        (1, 0, or missing when the horizon is not fully observed). Rows come in no
+        particular order.
+    """
+    cutoff_days = sorted({day_number(parse_date(c, name="cutoffs")) for c in _as_list(cutoffs)})
+    if not cutoff_days:
+        raise ChurnlensError("cutoffs is empty. Suggestion: give at least one cutoff date.")
+    horizon = require_positive_int(horizon_days, name="horizon_days")
+    windows = _check_windows(windows_days)
+    observed_day = _optional_day(observed_until, name="observed_until")
+    last_needed = cutoff_days[-1] + horizon
+    if observed_day is not None:
+        last_needed = min(last_needed, max(observed_day, cutoff_days[-1]))
+
+    def build(source: str, dialect: Dialect, materialise: Callable[[str], str]) -> str:
+        sequence = materialise(
+            sequence_select_sql(source, last_needed, dialect, with_next_day=True))
+        observed = str(observed_day) if observed_day is not None else last_day_sql(
+            source, dialect)
+        # DuckDB: the sequence is a materialised table, and one aggregation per
+        # cutoff over it is cheapest. Spark: one aggregation over sequence x cutoffs
+        # avoids re-running the sequence's sub-plan once per cutoff.
+        strategy = "union" if dialect == "duckdb" else "join"
+        return features_select_sql(
+            sequence, cutoff_days, windows, dialect, horizon_days=horizon,
+            observed_until=observed, strategy=strategy, date_column="cutoff",
+        )
+
+    return _run(transactions, build)
+
+
+def feature_names(windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS) -> list[str]:
+    """The feature columns of :func:`compute_features`, in order.
+
+    >>> feature_names(windows_days=(30,))[:3]
+    ['frequency', 'repeat_frequency', 'recency_days']
+    """
+    return [name for name, _, _ in expand_features(_check_windows(windows_days))]
+
+
+def feature_table_markdown() -> str:
+    """The feature registry as a Markdown table (name, unit, type, definition).
+
+    This is what ``docs/features.md`` shows; a test checks that they agree.
+    Windowed features appear once, with ``{w}`` standing for each window length.
+    """
+    lines = [
+        "| feature | unit | type | definition |",
+        "|---|---|---|---|",
+    ]
+    for feature in FEATURES:
+        kind = "integer" if feature.dtype == "int64" else "float (NaN if undefined)"
+        definition = feature.definition.replace("|", "\\|")
+        lines.append(f"| `{feature.name}` | {feature.unit} | {kind} | {definition} |")
+    return "\n".join(lines) + "\n"
+
+
+def features_document() -> str:
+    """The whole ``docs/features.md`` page, generated from :data:`FEATURES`."""
+    windows = ", ".join(str(w) for w in DEFAULT_WINDOWS_DAYS)
+    return (
+        "# Features\n\n"
+        "<!-- Generated from churnlens._features_sql.FEATURES by "
+        "`python docs/update_features.py`; do not edit by hand. -->\n\n"
+        "`churnlens.compute_features(transactions, as_of)` returns one row per customer "
+        "acquired by `as_of` (first purchase occasion on or before it), computed from "
+        "the transactions with day `<= as_of` only: `customer_id`, `as_of`, then the "
+        "features below in this order. `build_snapshots` returns the same features "
+        "per `(customer_id, cutoff)` plus the label `churned`.\n\n"
+        "A **purchase occasion** is a distinct (customer, day) whose net amount is "
+        f"positive (net amounts within {OCCASION_MIN_NET_AMOUNT:g} of zero count as "
+        "zero, so floating-point summation order cannot create or remove an occasion); "
+        "refunds (negative amounts) reduce money totals but never create an occasion "
+        "(`retention.md`). Days are calendar days; a **gap** is the number of days "
+        "between two consecutive occasions.\n\n"
+        f"Windowed features exist once per window `w` in `windows_days` (default "
+        f"{windows}), for the window `(as_of - w, as_of]`: `occasions_30d`, "
+        "`spend_30d`, ...\n\n"
+        + feature_table_markdown()
+        + "\n## Label\n\n"
+        "`churned` at cutoff `c` with horizon `H` (`compute_labels`, `build_snapshots`): "
+        "1 if the customer has no purchase occasion in `(c, c+H]`, 0 if they have one, "
+        "missing (NA / NULL) when `c + H` is after `observed_until` (default: the last "
+        "day of the data): a horizon that is not fully observed is censored, not churn.\n"
+    )
+
+
+# --- running ----------------------------------------------------------------------
+
+
+def _run(
+    transactions: Transactions,
+    build: Callable[[str, Dialect, Callable[[str], str]], str],
+) -> Any:
+    """Run the SQL that ``build(source, dialect, materialise)`` returns on the right engine.
+
+    ``materialise(select_sql)`` turns a SELECT into something a FROM clause can read:
+    a materialised temporary table on DuckDB, a parenthesised sub-query on Spark
+    (whose optimiser plans the whole statement at once).
+    """
+    if _is_spark(transactions):
+        return _run_spark(transactions, build)
+    frame = _pandas_transactions(transactions)
+    con = connect()
+    try:
+        con.register(_TX_VIEW, frame[[CUSTOMER, TIMESTAMP, AMOUNT]].rename(
+            columns={TIMESTAMP: "event_time"}))
+
+        def materialise(select_sql: str) -> str:
+            con.execute(f"CREATE TEMP TABLE {_SEQUENCE} AS {select_sql}")
+            return _SEQUENCE
+
+        sql = build(_TX_VIEW, "duckdb", materialise)
+        # Through Arrow: about twice as fast as .df() for wide results.
+        out = con.sql(sql).to_arrow_table().to_pandas()
+    finally:
+        con.close()
+    return _tidy_pandas(out, frame[CUSTOMER].dtype)
+
+
+def _run_spark(frame: Any, build: Callable[[str, Dialect, Callable[[str], str]], str]) -> Any:
+    require_columns(list(frame.columns), _REQUIRED, source="the Spark DataFrame")
+    spark = frame.sparkSession
+    view = f"churnlens_transactions_{uuid.uuid4().hex}"
+    frame.selectExpr(
+        f"`{CUSTOMER}` AS customer_id",
+        f"`{TIMESTAMP}` AS event_time",
+        f"CAST(`{AMOUNT}` AS DOUBLE) AS amount",
+    ).where("customer_id IS NOT NULL AND event_time IS NOT NULL AND amount IS NOT NULL"
+            ).createOrReplaceTempView(view)
+    try:
+        sql = build(view, "spark", lambda select_sql: f"({select_sql})")
+        # Analysed now: the plan no longer needs the view's name once this returns.
+        return spark.sql(sql)
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def _tidy_pandas(out: pd.DataFrame, customer_dtype: Any) -> pd.DataFrame:
+    if out[CUSTOMER].dtype != customer_dtype:
+        out[CUSTOMER] = out[CUSTOMER].astype(customer_dtype)
+    for column in ("as_of", "cutoff"):
+        if column in out:
+            out[column] = out[column].astype("datetime64[us]")
+    for column in out.columns:
+        if column in (CUSTOMER, "as_of", "cutoff", "churned"):
+            continue
+        # DuckDB hands integer columns over as nullable Int64 when it cannot rule out
+        # NULLs; these are never NULL (see FEATURES), so plain int64.
+        if isinstance(out[column].dtype, pd.Int64Dtype):
+            out[column] = out[column].astype("int64")
+    if "churned" in out:
+        out["churned"] = out["churned"].astype("Int8")
+    return out
+
+
+def _is_spark(obj: Any) -> bool:
+    """A PySpark DataFrame (classic or Connect), detected without importing pyspark."""
+    return type(obj).__module__.startswith("pyspark.") and hasattr(obj, "sparkSession")
+
+
+def _pandas_transactions(transactions: Transactions) -> pd.DataFrame:
+    """Clean transactions for DuckDB: already clean frames are used as they are."""
+    if isinstance(transactions, str | os.PathLike):
+        # Follow-up: read Parquet/CSV out of core with DuckDB instead of pandas.
+        return load_transactions(transactions).transactions
+    if not isinstance(transactions, pd.DataFrame):
+        raise DataValidationError(
+            f"transactions must be a pandas DataFrame, a CSV/Parquet path or a PySpark "
+            f"DataFrame, got {type(transactions).__name__}. Suggestion: load them with "
+            "churnlens.load_transactions."
+        )
+    if _is_clean(transactions):
+        return transactions
+    return load_transactions(transactions).transactions
+
+
+def _is_clean(frame: pd.DataFrame) -> bool:
+    """Whether a frame already meets the contract that load_transactions establishes."""
+    if not all(col in frame.columns for col in _REQUIRED):
+        return False
+    stamps, amounts, ids = frame[TIMESTAMP], frame[AMOUNT], frame[CUSTOMER]
+    return bool(
+        pd.api.types.is_datetime64_dtype(stamps)  # naive (tz-aware is not this dtype)
+        and pd.api.types.is_float_dtype(amounts)
+        and not stamps.isna().any()
+        and np.isfinite(amounts.to_numpy()).all()
+        and not ids.isna().any()
+    )
+
+
+def _check_windows(windows_days: Sequence[int]) -> tuple[int, ...]:
+    windows = tuple(
+        require_positive_int(w, name="windows_days") for w in _as_list(windows_days)
+    )
+    if len(set(windows)) != len(windows):
+        raise ChurnlensError(
+            f"windows_days has duplicates: {list(windows)}. Suggestion: list each "
+            "window length once."
+        )
+    return windows
+
+
+def _optional_day(value: DateLike | None, *, name: str) -> int | None:
+    return None if value is None else day_number(parse_date(value, name=name))
+
+
+def _as_list(values: Any) -> list[Any]:
+    if isinstance(values, str | dt.date | pd.Timestamp | int):
+        return [values]
+    return list(values)

@@ -1,0 +1,286 @@
+"""``retention`` and ``cohorts``: the retention that actually happened (retention.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from churnlens._io import check_output_path, write_table
+from churnlens._loading import LoadResult, load_transactions
+from churnlens._retention import (
+    COUNT_COLUMNS,
+    RATE_COLUMNS,
+    RetentionRates,
+    cohort_table,
+    coverage_note,
+    frame_records,
+    retention_rates,
+    retention_series,
+)
+from churnlens._validation import parse_date
+from churnlens.cli._app import (
+    AmountColOpt,
+    AsOfOpt,
+    CustomerColOpt,
+    JsonOpt,
+    TimeColOpt,
+    TimeFormatOpt,
+    TransactionsOpt,
+    app,
+    handle_errors,
+    stderr,
+    stdout,
+)
+from churnlens.exceptions import ChurnlensError
+
+SegmentColOpt = Annotated[
+    str | None,
+    typer.Option("--segment-col",
+                 help="Customer attribute column (such as country) to split the results by."),
+]
+CsvOpt = Annotated[
+    Path | None, typer.Option("--csv", help="Also write the table to this .csv file.")
+]
+
+
+@app.command()
+@handle_errors
+def retention(
+    transactions: TransactionsOpt,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="Day before the period (YYYY-MM-DD): the period is (start, end].")] = None,
+    end: Annotated[str | None, typer.Option(
+        "--end", help="Last day of the period (YYYY-MM-DD).")] = None,
+    every: Annotated[str | None, typer.Option(
+        "--every", help="A series of consecutive periods: quarter, month, year or Nd "
+                        "(such as 28d). --start/--end then limit its range.")] = None,
+    window_days: Annotated[int | None, typer.Option(
+        "--window-days", help="Activity window in days (default: the period length).")] = None,
+    segment_col: SegmentColOpt = None,
+    csv: CsvOpt = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="With --every: draw CRR and cohort retention over time "
+                       "(.png, .svg or .pdf).")] = None,
+    customer_col: CustomerColOpt = "customer_id",
+    time_col: TimeColOpt = "timestamp",
+    amount_col: AmountColOpt = "amount",
+    time_format: TimeFormatOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Customer retention rate (CRR) and related rates for one period or a series."""
+    from churnlens.plots import FIGURE_SUFFIXES
+
+    if every is None and (start is None or end is None):
+        raise ChurnlensError(
+            "give --start and --end for one period, or --every for a series of periods. "
+            "Suggestion: churnlens retention --transactions FILE --start 2024-03-31 "
+            "--end 2024-06-30."
+        )
+    if plot is not None and every is None:
+        raise ChurnlensError("--plot draws a series. Suggestion: add --every quarter.")
+    csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
+    plot_path = check_output_path(plot, suffixes=FIGURE_SUFFIXES) if plot is not None else None
+    loaded = _load(transactions, customer_col, time_col, amount_col, time_format, as_of,
+                   segment_col)
+    tx = loaded.transactions
+
+    if every is not None:
+        series = retention_series(tx, every, window_days=window_days, start=start, end=end,
+                                  segment_col=segment_col)
+        figure = None
+        if plot_path is not None:
+            from churnlens.plots import plot_retention_series
+
+            figure = plot_retention_series(series, title=f"Retention by {every}")
+        _write(series, csv_path, figure, plot_path)
+        if as_json:
+            _print_json({"every": every, "window_days": window_days,
+                         "segment_col": segment_col, "periods": frame_records(series)})
+        else:
+            _print_series(series, every, segment_col)
+        return
+
+    assert start is not None
+    assert end is not None
+    note = coverage_note(loaded.report.first_day, loaded.report.last_day, start, end,
+                         window_days)
+    if segment_col is None:
+        rates = retention_rates(tx, start, end, window_days=window_days)
+        _write(pd.DataFrame([rates.to_dict()]), csv_path)
+        if note:
+            stderr().print(f"note: {note}.", markup=False, highlight=False)
+        if as_json:
+            _print_json(rates.to_dict())
+        else:
+            _print_rates(rates)
+        return
+    by_segment = retention_rates(tx, start, end, window_days=window_days,
+                                 segment_col=segment_col)
+    _write(by_segment, csv_path)
+    if note:
+        stderr().print(f"note: {note}.", markup=False, highlight=False)
+    first, last = parse_date(start, name="start").date(), parse_date(end, name="end").date()
+    window = window_days or (last - first).days
+    if as_json:
+        _print_json({"start": first.isoformat(), "end": last.isoformat(),
+                     "window_days": window, "segment_col": segment_col,
+                     "segments": frame_records(by_segment)})
+    else:
+        _print_table(by_segment, [segment_col, *COUNT_COLUMNS, *RATE_COLUMNS],
+                     title=f"retention in ({first}, {last}] by {segment_col}, activity "
+                           f"window {window} days")
+        _print_meanings()
+
+
+@app.command()
+@handle_errors
+def cohorts(
+    transactions: TransactionsOpt,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Draw the cohort heatmap to this file (.png, .svg or .pdf).")] = None,
+    csv: CsvOpt = None,
+    end: Annotated[str | None, typer.Option(
+        "--end", help="Ignore transactions after this day (YYYY-MM-DD).")] = None,
+    segment_col: SegmentColOpt = None,
+    customer_col: CustomerColOpt = "customer_id",
+    time_col: TimeColOpt = "timestamp",
+    amount_col: AmountColOpt = "amount",
+    time_format: TimeFormatOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Monthly acquisition cohorts: share of each cohort buying k months later."""
+    from churnlens.plots import FIGURE_SUFFIXES
+
+    out_path = check_output_path(out, suffixes=FIGURE_SUFFIXES) if out is not None else None
+    csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
+    loaded = _load(transactions, customer_col, time_col, amount_col, time_format, as_of,
+                   segment_col)
+    table = cohort_table(loaded.transactions, end=end, segment_col=segment_col)
+    figure = None
+    if out_path is not None:
+        from churnlens.plots import plot_cohort_heatmap
+
+        figure = plot_cohort_heatmap(table)
+    _write(table, csv_path, figure, out_path)
+    if as_json:
+        _print_json({"segment_col": segment_col, "cohorts": frame_records(table)})
+    elif out_path is None and csv_path is None:
+        months = [c for c in table.columns if isinstance(c, int)]
+        table_view = table.rename(columns={k: f"m{k}" for k in months})
+        _print_table(table_view, list(table_view.columns),
+                     title="customers buying in month k after acquisition (% of cohort)")
+    for path in (out_path, csv_path):
+        if path is not None:
+            stdout().print(f"wrote {path} ({len(table):,} cohort rows)", highlight=False,
+                           markup=False)
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def _load(transactions: Path, customer_col: str, time_col: str, amount_col: str,
+          time_format: str | None, as_of: str | None, segment_col: str | None) -> LoadResult:
+    loaded = load_transactions(
+        transactions, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
+        time_format=time_format, as_of=as_of, extra_cols=(segment_col,) if segment_col else (),
+    )
+    report = loaded.report
+    stderr().print(
+        f"read {report.rows_kept:,} transactions of {report.customers:,} customers "
+        f"({report.first_day} .. {report.last_day}) from {report.source}",
+        markup=False, highlight=False,
+    )
+    return loaded
+
+
+def _write(table: pd.DataFrame, csv_path: Path | None, figure: Any = None,
+           figure_path: Path | None = None) -> None:
+    """Write the requested outputs (each atomically) once everything is computed."""
+    if figure is not None and figure_path is not None:
+        from churnlens.plots import save_figure
+
+        save_figure(figure, figure_path)
+    if csv_path is not None:
+        write_table(table, csv_path)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    typer.echo(json.dumps(payload, allow_nan=False))
+
+
+def _format(value: Any, column: str) -> str:
+    """One table cell (``value`` from :func:`frame_records`, so NaN is ``None``)."""
+    if value is None:
+        return "n/a"
+    if column in RATE_COLUMNS:
+        return f"{value:.2f}%"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _print_rates(rates: RetentionRates) -> None:
+    table = Table(title=f"retention in ({rates.start}, {rates.end}], "
+                        f"activity window {rates.window_days} days")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    values = rates.to_dict()
+    meanings = dict(RetentionRates.DESCRIPTIONS)
+    for key, day in (("S", rates.start), ("E", rates.end)):
+        moment = "start" if key == "S" else "end"
+        meanings[key] = (f"customers active at the {moment}: bought in the "
+                         f"{rates.window_days} days up to {day}")
+    for key in (*COUNT_COLUMNS, *RATE_COLUMNS):
+        value = values[key]
+        shown = "n/a (denominator 0)" if value is None else _format(value, key)
+        table.add_row(key, shown, meanings[key])
+    _print_wide(table)
+
+
+def _print_series(series: pd.DataFrame, every: str, segment_col: str | None) -> None:
+    columns = ["period", *([segment_col] if segment_col else []), *COUNT_COLUMNS,
+               *RATE_COLUMNS, "complete"]
+    view = series.assign(complete=series["complete"].map({True: "yes", False: "NO"}))
+    _print_table(view, columns, title=f"retention by {every} (periods (start, end])")
+    if not series["complete"].all():
+        stdout().print("complete = NO: the data does not cover the whole period and its "
+                       "activity window; those rates are not reliable.", highlight=False)
+    _print_meanings()
+
+
+def _print_table(frame: pd.DataFrame, columns: list[Any], *, title: str) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(str(column), justify="left" if column in ("period", "cohort")
+                         else "right")
+    for record in frame_records(frame[columns]):
+        table.add_row(*(_format(record[str(c)], str(c)) for c in columns))
+    _print_wide(table)
+
+
+def _print_wide(table: Table) -> None:
+    """Print a table; into a file or a pipe at its natural width, not squeezed to 80."""
+    console = stdout()
+    if not console.is_terminal:
+        natural = console.measure(table, options=console.options.update_width(10_000))
+        console = Console(soft_wrap=True, width=max(natural.maximum, 80))
+    console.print(table)
+
+
+def _print_meanings() -> None:
+    for key in (*COUNT_COLUMNS, *RATE_COLUMNS):
+        stdout().print(f"  {key}: {RetentionRates.DESCRIPTIONS[key]}", highlight=False,
+                       markup=False)

@@ -1,0 +1,174 @@
+"""Atomic output: a failed write never leaves a half-written or temporary file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from churnlens import ChurnlensError
+from churnlens._io import (
+    atomic_path,
+    check_output_path,
+    read_table_metadata,
+    write_json,
+    write_table,
+)
+
+
+class BoomError(RuntimeError):
+    """Stands for any failure in the middle of a write."""
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ["00042", "7"], "churn_risk": [0.25, 0.5],
+                         "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02"])})
+
+
+@pytest.mark.parametrize("error", [BoomError, KeyboardInterrupt])
+def test_exception_mid_write_keeps_previous_file(tmp_path: Path, error: type) -> None:
+    target = tmp_path / "scores.csv"
+    target.write_text("previous complete file\n")
+    def write_half_then_fail() -> None:
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp != target
+            with open(tmp, "w") as fh:
+                fh.write("half of the new")
+                fh.flush()
+                raise error()
+
+    with pytest.raises(error):
+        write_half_then_fail()
+    assert target.read_text() == "previous complete file\n"
+    assert names(tmp_path) == ["scores.csv"]  # no temporary file left
+
+
+def test_exception_mid_write_creates_nothing(tmp_path: Path) -> None:
+    def write_partial_then_fail() -> None:
+        with atomic_path(tmp_path / "new.parquet") as tmp:
+            tmp.write_bytes(b"PAR1 partial")
+            raise BoomError
+
+    with pytest.raises(BoomError):
+        write_partial_then_fail()
+    assert names(tmp_path) == []
+
+
+def test_write_table_failing_writer_keeps_previous(tmp_path: Path, frame: pd.DataFrame) -> None:
+    target = tmp_path / "scores.csv"
+    target.write_text("old\n")
+
+    def dies_half_way(data: pd.DataFrame, path: Path) -> None:
+        data.head(1).to_csv(path, index=False)
+        raise BoomError("disk full")
+
+    with pytest.raises(BoomError):
+        write_table(frame, target, csv_writer=dies_half_way)
+    assert target.read_text() == "old\n"
+    assert names(tmp_path) == ["scores.csv"]
+
+
+def test_write_table_unconvertible_frame_keeps_previous(tmp_path: Path) -> None:
+    target = tmp_path / "scores.parquet"
+    target.write_bytes(b"old")
+    bad = pd.DataFrame({"x": pd.Series([1, "a", 2.5], dtype=object)})
+    with pytest.raises(Exception):  # noqa: B017  pyarrow's own error type
+        write_table(bad, target)
+    assert target.read_bytes() == b"old"
+    assert names(tmp_path) == ["scores.parquet"]
+
+
+def test_success_replaces_the_file(tmp_path: Path, frame: pd.DataFrame) -> None:
+    target = tmp_path / "scores.parquet"
+    target.write_bytes(b"old")
+    assert write_table(frame, target) == target
+    pd.testing.assert_frame_equal(pd.read_parquet(target), frame, check_dtype=False)
+    assert names(tmp_path) == ["scores.parquet"]
+
+
+def test_new_file_gets_the_usual_permissions(tmp_path: Path, frame: pd.DataFrame) -> None:
+    # A temporary file is private (0600); the output must not stay so.
+    umask = os.umask(0o022)
+    try:
+        write_table(frame, tmp_path / "scores.csv")
+        write_json({"a": 1}, tmp_path / "report.json")
+    finally:
+        os.umask(umask)
+    for name in ("scores.csv", "report.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_replaced_file_keeps_its_permissions(tmp_path: Path, frame: pd.DataFrame) -> None:
+    target = tmp_path / "scores.csv"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    write_table(frame, target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert target.read_text() != "old\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("scores.xlsx", "unsupported output type '.xlsx'"),
+        ("scores", "(no extension)"),
+        ("scores.csv.gz", "unsupported output type '.gz'"),
+        ("missing/scores.csv", "does not exist"),
+        ("a-folder.csv", "is a directory"),
+    ],
+)
+def test_output_path_checks(tmp_path: Path, name: str, fragment: str,
+                            frame: pd.DataFrame) -> None:
+    (tmp_path / "a-folder.csv").mkdir()
+    with pytest.raises(ChurnlensError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        check_output_path(tmp_path / name, suffixes=(".csv", ".parquet"))
+    with pytest.raises(ValueError, match="Suggestion"):
+        write_table(frame, tmp_path / name)
+    assert names(tmp_path) == ["a-folder.csv"]
+
+
+def test_suffix_case_is_ignored(tmp_path: Path) -> None:
+    out = check_output_path(tmp_path / "Scores.PARQUET", suffixes=(".csv", ".parquet"))
+    assert out == tmp_path / "Scores.PARQUET"
+
+
+def test_parquet_metadata_round_trip(tmp_path: Path, frame: pd.DataFrame) -> None:
+    meta = {"as_of": "2024-03-31", "horizon_days": "91", "model": "churnlens@champion"}
+    path = write_table(frame, tmp_path / "scores.parquet", metadata=meta)
+    assert read_table_metadata(path) == meta
+    back = pd.read_parquet(path)
+    assert back["customer_id"].tolist() == ["00042", "7"]
+    assert back["churn_risk"].tolist() == [0.25, 0.5]
+    # pandas' own schema metadata is kept beside ours
+    assert b"pandas" in pq.read_schema(path).metadata
+
+
+def test_parquet_without_metadata(tmp_path: Path, frame: pd.DataFrame) -> None:
+    path = write_table(frame, tmp_path / "plain.parquet")
+    assert read_table_metadata(path) == {}
+
+
+def test_csv_round_trip_keeps_text_ids(tmp_path: Path, frame: pd.DataFrame) -> None:
+    from churnlens import load_transactions
+
+    path = write_table(frame.rename(columns={"churn_risk": "amount"}), tmp_path / "t.csv")
+    tx, _ = load_transactions(path)
+    assert tx["customer_id"].tolist() == ["00042", "7"]
+
+
+def test_write_json(tmp_path: Path) -> None:
+    path = write_json({"b": 2, "a": [1, 2], "when": pd.Timestamp("2024-01-01")},
+                      tmp_path / "r.json")
+    assert json.loads(path.read_text()) == {"a": [1, 2], "b": 2, "when": "2024-01-01 00:00:00"}
+    assert path.read_text().endswith("\n")
+    assert names(tmp_path) == ["r.json"]
