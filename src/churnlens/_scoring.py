@@ -111,10 +111,8 @@ def rfm_segment(features: pd.DataFrame) -> pd.DataFrame:
     m = _quintile_score(features["monetary_total"])
     segment = np.full(len(features), "needs attention", dtype=object)
     decided = np.zeros(len(features), dtype=bool)
-    for name, rule in SEGMENT_RULES:
-        match = eval(rule, {"__builtins__": {}}, {"r": r, "f": f, "m": m})
-        match = np.asarray(match, dtype=bool) if not isinstance(match, np.ndarray) else match
-        take = match & ~decided
+    for name, _, rule in SEGMENT_RULES:
+        take = rule(r, f, m) & ~decided
         segment[take] = name
         decided |= take
     return pd.DataFrame({"r_score": r, "f_score": f, "m_score": m, "segment": segment},

@@ -32,8 +32,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def stdout() -> Console:
-    """Console for results (stdout)."""
-    return Console(soft_wrap=True)
+    """Console for results (stdout); wide when piped, so tables are never truncated."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=200)
+    return console
 
 
 def stderr() -> Console:
@@ -102,5 +105,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (logging is configured here, never at import)."""
+    import logging
+
+    # MLflow narrates every database migration and registration at INFO; churnlens
+    # prints its own progress, so keep only MLflow's warnings.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     app(args=argv if argv is not None else sys.argv[1:], prog_name="churnlens")

@@ -77,8 +77,11 @@ def _metrics_table(title: str, by_model: dict[str, dict[str, Any]], keys: tuple[
     table.add_column("model")
     for key in keys:
         table.add_column(key, justify="right")
-    for name, metrics in by_model.items():
-        table.add_row(name, *(_fmt(metrics.get(k)) for k in keys))
+    # churnlens first, then the baselines in their usual order
+    order = ("churnlens", "bgnbd", "logistic", "recency")
+    names = sorted(by_model, key=lambda n: (order.index(n) if n in order else len(order), n))
+    for name in names:
+        table.add_row(name, *(_fmt(by_model[name].get(k)) for k in keys))
     return table
 
 
