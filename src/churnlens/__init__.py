@@ -11,58 +11,222 @@ Public API (everything else is private and may change):
 
 from __future__ import annotations
 
-from churnlens._bgnbd import (
-    BGNBDModel,
-    BGNBDParams,
-    bgnbd_expected_purchases,
-    bgnbd_fit,
-    bgnbd_log_likelihood,
-    bgnbd_p_alive,
-    bgnbd_prob_purchase_in,
-)
-from churnlens._loading import CleaningReport, LoadResult, load_transactions
-from churnlens._retention import (
-    RetentionRates,
-    cohort_table,
-    retention_rates,
-    retention_series,
-)
-from churnlens._synthetic import generate_transactions
-from churnlens._version import __version__
-from churnlens.exceptions import (
-    ChurnlensError,
-    ConfigError,
-    DatasetNotAvailableError,
-    DataValidationError,
-    EmptyDataError,
-    MissingColumnError,
-    ModelError,
-    NotFittedError,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # static analysers see every public name
+    from churnlens._artifact import (
+        ModelArtifact,
+        load_bundle,
+        load_model,
+        save_bundle,
+    )
+    from churnlens._bgnbd import (
+        BGNBDModel,
+        BGNBDParams,
+        bgnbd_expected_purchases,
+        bgnbd_fit,
+        bgnbd_log_likelihood,
+        bgnbd_p_alive,
+        bgnbd_prob_purchase_in,
+    )
+    from churnlens._config import (
+        Settings,
+        load_config,
+    )
+    from churnlens._evaluation import (
+        PredictedRetention,
+        classification_metrics,
+        predict_retention,
+    )
+    from churnlens._features import (
+        FEATURES,
+        Feature,
+        build_snapshots,
+        compute_features,
+        compute_labels,
+        feature_names,
+        feature_table_markdown,
+    )
+    from churnlens._loading import (
+        CleaningReport,
+        LoadResult,
+        load_transactions,
+    )
+    from churnlens._model import (
+        ChurnModel,
+        LogisticBaseline,
+        RecencyBaseline,
+    )
+    from churnlens._pipeline import (
+        TrainingRun,
+        train,
+    )
+    from churnlens._retention import (
+        RetentionRates,
+        cohort_table,
+        retention_rates,
+        retention_series,
+    )
+    from churnlens._scoring import (
+        ScoreResult,
+        at_risk_list,
+        expected_value,
+        rfm_segment,
+        risk_band,
+        score_customers,
+    )
+    from churnlens._synthetic import (
+        generate_transactions,
+    )
+    from churnlens._training import (
+        BacktestResult,
+        backtest,
+        fit_models,
+        snapshot_cutoffs,
+    )
+    from churnlens._version import (
+        __version__,
+    )
+    from churnlens.exceptions import (
+        ChurnlensError,
+        ConfigError,
+        DatasetNotAvailableError,
+        DataValidationError,
+        EmptyDataError,
+        MissingColumnError,
+        ModelError,
+        NotFittedError,
+    )
+
+# Public name -> private module. Imported on first use (PEP 562), so ``import
+# churnlens`` and the CLI start fast and nothing heavy loads until it is needed.
+_LAZY: dict[str, str] = {
+    "BGNBDModel": "churnlens._bgnbd",
+    "BGNBDParams": "churnlens._bgnbd",
+    "BacktestResult": "churnlens._training",
+    "ChurnModel": "churnlens._model",
+    "ChurnlensError": "churnlens.exceptions",
+    "CleaningReport": "churnlens._loading",
+    "ConfigError": "churnlens.exceptions",
+    "DataValidationError": "churnlens.exceptions",
+    "DatasetNotAvailableError": "churnlens.exceptions",
+    "EmptyDataError": "churnlens.exceptions",
+    "FEATURES": "churnlens._features",
+    "Feature": "churnlens._features",
+    "LoadResult": "churnlens._loading",
+    "LogisticBaseline": "churnlens._model",
+    "MissingColumnError": "churnlens.exceptions",
+    "ModelArtifact": "churnlens._artifact",
+    "ModelError": "churnlens.exceptions",
+    "NotFittedError": "churnlens.exceptions",
+    "PredictedRetention": "churnlens._evaluation",
+    "RecencyBaseline": "churnlens._model",
+    "RetentionRates": "churnlens._retention",
+    "ScoreResult": "churnlens._scoring",
+    "Settings": "churnlens._config",
+    "TrainingRun": "churnlens._pipeline",
+    "at_risk_list": "churnlens._scoring",
+    "backtest": "churnlens._training",
+    "bgnbd_expected_purchases": "churnlens._bgnbd",
+    "bgnbd_fit": "churnlens._bgnbd",
+    "bgnbd_log_likelihood": "churnlens._bgnbd",
+    "bgnbd_p_alive": "churnlens._bgnbd",
+    "bgnbd_prob_purchase_in": "churnlens._bgnbd",
+    "build_snapshots": "churnlens._features",
+    "classification_metrics": "churnlens._evaluation",
+    "cohort_table": "churnlens._retention",
+    "compute_features": "churnlens._features",
+    "compute_labels": "churnlens._features",
+    "expected_value": "churnlens._scoring",
+    "feature_names": "churnlens._features",
+    "feature_table_markdown": "churnlens._features",
+    "fit_models": "churnlens._training",
+    "generate_transactions": "churnlens._synthetic",
+    "load_bundle": "churnlens._artifact",
+    "load_config": "churnlens._config",
+    "load_model": "churnlens._artifact",
+    "load_transactions": "churnlens._loading",
+    "predict_retention": "churnlens._evaluation",
+    "retention_rates": "churnlens._retention",
+    "retention_series": "churnlens._retention",
+    "rfm_segment": "churnlens._scoring",
+    "risk_band": "churnlens._scoring",
+    "save_bundle": "churnlens._artifact",
+    "score_customers": "churnlens._scoring",
+    "snapshot_cutoffs": "churnlens._training",
+    "train": "churnlens._pipeline",
+}
+
+from churnlens._version import __version__  # noqa: E402  (tiny, always loaded)
 
 __all__ = [
+    "FEATURES",
     "BGNBDModel",
     "BGNBDParams",
+    "BacktestResult",
+    "ChurnModel",
     "ChurnlensError",
     "CleaningReport",
     "ConfigError",
     "DataValidationError",
     "DatasetNotAvailableError",
     "EmptyDataError",
+    "Feature",
     "LoadResult",
+    "LogisticBaseline",
     "MissingColumnError",
+    "ModelArtifact",
     "ModelError",
     "NotFittedError",
+    "PredictedRetention",
+    "RecencyBaseline",
     "RetentionRates",
+    "ScoreResult",
+    "Settings",
+    "TrainingRun",
     "__version__",
+    "at_risk_list",
+    "backtest",
     "bgnbd_expected_purchases",
     "bgnbd_fit",
     "bgnbd_log_likelihood",
     "bgnbd_p_alive",
     "bgnbd_prob_purchase_in",
+    "build_snapshots",
+    "classification_metrics",
     "cohort_table",
+    "compute_features",
+    "compute_labels",
+    "expected_value",
+    "feature_names",
+    "feature_table_markdown",
+    "fit_models",
     "generate_transactions",
+    "load_bundle",
+    "load_config",
+    "load_model",
     "load_transactions",
+    "predict_retention",
     "retention_rates",
     "retention_series",
+    "rfm_segment",
+    "risk_band",
+    "save_bundle",
+    "score_customers",
+    "snapshot_cutoffs",
+    "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'churnlens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

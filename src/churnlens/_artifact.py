@@ -186,3 +186,19 @@ def check_compatible(artifact: ModelArtifact, *, horizon_days: int | None = None
             f"the model predicts churn over {artifact.horizon_days} days, not {horizon_days}. "
             "Suggestion: train a model for that horizon, or drop the horizon option."
         )
+
+
+def load_model(uri_or_path: str | os.PathLike[str], settings: Any = None) -> ModelArtifact:
+    """Load a churnlens model from the MLflow registry or an exported bundle folder.
+
+    ``models:/churnlens@champion``, ``models:/churnlens/3`` and ``runs:/ID/model`` are
+    read from the registry at ``settings.tracking_uri`` (default
+    ``sqlite:///mlflow.db``); anything else is a bundle folder or card. MLflow is only
+    imported for registry URIs. A bundle whose SHA-256 does not match its card is
+    refused before it is unpickled.
+    """
+    if str(uri_or_path).startswith(("models:/", "runs:/")):
+        from churnlens._tracking import load_model as load_registered
+
+        return load_registered(str(uri_or_path), settings)
+    return load_bundle(uri_or_path)
