@@ -128,3 +128,21 @@ def demo(
         "next: open the MLflow UI with  .venv/bin/mlflow ui --backend-store-uri "
         f"{tracking_uri}\n      start the API with  .venv/bin/churnlens serve --transactions "
         f"{outputs.transactions}  (docs at http://127.0.0.1:8000/docs)", highlight=False)
+
+
+@app.command()
+@handle_errors
+def dataset(
+    name: Annotated[str, typer.Argument(help="Dataset name: cdnow (full) or cdnow-sample.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv or .parquet).")],
+) -> None:
+    """Write a bundled real dataset in churnlens' standard columns (needs [datasets])."""
+    from churnlens._validation import require_choice
+    from churnlens.datasets import load_cdnow, load_cdnow_sample
+
+    require_choice(name, name="dataset", allowed=("cdnow", "cdnow-sample"))
+    target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    frame = load_cdnow() if name == "cdnow" else load_cdnow_sample()
+    write_table(frame, target)
+    stdout().print(f"wrote {len(frame):,} transactions for {frame['customer_id'].nunique():,} "
+                   f"customers ({name}) to {target}", highlight=False)
