@@ -12,8 +12,14 @@ DEMO_DIR ?= demo-output
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "churnlens needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,spark,datasets]'
+	@# uv resolves and downloads in parallel: ~1 min instead of ~8 with pip on this
+	@# machine; pip stays the fallback when uv cannot be installed.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv || true
+	if $(BIN)/python -m uv --version >/dev/null 2>&1; then \
+	  $(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[dev,spark,datasets]'; \
+	else \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,spark,datasets]'; \
+	fi
 	touch $@
 
 install: $(STAMP)

@@ -92,7 +92,7 @@ class ModelSettings(_Strict):
     use_bgnbd: bool = True
     recency_half_life_snapshots: float | None = Field(default=None, gt=0)
     random_state: int = 0
-    n_jobs: int = Field(default=2, ge=1)
+    n_jobs: int | None = Field(default=None, ge=1)
 
 
 class MlflowSettings(_Strict):
