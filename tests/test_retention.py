@@ -696,3 +696,20 @@ def test_frame_records_are_json_ready(golden_transactions: pd.DataFrame) -> None
     records = frame_records(retention_series(golden_transactions, "quarter"))
     assert records[0]["crr"] is None and records[0]["start"] == "2023-03-31"
     assert records[-1]["complete"] is False and isinstance(records[-1]["S"], int)
+
+
+def test_exactly_cancelled_day_is_no_occasion_in_features_and_retention() -> None:
+    """0.1 + 0.2 - 0.3 is not a purchase, whatever the floating-point summation order."""
+    import churnlens
+
+    raw = pd.DataFrame({
+        "customer_id": ["A", "A", "A", "B", "B"],
+        "timestamp": ["2024-02-10", "2024-02-10", "2024-02-10", "2024-01-05", "2024-02-10"],
+        "amount": [0.1, 0.2, -0.3, 5.0, 5.0],
+    })
+    tx = churnlens.load_transactions(raw).transactions
+    assert abs(tx.loc[tx["customer_id"] == "A", "amount"].sum()) < 1e-9
+    rates = churnlens.retention_rates(tx, "2024-01-31", "2024-02-29")
+    assert rates.E == 1  # only B is active at the end; A never bought
+    features = churnlens.compute_features(tx, "2024-02-29")
+    assert features["customer_id"].tolist() == ["B"]

@@ -14,9 +14,25 @@ from typing import Literal
 import duckdb
 import pandas as pd
 
-__all__ = ["Dialect", "connect", "daily_sql", "day_number", "day_sql", "from_day_number"]
+__all__ = [
+    "OCCASION_MIN_NET_AMOUNT",
+    "Dialect",
+    "connect",
+    "daily_sql",
+    "day_number",
+    "day_sql",
+    "from_day_number",
+    "is_occasion_sql",
+]
 
 Dialect = Literal["duckdb", "spark"]
+
+# A purchase occasion is a (customer, day) whose net amount is positive. "Positive" is
+# "above 1e-9": a refund that cancels a day's items exactly (10.10 + 5.20 - 15.30) can
+# sum to +-1e-15 in floating point, and must not become an occasion by accident of
+# summation order. Every stage (features, retention, scoring, Spark) uses this.
+OCCASION_MIN_NET_AMOUNT = 1e-9
+_QUOTE = {"duckdb": '"{}"', "spark": "`{}`"}
 
 _EPOCH = pd.Timestamp("1970-01-01")
 _DAY_SQL: dict[str, str] = {
@@ -48,16 +64,21 @@ def day_sql(column: str, dialect: Dialect = "duckdb") -> str:
     return _DAY_SQL[dialect].format(col=column)
 
 
+def is_occasion_sql(net_amount: str = "net_amount") -> str:
+    """SQL condition: the day's net amount makes it a purchase occasion."""
+    return f"{net_amount} > {OCCASION_MIN_NET_AMOUNT!r}"
+
+
 def daily_sql(table: str, dialect: Dialect = "duckdb") -> str:
     """SQL: one row per (customer, day) with the day's net amount.
 
     Columns: ``customer_id``, ``day`` (int), ``net_amount`` (refunds included),
     ``refund_amount`` (sum of absolute negative amounts), ``n_rows``. A purchase
-    occasion is a row with ``net_amount > 0`` (``retention.md``).
+    occasion is a row where :func:`is_occasion_sql` holds (``retention.md``).
     """
     return f"""
         SELECT customer_id,
-               {day_sql('"timestamp"', dialect)} AS day,
+               {day_sql(_QUOTE[dialect].format("timestamp"), dialect)} AS day,
                SUM(amount) AS net_amount,
                SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
                COUNT(*) AS n_rows

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from churnlens._engine import Dialect, day_sql
+from churnlens._engine import OCCASION_MIN_NET_AMOUNT, Dialect, day_sql
 
 __all__ = [
     "AGGREGATES",
@@ -44,12 +44,6 @@ __all__ = [
 ]
 
 DEFAULT_WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365)
-
-# A day is a purchase occasion when its net amount is positive. Amounts are summed
-# in floating point, in an order that differs between engines and runs, so a net
-# amount within this distance of zero counts as zero (0.1 + 0.2 - 0.3 is not a
-# purchase whatever the summation order). No real currency has amounts this small.
-OCCASION_MIN_NET_AMOUNT = 1e-9
 
 _DIALECTS: dict[str, dict[str, str]] = {
     "duckdb": {"date_from_day": "CAST(DATE '1970-01-01' + {day} AS DATE)"},

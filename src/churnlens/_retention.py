@@ -44,7 +44,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlens._engine import connect, daily_sql, day_number, day_sql, from_day_number
+from churnlens._engine import (
+    connect,
+    daily_sql,
+    day_number,
+    day_sql,
+    from_day_number,
+    is_occasion_sql,
+)
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError, EmptyDataError
 
@@ -560,7 +567,7 @@ def _occasion_ctes(max_day: int) -> str:
         daily AS ({daily_sql("tx")}),
         occ AS (
             SELECT customer_id, day FROM daily
-            WHERE net_amount > 0 AND day <= {int(max_day)}
+            WHERE {is_occasion_sql()} AND day <= {int(max_day)}
         ),
         first AS (SELECT customer_id, min(day) AS first_day FROM occ GROUP BY customer_id)
     """
@@ -842,7 +849,7 @@ def _cohort_counts(data: _Prepared, end_day: int) -> pd.DataFrame:
         WITH daily AS ({daily_sql("tx")}),
         months AS (
             SELECT customer_id, {_month_sql("day")} AS month, min(day) AS first_day
-            FROM daily WHERE net_amount > 0 AND day <= {int(end_day)}
+            FROM daily WHERE {is_occasion_sql()} AND day <= {int(end_day)}
             GROUP BY ALL
         ),
         first AS (

@@ -10,6 +10,7 @@ from churnlens.cli._app import app, main
 
 # Each module registers its commands on ``app`` when imported.
 from churnlens.cli import _data  # noqa: F401  isort: skip
+from churnlens.cli import _features  # noqa: F401  isort: skip
 from churnlens.cli import _retention  # noqa: F401  isort: skip
 from churnlens.cli import _train  # noqa: F401  isort: skip
 from churnlens.cli import _score  # noqa: F401  isort: skip

@@ -1,0 +1,102 @@
+"""``churnlens features``: one row per customer, written atomically, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from churnlens import feature_names
+from churnlens._io import read_table_metadata
+from churnlens.cli import app
+
+GOLDEN = {  # retention.md, features at 2024-03-31
+    "customer_id": ["A", "B", "C", "E", "F"],
+    "frequency": [2, 1, 1, 1, 1],
+    "recency_days": [26, 59, 137, 304, 6],
+    "tenure_days": [81, 59, 137, 304, 6],
+    "monetary_total": [50.0, 50.0, 10.0, 60.0, 20.0],
+}
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+def run(cli: CliRunner, *args: str):
+    return cli.invoke(app, ["features", *args])
+
+
+def test_csv_output_reproduces_the_golden_table(cli, golden_csv, tmp_path):
+    out = tmp_path / "features.csv"
+    result = run(cli, "--transactions", str(golden_csv), "--as-of", "2024-03-31",
+                 "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "5 customers" in result.stdout and str(out) in result.stdout
+    frame = pd.read_csv(out, dtype={"customer_id": str})
+    assert list(frame.columns) == ["customer_id", "as_of", *feature_names()]
+    assert frame[list(GOLDEN)].to_dict("list") == GOLDEN
+    assert set(frame["as_of"]) == {"2024-03-31"}
+    assert frame["gap_mean_days"].isna().sum() == 4  # empty cells, not 0
+
+
+def test_parquet_output_with_mapped_columns_and_metadata(cli, golden_raw, tmp_path):
+    source = tmp_path / "orders.csv"
+    golden_raw.rename(columns={"customer_id": "client", "timestamp": "ordered",
+                               "amount": "total"}).assign(
+        ordered=lambda f: pd.to_datetime(f["ordered"]).dt.strftime("%d/%m/%Y")
+    ).to_csv(source, index=False)
+    out = tmp_path / "features.parquet"
+    result = run(cli, "-t", str(source), "--as-of", "2024-03-31", "-o", str(out),
+                 "--customer-col", "client", "--time-col", "ordered", "--amount-col", "total",
+                 "--time-format", "%d/%m/%Y", "--windows-days", "7,28")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    assert frame[list(GOLDEN)].to_dict("list") == GOLDEN
+    assert "occasions_28d" in frame and "occasions_30d" not in frame
+    assert frame["as_of"].tolist() == [dt.date(2024, 3, 31)] * 5
+    assert str(pq.read_schema(out).field("as_of").type) == "date32[day]"
+    meta = read_table_metadata(out)
+    assert meta["as_of"] == "2024-03-31" and meta["windows_days"] == "[7, 28]"
+    # the later rows (A 05-20, C 04-02, D 04-20, E 05-01) are counted, and D has no row
+    assert "4 after the as-of" in result.output
+    assert "D" not in set(frame["customer_id"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--as-of", "31/03/2024x"], "--as-of"),
+        (["--as-of", "2020-01-01"], "no transactions on or before"),
+        (["--as-of", "2024-03-31", "--amount-col", "price"], "price"),
+        (["--as-of", "2024-03-31", "--windows-days", "30,thirty"], "--windows-days"),
+        (["--as-of", "2024-03-31", "--windows-days", "0"], "windows_days"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(cli, golden_csv, tmp_path, args, message):
+    out = tmp_path / "features.parquet"
+    result = run(cli, "--transactions", str(golden_csv), "--out", str(out), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == [golden_csv]  # no output, no temporary file
+
+
+def test_unsupported_output_type_is_refused_before_reading(cli, tmp_path):
+    result = run(cli, "--transactions", str(tmp_path / "missing.csv"), "--as-of", "2024-03-31",
+                 "--out", str(tmp_path / "features.xlsx"))
+    assert result.exit_code == 2
+    assert "unsupported output type" in result.output
+
+
+def test_an_existing_output_survives_a_failed_run(cli, golden_csv, tmp_path):
+    out = tmp_path / "features.csv"
+    out.write_text("previous\n")
+    result = run(cli, "--transactions", str(golden_csv), "--as-of", "1999-01-01",
+                 "--out", str(out))
+    assert result.exit_code == 2
+    assert out.read_text() == "previous\n"
