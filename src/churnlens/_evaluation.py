@@ -47,12 +47,26 @@ def _arrays(churned: Any, risk: Any) -> tuple[np.ndarray, np.ndarray]:
 def classification_metrics(churned: Any, risk: Any) -> dict[str, float]:
     """Quality of churn risks against what happened.
 
-    Returns ``auc`` (ROC AUC), ``pr_auc`` (average precision for churned = 1),
-    ``brier``, ``log_loss``, ``lift_top_decile`` (churn rate among the 10% highest
-    risks over the overall churn rate), ``predicted_retention`` and
-    ``actual_retention`` (percent of customers predicted / seen to buy again in the
-    horizon) and ``customers``. A metric undefined for the data (AUC with one class)
-    is NaN.
+    Parameters
+    ----------
+    churned
+        The truth per customer: 1 if they churned (no purchase in the horizon), else 0.
+    risk
+        The churn risk the model gave each customer, in the same order.
+
+    Returns
+    -------
+    dict of str to float
+        ``auc`` (ROC AUC), ``pr_auc`` (average precision for churned = 1), ``brier``,
+        ``log_loss``, ``lift_top_decile`` (churn rate among the 10% highest risks over
+        the overall churn rate), ``predicted_retention`` and ``actual_retention``
+        (percent of customers predicted / seen to buy again in the horizon) and
+        ``customers``. A metric undefined for the data (AUC with one class) is NaN.
+
+    Raises
+    ------
+    DataValidationError
+        Labels and risks of different lengths, none at all, or missing values.
 
     Examples
     --------
@@ -88,7 +102,16 @@ def _top_lift(y: np.ndarray, p: np.ndarray, share: float) -> float:
 
 
 def lift_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
-    """Churn rate, lift and cumulative gain by risk decile (decile 1 = highest risk)."""
+    """Churn rate, lift and cumulative gain by risk decile (decile 1 = highest risk).
+
+    Examples
+    --------
+    >>> table = lift_table([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.1], bins=2)
+    >>> table[["decile", "churn_rate", "lift", "cumulative_gain"]]
+       decile  churn_rate  lift  cumulative_gain
+    0       1         1.0   2.0              1.0
+    1       2         0.0   0.0              1.0
+    """
     y, p = _arrays(churned, risk)
     order = np.argsort(-p, kind="stable")
     groups = np.array_split(order, bins)
@@ -109,7 +132,15 @@ def lift_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
 
 
 def calibration_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
-    """Mean predicted risk vs observed churn rate in equal-count bins of risk."""
+    """Mean predicted risk vs observed churn rate in equal-count bins of risk.
+
+    Examples
+    --------
+    >>> calibration_table([0, 1, 0, 1], [0.1, 0.3, 0.7, 0.9], bins=2)
+       bin  customers  mean_risk  churn_rate
+    0    1          2        0.2         0.5
+    1    2          2        0.8         0.5
+    """
     y, p = _arrays(churned, risk)
     order = np.argsort(p, kind="stable")
     rows = [
@@ -124,8 +155,24 @@ def calibration_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
 class PredictedRetention:
     """Retention rates a model predicts for the coming period (percent).
 
-    ``S`` is the active base at the start (last purchase within the window),
-    ``acquired`` everyone acquired by the start.
+    See ``docs/retention.md`` for the formulas. Built by :func:`predict_retention`.
+
+    Attributes
+    ----------
+    window_days
+        Activity window ``W``, equal to the model's horizon.
+    S
+        The active base at the start: customers whose last purchase is within the
+        window.
+    acquired
+        Everyone acquired by the start (every customer scored).
+    cohort_retention, cohort_retention_low, cohort_retention_high
+        Predicted share of ``S`` still active at the end, with its 95% interval.
+    crr, crr_low, crr_high
+        Predicted customer retention rate ``(E - N) / S``, with its 95% interval.
+    expected_lost, expected_retained
+        Expected numbers of customers of ``S`` who churn / stay (sums of risks and of
+        ``1 - risk`` over ``S``).
     """
 
     window_days: int
@@ -161,6 +208,17 @@ def predict_retention(
     window_days
         Activity window ``W`` (= the horizon): a customer is active at the as-of date
         when ``recency_days < W``.
+
+    Returns
+    -------
+    PredictedRetention
+        Predicted cohort retention and CRR in percent, with 95% intervals from the
+        Poisson-binomial variance ``sum p_i (1 - p_i)``; NaN rates when ``S`` is empty.
+
+    Raises
+    ------
+    DataValidationError
+        ``recency_days`` and ``risk`` of different lengths.
 
     Examples
     --------

@@ -148,6 +148,24 @@ def compute_labels(
         purchase occasion in ``(c, c+H]``, 0 if they have one, missing (``<NA>``,
         nullable ``Int8``; NULL on Spark) if ``c + H > observed_until``. One row per
         customer acquired by ``c``, in no particular order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> tx = pd.DataFrame({"customer_id": ["A", "A", "B"],
+    ...                    "timestamp": ["2024-01-10", "2024-05-20", "2024-02-01"],
+    ...                    "amount": [30.0, 25.0, 50.0]})
+    >>> labels = compute_labels(tx, "2024-03-31", 91, observed_until="2024-06-30")
+    >>> labels.sort_values("customer_id").reset_index(drop=True)
+      customer_id     cutoff  churned
+    0           A 2024-03-31        0
+    1           B 2024-03-31        1
+
+    Without ``observed_until`` the data ends on 2024-05-20, before the horizon does, so
+    the labels are missing rather than "churned":
+
+    >>> bool(compute_labels(tx, "2024-03-31", 91)["churned"].isna().all())
+    True
     """
     cutoff_day = day_number(parse_date(cutoff, name="cutoff"))
     horizon = require_positive_int(horizon_days, name="horizon_days")
@@ -193,6 +211,21 @@ def build_snapshots(
         ``cutoff`` (date), the features of :func:`compute_features`, then ``churned``
         (1, 0, or missing when the horizon is not fully observed). Rows come in no
         particular order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> tx = pd.DataFrame({"customer_id": ["A", "A", "B"],
+    ...                    "timestamp": ["2024-01-10", "2024-05-20", "2024-02-01"],
+    ...                    "amount": [30.0, 25.0, 50.0]})
+    >>> snapshots = build_snapshots(tx, ["2024-01-31", "2024-03-31"], horizon_days=91,
+    ...                             observed_until="2024-06-30")
+    >>> columns = ["customer_id", "cutoff", "frequency", "recency_days", "churned"]
+    >>> snapshots.sort_values(["cutoff", "customer_id"])[columns].reset_index(drop=True)
+      customer_id     cutoff  frequency  recency_days  churned
+    0           A 2024-01-31          1            21        1
+    1           A 2024-03-31          1            81        0
+    2           B 2024-03-31          1            59        1
     """
     cutoff_days = sorted({day_number(parse_date(c, name="cutoffs")) for c in _as_list(cutoffs)})
     if not cutoff_days:
@@ -224,6 +257,18 @@ def build_snapshots(
 def feature_names(windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS) -> list[str]:
     """The feature columns of :func:`compute_features`, in order.
 
+    Parameters
+    ----------
+    windows_days
+        Window lengths of the windowed features, as given to :func:`compute_features`.
+
+    Returns
+    -------
+    list of str
+        Feature names, without the ``customer_id`` and ``as_of`` columns.
+
+    Examples
+    --------
     >>> feature_names(windows_days=(30,))[:3]
     ['frequency', 'repeat_frequency', 'recency_days']
     """
@@ -235,6 +280,16 @@ def feature_table_markdown() -> str:
 
     This is what ``docs/features.md`` shows; a test checks that they agree.
     Windowed features appear once, with ``{w}`` standing for each window length.
+
+    Returns
+    -------
+    str
+        A Markdown table, one row per feature, ending with a newline.
+
+    Examples
+    --------
+    >>> print(feature_table_markdown().splitlines()[0])
+    | feature | unit | type | definition |
     """
     lines = [
         "| feature | unit | type | definition |",

@@ -22,7 +22,29 @@ _DISTRIBUTION = "lifetimes"
 
 
 def cdnow_path(name: str = "CDNOW_master.txt") -> Path:
-    """Path of a CDNOW file inside the installed ``lifetimes`` distribution."""
+    """Path of a CDNOW file inside the installed ``lifetimes`` distribution.
+
+    Parameters
+    ----------
+    name
+        ``"CDNOW_master.txt"`` (every purchase) or ``"CDNOW_sample.txt"`` (the 1/10
+        sample).
+
+    Returns
+    -------
+    pathlib.Path
+        The file, ready to read; ``lifetimes`` is not imported.
+
+    Raises
+    ------
+    DatasetNotAvailableError
+        ``lifetimes`` is not installed, or the file is not in it.
+
+    Examples
+    --------
+    >>> cdnow_path().name
+    'CDNOW_master.txt'
+    """
     try:
         dist = importlib.metadata.distribution(_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError as exc:
@@ -55,9 +77,14 @@ def load_cdnow() -> pd.DataFrame:
 
     Examples
     --------
-    >>> tx = load_cdnow()  # doctest: +SKIP
-    >>> len(tx), tx["customer_id"].nunique()  # doctest: +SKIP
+    >>> tx = load_cdnow()
+    >>> len(tx), tx["customer_id"].nunique()
     (69659, 23570)
+    >>> tx.head(3)
+      customer_id  timestamp  amount  quantity
+    0       00001 1997-01-01   11.77       1.0
+    1       00002 1997-01-12   12.00       1.0
+    2       00002 1997-01-12   77.00       5.0
     """
     return _read(cdnow_path("CDNOW_master.txt"), ["customer_id", "date", "quantity", "amount"],
                  header=True)
@@ -66,7 +93,17 @@ def load_cdnow() -> pd.DataFrame:
 def load_cdnow_sample() -> pd.DataFrame:
     """The CDNOW 1/10 sample (2,357 customers) used by Fader, Hardie and Lee (2005).
 
-    Same columns as :func:`load_cdnow`; ``customer_id`` is the sample's own id.
+    Returns
+    -------
+    pandas.DataFrame
+        Same columns as :func:`load_cdnow`; ``customer_id`` is the sample's own id
+        (text, ``"0001"`` to ``"2357"``).
+
+    Examples
+    --------
+    >>> sample = load_cdnow_sample()
+    >>> len(sample), sample["customer_id"].nunique()
+    (6919, 2357)
     """
     return _read(cdnow_path("CDNOW_sample.txt"),
                  ["master_id", "customer_id", "date", "quantity", "amount"], header=False)

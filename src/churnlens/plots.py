@@ -184,6 +184,25 @@ def plot_retention_series(
 def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 150) -> Path:
     """Write a figure atomically as ``.png``, ``.svg`` or ``.pdf`` (by its suffix).
 
+    Parameters
+    ----------
+    figure
+        A figure, such as one returned by the ``plot_*`` functions.
+    path
+        The output file; its suffix picks the format. Its folder must exist.
+    dpi
+        Resolution of ``.png`` output.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ChurnlensError
+        An unsupported suffix, a folder as ``path``, or a missing folder.
+
     Examples
     --------
     >>> import tempfile, pathlib
