@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # static analysers see every public name
     )
     from churnlens._evaluation import (
         PredictedRetention,
+        calibration_table,
         classification_metrics,
+        lift_table,
         predict_retention,
     )
     from churnlens._features import (
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # static analysers see every public name
         feature_names,
         feature_table_markdown,
     )
+    from churnlens._io import write_safe_csv
     from churnlens._loading import (
         CleaningReport,
         LoadResult,
@@ -102,6 +105,9 @@ if TYPE_CHECKING:  # static analysers see every public name
 # Public name -> private module. Imported on first use (PEP 562), so ``import
 # churnlens`` and the CLI start fast and nothing heavy loads until it is needed.
 _LAZY: dict[str, str] = {
+    "calibration_table": "churnlens._evaluation",
+    "lift_table": "churnlens._evaluation",
+    "write_safe_csv": "churnlens._io",
     "BGNBDModel": "churnlens._bgnbd",
     "BGNBDParams": "churnlens._bgnbd",
     "BacktestResult": "churnlens._training",
@@ -194,6 +200,7 @@ __all__ = [
     "bgnbd_p_alive",
     "bgnbd_prob_purchase_in",
     "build_snapshots",
+    "calibration_table",
     "classification_metrics",
     "cohort_table",
     "compute_features",
@@ -203,6 +210,7 @@ __all__ = [
     "feature_table_markdown",
     "fit_models",
     "generate_transactions",
+    "lift_table",
     "load_bundle",
     "load_config",
     "load_model",
@@ -216,10 +224,17 @@ __all__ = [
     "score_customers",
     "snapshot_cutoffs",
     "train",
+    "write_safe_csv",
 ]
 
 
+# Public submodules, also reachable as attributes after a plain ``import churnlens``.
+_SUBMODULES = ("cli", "datasets", "exceptions", "plots")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"churnlens.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'churnlens' has no attribute {name!r}")

@@ -104,6 +104,22 @@ def _top_lift(y: np.ndarray, p: np.ndarray, share: float) -> float:
 def lift_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
     """Churn rate, lift and cumulative gain by risk decile (decile 1 = highest risk).
 
+    Parameters
+    ----------
+    churned
+        What happened: 1 churned, 0 retained.
+    risk
+        Predicted churn risk of the same customers.
+    bins
+        Number of equal-count groups, highest risk first (ties keep input order).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group: ``decile``, ``customers``, ``mean_risk``, ``churn_rate``,
+        ``lift`` (churn rate over the overall churn rate) and ``cumulative_gain``
+        (share of all churners in this and the higher-risk groups).
+
     Examples
     --------
     >>> table = lift_table([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.1], bins=2)
@@ -133,6 +149,21 @@ def lift_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
 
 def calibration_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
     """Mean predicted risk vs observed churn rate in equal-count bins of risk.
+
+    Parameters
+    ----------
+    churned
+        What happened: 1 churned, 0 retained.
+    risk
+        Predicted churn risk of the same customers.
+    bins
+        Number of equal-count bins, lowest risk first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bin: ``bin``, ``customers``, ``mean_risk`` and ``churn_rate``. A
+        calibrated model has ``mean_risk`` close to ``churn_rate`` in every bin.
 
     Examples
     --------

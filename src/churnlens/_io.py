@@ -150,7 +150,30 @@ def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_safe_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a CSV for spreadsheets (formulas neutralized) atomically."""
+    """Write a CSV for spreadsheets, atomically, with formula-like cells neutralised.
+
+    Parameters
+    ----------
+    frame
+        The table, for example an at-risk list.
+    path
+        Target ``.csv`` file; its folder must exist.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written. Text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or
+        a carriage return are prefixed with ``'`` (see :func:`neutralize_formulas`), so
+        a spreadsheet shows them instead of running them.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> out = write_safe_csv(pd.DataFrame({"customer_id": ["=1+1"]}), folder / "list.csv")
+    >>> out.read_text().splitlines()
+    ['customer_id', "'=1+1"]
+    """
     out = check_output_path(path, suffixes=(".csv",))
     with atomic_path(out) as tmp:
         neutralize_formulas(frame).to_csv(tmp, index=False)

@@ -105,29 +105,41 @@ def plot_retention_pairs(table: pd.DataFrame, *, title: str = "Predicted vs actu
                          ) -> Figure:
     """Predicted vs actual cohort retention and CRR per as-of date and model.
 
-    ``table`` is ``BacktestResult.table()``: one row per (as_of, model).
+    ``table`` is ``BacktestResult.table()``: one row per (as_of, model). Each bar is
+    labelled with its value (the differences that matter are a point or two, too
+    small to read off a bar's height); error bars are the 95% intervals. The legend
+    sits below the plots, where it cannot cover a bar.
     """
-    fig = _figure(9.6, 4.0)
+    fig = _figure(9.6, 4.4)
     axes = fig.subplots(1, 2)
+    as_ofs = sorted(table["as_of"].unique())
+    models = list(dict.fromkeys(table["model"]))
+    width = 0.8 / (len(models) + 1)
+    x = np.arange(len(as_ofs))
     for ax, rate, label in ((axes[0], "cohort_retention", "cohort retention %"),
                             (axes[1], "crr", "CRR %")):
-        as_ofs = sorted(table["as_of"].unique())
-        models = list(dict.fromkeys(table["model"]))
-        width = 0.8 / (len(models) + 1)
-        x = np.arange(len(as_ofs))
         actual = [table.loc[table["as_of"] == a, f"actual_{rate}"].iloc[0] for a in as_ofs]
-        ax.bar(x - 0.4 + width / 2, actual, width=width, color="#333333", label="actual")
+        bars = ax.bar(x - 0.4 + width / 2, actual, width=width, color="#333333",
+                      label="actual")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
         for i, name in enumerate(models, start=1):
             rows = [table.loc[(table["as_of"] == a) & (table["model"] == name)].iloc[0]
                     for a in as_ofs]
             value = np.array([r[f"predicted_{rate}"] for r in rows], dtype=float)
             low = np.array([r[f"predicted_{rate}_low"] for r in rows], dtype=float)
             high = np.array([r[f"predicted_{rate}_high"] for r in rows], dtype=float)
-            ax.bar(x - 0.4 + width / 2 + i * width, value, width=width, color=_color(name),
-                   label=name, yerr=[value - low, high - value], capsize=2)
-        ax.set_xticks(x, [str(a) for a in as_ofs])
-        ax.set(ylabel=label, title=f"{title}: {label}")
-    axes[0].legend(fontsize=8)
+            bars = ax.bar(x - 0.4 + width / 2 + i * width, value, width=width,
+                          color=_color(name), label=f"{name} (predicted)",
+                          yerr=[value - low, high - value], capsize=2,
+                          error_kw={"elinewidth": 0.8, "ecolor": "#777777"})
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.set_xticks(x, [f"period after {a}" for a in as_ofs])
+        ax.set(ylabel=label, title=label)
+        ax.margins(y=0.12)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8,
+               frameon=False)
+    fig.suptitle(title)
     return fig
 
 
@@ -157,9 +169,28 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _table_html(frame: pd.DataFrame, digits: int = 3) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", border=0,
-                         classes="t", na_rep="")
+def _format_cell(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "\u2013"  # an en dash: clearly "no value", unlike an empty cell
+    if isinstance(value, bool | np.bool_):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return f"{value:,}"
+    if isinstance(value, float | np.floating):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """An HTML table; percent columns (a ``%`` in the header) get one decimal, other
+    numbers three. Two-level column labels become a grouped header."""
+    shown = frame.copy()
+    for column in frame.columns:
+        labels = column if isinstance(column, tuple) else (column,)
+        digits = 1 if any("%" in str(part) for part in labels) else 3
+        shown[column] = [_format_cell(v, digits) for v in frame[column]]
+    return ("<div class='scroll'>" + shown.to_html(index=False, border=0, classes="t",
+                                                    escape=True) + "</div>")
 
 
 def write_html_report(
@@ -168,34 +199,68 @@ def write_html_report(
     title: str,
     summary: Mapping[str, Any],
     tables: Mapping[str, pd.DataFrame],
-    figures: Mapping[str, Figure],
+    figures: Mapping[str, Figure | bytes],
     notes: list[str] | None = None,
+    captions: Mapping[str, str] | None = None,
 ) -> Path:
-    """A single self-contained HTML file (plots embedded as PNG), written atomically."""
+    """A single self-contained HTML file (plots embedded as PNG), written atomically.
+
+    Parameters
+    ----------
+    path
+        Where to write the report.
+    title
+        Page title and heading.
+    summary
+        Key facts, shown as a two-column list.
+    tables
+        Section title -> table (two-level column labels are shown grouped).
+    figures
+        Section title -> figure, or PNG bytes already rendered (:func:`figure_png`).
+    notes
+        Remarks shown under the summary (a skipped backtest, for example).
+    captions
+        Section title -> one or two sentences saying how to read that table or figure.
+    """
+    from churnlens._version import __version__
+
+    captions = captions or {}
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}",
+        "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;"
+        "padding:0 1rem}",
         "h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}",
+        ".scroll{overflow-x:auto}",
         "table.t{border-collapse:collapse;font-size:.85rem}table.t td,table.t th{padding:"
-        "3px 8px;border-bottom:1px solid #eee;text-align:right}table.t th{background:#f5f5f5}",
+        "3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}"
+        "table.t th{background:#f5f5f5;text-align:center}",
+        "table.t td:nth-child(-n+2){text-align:left}",
         "dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}",
+        "dd{margin:0}p.caption{color:#555;font-size:.9rem;max-width:60rem}",
         "img{max-width:100%;border:1px solid #eee;margin:.5rem 0}",
         "</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by churnlens.</p>",
+        f"<p>Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by churnlens "
+        f"{html.escape(__version__)}.</p>",
         "<h2>Summary</h2><dl>",
     ]
     for key, value in summary.items():
         parts.append(f"<dt>{html.escape(str(key))}</dt><dd>{html.escape(str(value))}</dd>")
     parts.append("</dl>")
     for note in notes or []:
-        parts.append(f"<p>{html.escape(note)}</p>")
+        parts.append(f"<p class='note'>{html.escape(note)}</p>")
+
+    def caption(name: str) -> str:
+        text = captions.get(name)
+        return f"<p class='caption'>{html.escape(text)}</p>" if text else ""
+
     for name, frame in tables.items():
-        parts.append(f"<h2>{html.escape(name)}</h2>{_table_html(frame)}")
+        parts.append(f"<h2>{html.escape(name)}</h2>{caption(name)}{_table_html(frame)}")
     for name, fig in figures.items():
-        encoded = base64.b64encode(figure_png(fig)).decode("ascii")
-        parts.append(f"<h2>{html.escape(name)}</h2>"
+        png = fig if isinstance(fig, bytes) else figure_png(fig)
+        encoded = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h2>{html.escape(name)}</h2>{caption(name)}"
                      f"<img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
     parts.append("</body></html>")
     target = Path(path)

@@ -19,13 +19,32 @@ import numpy as np
 import pandas as pd
 
 from churnlens._io import atomic_path, check_output_path
+
+# Model-quality plots live beside the report that embeds them; they are public here.
+from churnlens._report import (
+    plot_calibration,
+    plot_feature_importance,
+    plot_gains,
+    plot_retention_pairs,
+    plot_roc,
+)
 from churnlens.exceptions import ChurnlensError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURE_SUFFIXES", "plot_cohort_heatmap", "plot_retention_series", "save_figure"]
+__all__ = [
+    "FIGURE_SUFFIXES",
+    "plot_calibration",
+    "plot_cohort_heatmap",
+    "plot_feature_importance",
+    "plot_gains",
+    "plot_retention_pairs",
+    "plot_retention_series",
+    "plot_roc",
+    "save_figure",
+]
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
