@@ -49,6 +49,8 @@ class ModelArtifact:
         The training run's backtest document (``BacktestResult.to_dict()``), if any.
     settings
         The full configuration used, as a dictionary.
+    churnlens_version
+        The churnlens version that trained the model.
     name, version, alias, run_id
         Registry coordinates when loaded from MLflow (not stored in the bundle).
     """
@@ -126,8 +128,18 @@ def _sha256(path: Path) -> str:
 def save_bundle(artifact: ModelArtifact, directory: str | os.PathLike[str]) -> Path:
     """Write ``churnlens-model.joblib`` and its card ``churnlens-model.json``.
 
-    Returns the card's path. Both files are written atomically; the card, which holds
-    the model file's SHA-256, is written last.
+    Parameters
+    ----------
+    artifact
+        The trained model and its metadata.
+    directory
+        Folder for the two files (created if missing).
+
+    Returns
+    -------
+    pathlib.Path
+        The card's path. Both files are written atomically; the card, which holds the
+        model file's SHA-256, is written last.
     """
     import joblib
 
@@ -144,7 +156,24 @@ def save_bundle(artifact: ModelArtifact, directory: str | os.PathLike[str]) -> P
 
 
 def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
-    """Load a bundle (its folder or its JSON card), refusing a mismatched digest."""
+    """Load a bundle (its folder or its JSON card), refusing a mismatched digest.
+
+    Parameters
+    ----------
+    path
+        The bundle folder, or its ``churnlens-model.json`` card.
+
+    Returns
+    -------
+    ModelArtifact
+        The model, after its file's SHA-256 matched the card.
+
+    Raises
+    ------
+    ModelError
+        No bundle there, an unreadable card, a missing model file, a digest mismatch
+        (the file is never unpickled then) or a file that does not hold a model.
+    """
     import joblib
 
     given = Path(path)
@@ -191,11 +220,22 @@ def check_compatible(artifact: ModelArtifact, *, horizon_days: int | None = None
 def load_model(uri_or_path: str | os.PathLike[str], settings: Any = None) -> ModelArtifact:
     """Load a churnlens model from the MLflow registry or an exported bundle folder.
 
-    ``models:/churnlens@champion``, ``models:/churnlens/3`` and ``runs:/ID/model`` are
-    read from the registry at ``settings.tracking_uri`` (default
-    ``sqlite:///mlflow.db``); anything else is a bundle folder or card. MLflow is only
-    imported for registry URIs. A bundle whose SHA-256 does not match its card is
-    refused before it is unpickled.
+    Parameters
+    ----------
+    uri_or_path
+        ``models:/churnlens@champion``, ``models:/churnlens/3`` or ``runs:/ID/model``
+        (read from the registry; MLflow is only imported then), or a bundle folder or
+        card.
+    settings
+        :class:`~churnlens.MlflowSettings`-like object with ``tracking_uri`` (default
+        ``sqlite:///mlflow.db``); unused for bundles.
+
+    Returns
+    -------
+    ModelArtifact
+        The model, with ``name``, ``version`` and ``alias`` set when it came from the
+        registry. A bundle whose SHA-256 does not match its card is refused before it
+        is unpickled.
     """
     if str(uri_or_path).startswith(("models:/", "runs:/")):
         from churnlens._tracking import load_model as load_registered

@@ -72,9 +72,14 @@ _LOG_BOUND = 20.0
 class BGNBDParams(NamedTuple):
     """The four BG/NBD parameters.
 
-    ``r`` and ``alpha`` are the shape and rate of the gamma distribution of purchase
-    rates (``alpha`` in the time unit of the data); ``a`` and ``b`` those of the beta
-    distribution of dropout probabilities.
+    Attributes
+    ----------
+    r, alpha
+        Shape and rate of the gamma distribution of purchase rates across customers
+        (``alpha`` is in the time unit of the data: 7x larger in days than in weeks).
+    a, b
+        Shape parameters of the beta distribution of the probability of dropping out
+        after each purchase.
     """
 
     r: float

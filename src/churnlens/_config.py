@@ -121,7 +121,27 @@ class ScoringSettings(_Strict):
 
 
 class Settings(_Strict):
-    """Every setting of churnlens, validated. See ``configs/default.yaml``."""
+    """Every setting of churnlens, validated. See ``configs/default.yaml``.
+
+    Attributes
+    ----------
+    horizon_days
+        Days after the as-of date in which a customer must buy not to count as churned.
+    backtest_steps
+        Backtests logged with each training run, at as-of minus 1, 2, ... horizons.
+    data
+        Column names and timestamp format (:class:`DataSettings`).
+    features
+        Feature windows (:class:`FeatureSettings`).
+    snapshots
+        Training cutoffs (:class:`SnapshotSettings`).
+    model
+        The churn model and drift handling (:class:`ModelSettings`).
+    mlflow
+        Tracking, registry and promotion (:class:`MlflowSettings`).
+    scoring
+        Risk band thresholds (:class:`ScoringSettings`).
+    """
 
     horizon_days: int = Field(default=91, ge=1, le=3660)
     backtest_steps: int = Field(default=1, ge=0, le=12)
@@ -149,6 +169,17 @@ def load_config(
     overrides
         Dotted keys, for example ``{"horizon_days": 30, "mlflow.enabled": False}``;
         ``None`` values are ignored (an option the user did not give).
+
+    Returns
+    -------
+    Settings
+        The validated settings.
+
+    Raises
+    ------
+    ConfigError
+        For a missing file, invalid YAML, an unknown key or a bad value; the message
+        names every problem.
 
     Examples
     --------

@@ -57,6 +57,19 @@ class Feature:
 
     ``name``, ``definition`` and ``sql`` may contain ``{w}``: the feature then exists
     once per activity window of ``w`` days (``windows_days``).
+
+    Attributes
+    ----------
+    name
+        Column name, units included (``recency_days``, ``spend_{w}d``).
+    unit
+        Unit shown in ``docs/features.md`` (days, occasions, currency, ratio...).
+    dtype
+        ``"int64"`` (always defined) or ``"float64"`` (NaN where undefined).
+    definition
+        One sentence for the docs.
+    sql
+        The SQL expression, shared by DuckDB and Spark SQL.
     """
 
     name: str

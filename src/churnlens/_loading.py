@@ -133,7 +133,16 @@ class CleaningReport:
 
 
 class LoadResult(NamedTuple):
-    """Clean transactions and the report of how they were cleaned."""
+    """Clean transactions and the report of how they were cleaned.
+
+    Attributes
+    ----------
+    transactions
+        ``customer_id``, ``timestamp`` (naive, offsets converted to UTC), ``amount`` and
+        any optional columns asked for.
+    report
+        The :class:`CleaningReport`: rows read, kept, dropped by reason, refunds...
+    """
 
     transactions: pd.DataFrame
     report: CleaningReport
