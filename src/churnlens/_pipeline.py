@@ -132,11 +132,24 @@ def train(
     )
 
     say("drawing plots and writing the report")
-    figures = _figures(fitted, backtest_result, transactions)
-    tables = {"Validation on the held-out latest cutoff": _validation_table(fitted)}
+    plots = _figures(fitted, backtest_result, transactions)
+    # Rendered once: the same PNG goes into the report and into MLflow's plots/.
+    images = {plot.title: _report.figure_png(plot.figure) for plot in plots}
+    captions = {plot.title: plot.caption for plot in plots}
+    validation_title = f"Validation on the held-out latest cutoff ({fitted.cutoffs[-1]})"
+    tables = {validation_title: _validation_table(fitted)}
+    captions[validation_title] = (
+        f"Every model scored on the customers of the latest training cutoff, which is held "
+        f"out of fitting; truth: a purchase in the {horizon} days after it. The new model "
+        "is promoted on this data.")
     if backtest_result is not None:
-        tables["Backtest (trained at A, evaluated on (A, A+H])"] = _backtest_table(
-            backtest_result)
+        backtest_title = "Backtest: trained at A from history up to A, evaluated on (A, A+H]"
+        tables[backtest_title] = _backtest_table(backtest_result)
+        captions[backtest_title] = (
+            "Ranking: AUC, PR AUC and lift (higher is better). Probability: Brier score and "
+            "log loss (lower is better). Retention: the share of customers predicted to buy "
+            "again in the period beside the share that did; cohort retention and CRR as "
+            "defined in docs/retention.md.")
     summary = {
         "as-of date": as_of_ts.date(), "horizon (days)": horizon,
         "customers at as-of": f"{len(fitted.features):,}",
@@ -149,7 +162,7 @@ def train(
         report = Path(report_path) if report_path else Path(tmp) / "report.html"
         _report.write_html_report(
             report, title=f"churnlens training report, as of {as_of_ts.date()}",
-            summary=summary, tables=tables, figures=figures, notes=notes,
+            summary=summary, tables=tables, figures=images, notes=notes, captions=captions,
         )
         registration = None
         if settings.mlflow.enabled:
@@ -157,9 +170,9 @@ def train(
 
             say("logging to MLflow and registering the model")
             plot_files = {}
-            for name, fig in figures.items():
-                file = Path(tmp) / f"{_slug(name)}.png"
-                _report.save_figure(fig, file)
+            for plot in plots:
+                file = Path(tmp) / f"{plot.file_stem}.png"
+                file.write_bytes(images[plot.title])
                 plot_files[f"plots/{file.name}"] = file
             bt_csv = Path(tmp) / "backtest.csv"
             if backtest_result is not None:
@@ -189,10 +202,6 @@ def train(
         report_path=Path(report_path) if report_path else None, registration=registration,
         bundle_path=bundle_path, notes=notes,
     )
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -227,43 +236,108 @@ def _data_summary(transactions: pd.DataFrame, fitted: FittedModels) -> dict[str,
     }
 
 
-_HEADLINE = ["auc", "pr_auc", "brier", "log_loss", "lift_top_decile", "predicted_retention",
-             "actual_retention"]
+# (group, label, metric key) of the report's tables; a "%" marks percent columns.
+_TABLE_COLUMNS = [
+    ("ranking", "AUC", "auc"), ("ranking", "PR AUC", "pr_auc"),
+    ("ranking", "top-decile lift", "lift_top_decile"),
+    ("probability", "Brier", "brier"), ("probability", "log loss", "log_loss"),
+    ("retention %", "predicted", "predicted_retention"),
+    ("retention %", "actual", "actual_retention"),
+]
+_PERIOD_COLUMNS = [
+    ("cohort retention %", "predicted", "predicted_cohort_retention"),
+    ("cohort retention %", "actual", "actual_cohort_retention"),
+    ("CRR %", "predicted", "predicted_crr"), ("CRR %", "actual", "actual_crr"),
+]
+_MODEL_ORDER = ("churnlens", "bgnbd", "logistic", "recency")
+
+
+def _metrics_frame(rows: list[tuple[dict[str, Any], dict[str, Any]]],
+                   columns: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """One row per (keys, metrics); two-level columns (group, label)."""
+    records = []
+    for keys, metrics in rows:
+        record: dict[tuple[str, str], Any] = {("", k): v for k, v in keys.items()}
+        record.update({(group, label): metrics.get(key, math.nan)
+                       for group, label, key in columns})
+        records.append(record)
+    frame = pd.DataFrame(records)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame
+
+
+def _ordered(models: dict[str, Any]) -> list[str]:
+    return sorted(models, key=lambda n: (_MODEL_ORDER.index(n) if n in _MODEL_ORDER
+                                         else len(_MODEL_ORDER), n))
 
 
 def _validation_table(fitted: FittedModels) -> pd.DataFrame:
-    rows = [{"model": name, **{k: v for k, v in m.items() if k in _HEADLINE}}
-            for name, m in fitted.validation.items()]
-    return pd.DataFrame(rows)
+    rows = [({"model": name}, fitted.validation[name]) for name in _ordered(fitted.validation)]
+    return _metrics_frame(rows, _TABLE_COLUMNS)
 
 
 def _backtest_table(result: BacktestResult) -> pd.DataFrame:
-    table = result.table()
-    keep = ["as_of", "model", *_HEADLINE, "predicted_cohort_retention",
-            "actual_cohort_retention", "predicted_crr", "actual_crr"]
-    return table.loc[:, [c for c in keep if c in table.columns]]
+    rows = [({"as of": str(run["as_of"]), "model": name}, run["models"][name])
+            for run in result.runs for name in _ordered(run["models"])]
+    return _metrics_frame(rows, _TABLE_COLUMNS + _PERIOD_COLUMNS)
+
+
+@dataclasses.dataclass
+class _Plot:
+    file_stem: str  # stable artifact name in MLflow's plots/
+    title: str
+    caption: str
+    figure: Any
 
 
 def _figures(fitted: FittedModels, result: BacktestResult | None,
-             transactions: pd.DataFrame) -> dict[str, Any]:
+             transactions: pd.DataFrame) -> list[_Plot]:
     from churnlens import _report, plots
+    from churnlens._retention import cohort_table, retention_series
 
-    figures: dict[str, Any] = {}
+    figures: list[_Plot] = []
     if result is not None and result.runs:
         run = result.runs[-1]
         scores = run["scores"]
         risks = {c.removeprefix("risk_"): scores[c] for c in scores.columns
                  if c.startswith("risk_")}
-        label = f"backtest at {run['as_of']}"
-        figures[f"ROC, {label}"] = _report.plot_roc(scores["churned"], risks)
-        figures[f"Lift and gains, {label}"] = _report.plot_gains(scores["churned"], risks)
-        figures[f"Calibration, {label}"] = _report.plot_calibration(scores["churned"], risks)
-        figures["Predicted vs actual retention"] = _report.plot_retention_pairs(result.table())
-    figures["Feature importance"] = _report.plot_feature_importance(
-        fitted.churnlens.feature_importances_)
-    from churnlens._retention import cohort_table, retention_series
-
-    figures["Acquisition cohorts"] = plots.plot_cohort_heatmap(cohort_table(transactions))
-    figures["CRR over time"] = plots.plot_retention_series(
-        retention_series(transactions, every="quarter"))
+        end = run["as_of"] + dt.timedelta(days=result.horizon_days)
+        label = f"backtest trained at {run['as_of']}, evaluated on purchases up to {end}"
+        figures += [
+            _Plot("roc", f"ROC, {label}",
+                  "How well each model ranks churners above customers who bought again; "
+                  "the dotted diagonal is a random ranking.",
+                  _report.plot_roc(scores["churned"], risks)),
+            _Plot("lift_and_gains", f"Lift and gains, {label}",
+                  "Left: churn rate of each risk decile over the average churn rate. Right: "
+                  "share of all churners reached when contacting customers from the highest "
+                  "risk down.",
+                  _report.plot_gains(scores["churned"], risks)),
+            _Plot("calibration", f"Calibration, {label}",
+                  "Mean predicted churn risk against the churn rate observed, in ten equal "
+                  "groups of customers; on the dotted line a risk means what it says.",
+                  _report.plot_calibration(scores["churned"], risks)),
+            _Plot("predicted_vs_actual_retention",
+                  "Predicted vs actual retention, by backtest period",
+                  "For the period after each backtest date: the retention each model "
+                  "predicted (bars with 95% intervals) beside the retention that happened "
+                  "(black).",
+                  _report.plot_retention_pairs(result.table())),
+        ]
+    figures.append(_Plot(
+        "feature_importance", "Feature importance",
+        "Share of the LightGBM part's total gain per feature. The logistic part and the "
+        "BG/NBD offset also shape the risk; see ChurnModel.contributions for exact "
+        "per-customer terms.",
+        _report.plot_feature_importance(fitted.churnlens.feature_importances_)))
+    figures.append(_Plot(
+        "acquisition_cohorts", "Acquisition cohorts",
+        "Share of each month's new customers who bought again k months later; empty cells "
+        "are months that have not fully elapsed.",
+        plots.plot_cohort_heatmap(cohort_table(transactions))))
+    figures.append(_Plot(
+        "crr_over_time", "CRR over time",
+        "Customer retention rate and cohort retention by quarter, from the transactions "
+        "(actual rates, no model).",
+        plots.plot_retention_series(retention_series(transactions, every="quarter"))))
     return figures

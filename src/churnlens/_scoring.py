@@ -1,6 +1,7 @@
 """Batch scoring: churn risk, bands, value at risk, RFM segments and reasons.
 
-Every rule a marketer acts on is defined once here and documented:
+Every rule a marketer acts on is defined once here, and the Spark engine
+(:mod:`churnlens._spark_scoring`) applies the same definitions:
 
 - **risk band**: ``high`` if ``churn_risk >= scoring.high_risk`` (0.7), ``medium`` if
   ``>= scoring.medium_risk`` (0.4), else ``low``.
@@ -9,20 +10,40 @@ Every rule a marketer acts on is defined once here and documented:
   the customer's own, shrunk towards one occasion per horizon for short histories
   (a customer seen once yesterday is not expected to buy every day).
 - **value at risk** = ``churn_risk * expected_value``.
-- **RFM segment**: recency, frequency and monetary scores 1-5 by quintile over the
-  scored base (5 = most recent / most frequent / highest spend), then the first
-  matching rule of :data:`SEGMENT_RULES`.
-- **reasons**: the three features that push this customer's risk up the most
-  (LightGBM per-customer contributions, ``pred_contrib``), as readable text with the
-  customer's actual values.
+- **RFM scores** 1-5 over the whole scored base: ``ceil(5 * rank / n)``, where
+  ``rank`` is the customer's average rank (1 = lowest; tied customers share the mean
+  of their positions) among the ``n`` scored customers with a value. Recency ranks
+  descending (the most recent customers score 5), frequency and monetary ascending;
+  monetary ranks on the total in whole cents (:func:`monetary_cents`), so ties are
+  ties whatever order an engine summed the amounts in. A missing value scores 1.
+  Computed in integers (``(5 * (lo + hi) + 2n - 1) // 2n`` with ``lo``, ``hi`` the
+  first and last tied position), so both engines agree exactly.
+- **segment**: the first rule of :data:`SEGMENT_RULES` that matches the scores.
+- **reasons**: the three features that push this customer's risk up the most (the
+  model's per-customer contributions to the churn log-odds, LightGBM ``pred_contrib``
+  for its trees; ties go to the feature listed first), as text with the customer's
+  actual values (snapped to 6 decimals, then rounded for display). Features with a
+  contribution ``<= 0`` are never reasons, so a customer can have fewer than three
+  (empty strings).
+- **churn risk**: the model's probability. With reasons it is computed from the
+  same contributions (they add up to the model's log-odds), which equals
+  ``predict_proba`` up to float rounding and is checked against it on every batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import io
+import json
 import math
-from collections.abc import Callable
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,33 +58,34 @@ from churnlens.exceptions import ChurnlensError, ModelError
 __all__ = [
     "SEGMENT_RULES",
     "ScoreResult",
+    "SegmentRule",
+    "at_risk_list",
     "expected_value",
     "explain",
+    "load_scoring_model",
+    "rfm_scores",
     "rfm_segment",
     "risk_band",
     "score_customers",
+    "score_file",
+    "segment_from_scores",
+    "write_output",
 ]
 
 Progress = Callable[[str], None]
-SCORE_COLUMNS = [
+BASE_COLUMNS = [
     "customer_id", "as_of", "churn_risk", "risk_band", "expected_value", "value_at_risk",
-    "recency_days", "frequency", "monetary_total", "segment", "reason_1", "reason_2",
-    "reason_3",
+    "recency_days", "frequency", "monetary_total", "segment",
 ]
+REASON_COLUMNS = ["reason_1", "reason_2", "reason_3"]
+SCORE_COLUMNS = [*BASE_COLUMNS, *REASON_COLUMNS]
+BANDS = ("high", "medium", "low")
+# Rows scored at a time: bounds the memory of the model's intermediate matrices.
+CHUNK_ROWS = 200_000
+_Z95 = 1.959963984540054
 
-# (segment, rule as documented, predicate on the 1-5 scores r, f, m): first match wins.
-SegmentRule = tuple[str, str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]]
-SEGMENT_RULES: list[SegmentRule] = [
-    ("champions", "R >= 4 and F >= 4", lambda r, f, m: (r >= 4) & (f >= 4)),
-    ("loyal", "R >= 3 and F >= 4", lambda r, f, m: (r >= 3) & (f >= 4)),
-    ("new", "R >= 4 and F = 1", lambda r, f, m: (r >= 4) & (f <= 1)),
-    ("promising", "R >= 4", lambda r, f, m: r >= 4),
-    ("big spenders at risk", "R <= 2 and M >= 4", lambda r, f, m: (r <= 2) & (m >= 4)),
-    ("at risk", "R <= 2 and F >= 3", lambda r, f, m: (r <= 2) & (f >= 3)),
-    ("lost", "R = 1", lambda r, f, m: r <= 1),
-    ("hibernating", "R = 2", lambda r, f, m: r <= 2),
-    ("needs attention", "R = 3", lambda r, f, m: r == 3),
-]
+
+# --- risk bands, expected value -----------------------------------------------------
 
 
 def risk_band(churn_risk: Any, settings: ScoringSettings | None = None) -> np.ndarray:
@@ -71,8 +93,8 @@ def risk_band(churn_risk: Any, settings: ScoringSettings | None = None) -> np.nd
 
     Examples
     --------
-    >>> risk_band([0.9, 0.5, 0.1]).tolist()
-    ['high', 'medium', 'low']
+    >>> risk_band([0.9, 0.7, 0.5, 0.4, 0.1]).tolist()
+    ['high', 'high', 'medium', 'medium', 'low']
     """
     s = settings or ScoringSettings()
     risk = np.asarray(churn_risk, dtype=np.float64)
@@ -96,9 +118,110 @@ def expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
     return np.nan_to_num(basket * occasions)
 
 
-def _quintile_score(values: pd.Series, *, higher_is_better: bool = True) -> np.ndarray:
-    ranks = values.rank(method="average", pct=True, ascending=higher_is_better)
-    return np.clip(np.ceil(ranks.to_numpy() * 5), 1, 5).astype(np.int64)
+# --- RFM -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentRule:
+    """A segment and its conditions on the R, F, M scores (all must hold).
+
+    ``conditions`` are ``(score, operator, value)`` with score ``"R"``, ``"F"`` or
+    ``"M"`` and operator ``">="``, ``"<="`` or ``"="``.
+    """
+
+    segment: str
+    conditions: tuple[tuple[str, str, int], ...]
+
+    @property
+    def rule(self) -> str:
+        """The rule as documented, e.g. ``R >= 4 and F >= 4``."""
+        return " and ".join(f"{s} {op} {v}" for s, op, v in self.conditions)
+
+    def matches(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """Boolean mask of the customers the rule matches."""
+        ops: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+            ">=": np.greater_equal, "<=": np.less_equal, "=": np.equal}
+        mask = np.ones(len(scores["R"]), dtype=bool)
+        for score, op, value in self.conditions:
+            mask &= ops[op](scores[score], value)
+        return mask
+
+    def sql(self, columns: dict[str, str]) -> str:
+        """The rule as a SQL condition on the score columns (for Spark)."""
+        return " AND ".join(f"{columns[s]} {op} {v}" for s, op, v in self.conditions)
+
+
+# First match wins; every combination of scores matches some rule (a test checks).
+SEGMENT_RULES: tuple[SegmentRule, ...] = (
+    SegmentRule("champions", (("R", ">=", 4), ("F", ">=", 4))),
+    SegmentRule("loyal", (("R", ">=", 3), ("F", ">=", 4))),
+    SegmentRule("new", (("R", ">=", 4), ("F", "=", 1))),
+    SegmentRule("promising", (("R", ">=", 4),)),
+    SegmentRule("big spenders at risk", (("R", "<=", 2), ("M", ">=", 4))),
+    SegmentRule("at risk", (("R", "<=", 2), ("F", ">=", 3))),
+    SegmentRule("lost", (("R", "=", 1),)),
+    SegmentRule("hibernating", (("R", "=", 2),)),
+    SegmentRule("needs attention", (("R", "=", 3),)),
+)
+
+
+def quintile_scores(values: Any, *, descending: bool = False) -> np.ndarray:
+    """Scores 1-5: ``ceil(5 * average rank / n)`` in exact integer arithmetic.
+
+    Missing values score 1 and do not count in ``n``.
+
+    Examples
+    --------
+    >>> quintile_scores([10, 20, 20, 30, 40]).tolist()
+    [1, 3, 3, 4, 5]
+    >>> quintile_scores([10, 20, 20, 30, 40], descending=True).tolist()
+    [5, 3, 3, 2, 1]
+    """
+    x = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(x)
+    out = np.ones(x.shape, dtype=np.int64)
+    known = x[present]
+    n = known.size
+    if n == 0:
+        return out
+    ordered = np.sort(known)
+    below = np.searchsorted(ordered, known, side="left")  # values < x
+    upto = np.searchsorted(ordered, known, side="right")  # values <= x
+    if descending:
+        below, upto = n - upto, n - below
+    lo, hi = below + 1, upto  # first and last position of x's ties (1-based)
+    out[present] = (5 * (lo + hi) + 2 * n - 1) // (2 * n)
+    return out
+
+
+def monetary_cents(values: Any) -> np.ndarray:
+    """Money in whole cents, as float (what the monetary score ranks).
+
+    Snapped to 6 decimals first, so totals that two engines summed in a different
+    order (19.344999999999 and 19.345000000001) get the same cents.
+    """
+    return np.floor(np.round(np.asarray(values, dtype=np.float64), 6) * 100.0 + 0.5)
+
+
+def rfm_scores(features: pd.DataFrame) -> pd.DataFrame:
+    """``r_score``, ``f_score``, ``m_score`` (1-5) over the customers given."""
+    return pd.DataFrame({
+        "r_score": quintile_scores(features["recency_days"], descending=True),
+        "f_score": quintile_scores(features["frequency"]),
+        "m_score": quintile_scores(monetary_cents(features["monetary_total"])),
+    }, index=features.index)
+
+
+def segment_from_scores(r: Any, f: Any, m: Any) -> np.ndarray:
+    """The segment of each customer from their R, F, M scores (first matching rule)."""
+    scores = {"R": np.asarray(r), "F": np.asarray(f), "M": np.asarray(m)}
+    segment = np.full(len(scores["R"]), None, dtype=object)
+    decided = np.zeros(len(segment), dtype=bool)
+    for rule in SEGMENT_RULES:
+        take = rule.matches(scores) & ~decided
+        segment[take] = rule.segment
+        decided |= take
+    return segment
 
 
 def rfm_segment(features: pd.DataFrame) -> pd.DataFrame:
@@ -106,80 +229,401 @@ def rfm_segment(features: pd.DataFrame) -> pd.DataFrame:
 
     Returns a frame with ``r_score``, ``f_score``, ``m_score`` and ``segment``.
     """
-    r = _quintile_score(features["recency_days"], higher_is_better=False)
-    f = _quintile_score(features["frequency"])
-    m = _quintile_score(features["monetary_total"])
-    segment = np.full(len(features), "needs attention", dtype=object)
-    decided = np.zeros(len(features), dtype=bool)
-    for name, _, rule in SEGMENT_RULES:
-        take = rule(r, f, m) & ~decided
-        segment[take] = name
-        decided |= take
-    return pd.DataFrame({"r_score": r, "f_score": f, "m_score": m, "segment": segment},
-                        index=features.index)
+    scores = rfm_scores(features)
+    scores["segment"] = segment_from_scores(scores["r_score"], scores["f_score"],
+                                            scores["m_score"])
+    return scores
 
 
-_TEMPLATES: dict[str, Callable[[float, pd.Series], str]] = {
-    "recency_days": lambda v, row: f"no purchase for {v:.0f} days",
-    "overdue_ratio": lambda v, row: f"{v:.1f}x the usual gap between purchases",
-    "frequency": lambda v, row: f"only {v:.0f} purchase occasion{'s' if v != 1 else ''}",
-    "repeat_frequency": lambda v, row: f"{v:.0f} repeat purchase{'s' if v != 1 else ''}",
-    "tenure_days": lambda v, row: f"customer for {v:.0f} days",
-    "monetary_total": lambda v, row: f"spent {v:,.2f} in total",
-    "monetary_mean": lambda v, row: f"average basket {v:,.2f}",
-    "refund_total": lambda v, row: f"refunds of {v:,.2f}",
-    "gap_mean_days": lambda v, row: f"buys every {v:.0f} days on average",
-    "gap_last_days": lambda v, row: f"last gap between purchases {v:.0f} days",
-    "bgnbd_p_alive": lambda v, row: f"BG/NBD says {v:.0%} likely still active",
-    "bgnbd_p_purchase": lambda v, row: f"BG/NBD gives {v:.0%} chance of a purchase",
+# --- reasons ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Text:
+    """How one feature reads as a reason: ``template`` with ``{v}`` (the value) and
+    ``{s}`` (plural s), the value's ``style`` and the text for a missing value."""
+
+    template: str
+    style: str  # count, days, money, ratio, share, number
+    missing: str
+
+
+_REPEAT = "fewer than two purchases"
+_TEXTS: dict[str, _Text] = {
+    "recency_days": _Text("no purchase for {v} days", "days", "no purchase yet"),
+    "overdue_ratio": _Text("{v}x the usual gap between purchases", "ratio",
+                           f"usual gap unknown ({_REPEAT})"),
+    "frequency": _Text("{v} purchase{s} so far", "count", "no purchase yet"),
+    "repeat_frequency": _Text("{v} repeat purchase{s}", "count", "no repeat purchase"),
+    "tenure_days": _Text("customer for {v} days", "days", "new customer"),
+    "t_x_days": _Text("{v} days between first and last purchase", "days",
+                      "first and last purchase unknown"),
+    "monetary_total": _Text("spent {v} in total", "money", "total spend unknown"),
+    "monetary_mean": _Text("average basket {v}", "money", "average basket unknown"),
+    "monetary_mean_repeat": _Text("average repeat basket {v}", "money",
+                                  f"no repeat basket ({_REPEAT})"),
+    "refund_total": _Text("refunds of {v}", "money", "refunds unknown"),
+    "gap_mean_days": _Text("buys every {v} days on average", "days",
+                           f"average gap unknown ({_REPEAT})"),
+    "gap_median_days": _Text("median gap between purchases {v} days", "days",
+                             f"median gap unknown ({_REPEAT})"),
+    "gap_std_days": _Text("gaps between purchases vary by {v} days", "days",
+                          "gap variation unknown (fewer than three purchases)"),
+    "gap_last_days": _Text("last gap between purchases {v} days", "days",
+                           f"last gap unknown ({_REPEAT})"),
+    "days_since_first_repeat": _Text("first repeat purchase {v} days ago", "days",
+                                     "no repeat purchase yet"),
+    "recent_tenure_share": _Text("{v} of purchases in the latest quarter of their history",
+                                 "share", "history too short to compare"),
+    "bgnbd_p_alive": _Text("BG/NBD: {v} likely still active", "share",
+                           "BG/NBD activity unknown"),
+    "bgnbd_p_purchase": _Text("BG/NBD: {v} chance of a purchase in the horizon", "share",
+                              "BG/NBD purchase chance unknown"),
 }
+_WINDOWED: dict[str, _Text] = {
+    "occasions": _Text("{v} purchase{s} in the last {w} days", "count", ""),
+    "spend": _Text("spent {v} in the last {w} days", "money",
+                   "spend in the last {w} days unknown"),
+    "rate_trend": _Text("buying rate in the last {w} days {v}x their usual", "ratio",
+                        "buying rate in the last {w} days not comparable"),
+    "basket_trend": _Text("basket in the last {w} days {v}x their usual", "ratio",
+                          "no basket in the last {w} days to compare"),
+}
+_WINDOWED_NAME = re.compile(r"^(occasions|spend|rate_trend|basket_trend)_(\d+)d$")
+_FORMATS = {"count": "{:.0f}", "days": "{:.0f}", "money": "{:,.2f}", "ratio": "{:.1f}",
+            "share": "{:.0%}", "number": "{:,.3g}"}
 
 
-def _reason_text(feature: str, value: float, row: pd.Series) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return f"{feature} unknown"
-    if feature in _TEMPLATES:
-        return _TEMPLATES[feature](value, row)
-    if feature.endswith("d") and feature[:-1].rsplit("_", 1)[-1].isdigit():
-        days = feature[:-1].rsplit("_", 1)[-1]
-        if feature.startswith("occasions_"):
-            return f"{value:.0f} purchases in the last {days} days"
-        if feature.startswith("spend_"):
-            return f"spent {value:,.2f} in the last {days} days"
-    return f"{feature} = {value:,.3g}"
+def reason_text_spec(feature: str) -> tuple[str, str, str]:
+    """``(template, style, missing text)`` of a feature's reason (``{v}``, ``{s}``)."""
+    if feature in _TEXTS:
+        t = _TEXTS[feature]
+        return t.template, t.style, t.missing
+    found = _WINDOWED_NAME.match(feature)
+    if found:
+        t = _WINDOWED[found.group(1)]
+        w = found.group(2)
+        return (t.template.replace("{w}", w), t.style,
+                t.missing.replace("{w}", w) or f"{feature} unknown")
+    return feature + " = {v}", "number", f"{feature} unknown"
 
 
-def explain(artifact: ModelArtifact, features: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
+def _format_values(values: np.ndarray, style: str) -> np.ndarray:
+    """Format numbers as text, once per distinct value (vectorised over customers).
+
+    Values are first snapped to 6 decimals: engines that sum in another order differ
+    in the last bits (19.344999999999 vs 19.345000000001), which must not decide how
+    a half cent or a half day is rounded.
+    """
+    values = np.round(values, 6)
+    if style in ("count", "days"):
+        return np.round(values).astype(np.int64).astype(str).astype(object)
+    unique, inverse = np.unique(values, return_inverse=True)
+    spec = _FORMATS[style]
+    return np.array([spec.format(v) for v in unique.tolist()], dtype=object)[inverse]
+
+
+def _describe(feature: str, values: np.ndarray, extra: dict[str, np.ndarray]) -> np.ndarray:
+    """Reason text of ``feature`` for each value (``extra``: other features, same rows)."""
+    template, style, missing = reason_text_spec(feature)
+    out = np.full(values.size, missing, dtype=object)
+    present = ~np.isnan(values)
+    if not present.any():
+        return out
+    text = _format_values(values[present], style)
+    before, _, after = template.partition("{v}")
+    if "{s}" in after:
+        singular = after.replace("{s}", "")
+        plural = after.replace("{s}", "s")
+        after_text = np.where(text == "1", singular, plural).astype(object)
+    else:
+        after_text = np.full(text.size, after, dtype=object)
+    out[present] = before + text + after_text
+    if feature == "recency_days" and "overdue_ratio" in extra:
+        # "no purchase for 120 days, 3.0x the usual gap" (the gap is known from 2 purchases)
+        ratio = extra["overdue_ratio"][present]
+        known = ~np.isnan(ratio)
+        if known.any():
+            idx = np.flatnonzero(present)[known]
+            out[idx] = out[idx] + ", " + _format_values(ratio[known], "ratio") + (
+                "x the usual gap")
+    return out
+
+
+def reasons_from_contributions(
+    contributions: np.ndarray, names: list[str], inputs: pd.DataFrame, *, top: int = 3
+) -> np.ndarray:
+    """The ``top`` reasons of each row as text: an object array ``(rows, top)``.
+
+    ``contributions`` has one column per name (no bias); ``inputs`` holds those
+    features' values. Only positive contributions are reasons; ties go to the feature
+    listed first.
+    """
+    n = contributions.shape[0]
+    values = np.where(np.isnan(contributions), -np.inf, contributions)
+    chosen = np.full((n, top), -1, dtype=np.int64)
+    rows = np.arange(n)
+    for j in range(min(top, values.shape[1])):
+        best = np.argmax(values, axis=1)  # the first maximum: ties go to the earlier feature
+        positive = values[rows, best] > 0
+        chosen[:, j] = np.where(positive, best, -1)
+        values[rows, best] = -np.inf
+    texts = np.full((n, top), "", dtype=object)
+    extra = {"overdue_ratio": inputs["overdue_ratio"].to_numpy(dtype=np.float64)} if (
+        "overdue_ratio" in inputs) else {}
+    for k in np.unique(chosen[chosen >= 0]):
+        row_idx, slot_idx = np.nonzero(chosen == k)
+        wanted = np.unique(row_idx)
+        feature = names[int(k)]
+        text = _describe(feature, inputs[feature].to_numpy(dtype=np.float64)[wanted],
+                         {name: v[wanted] for name, v in extra.items()})
+        texts[row_idx, slot_idx] = text[np.searchsorted(wanted, row_idx)]
+    return texts
+
+
+def explain(
+    artifact: ModelArtifact,
+    features: pd.DataFrame,
+    *,
+    top: int = 3,
+    offset_center: float | None = None,
+) -> pd.DataFrame:
     """The ``top`` features that raise each customer's churn risk most, as text.
 
-    Only features with a positive contribution count; fewer reasons are empty strings.
+    Parameters
+    ----------
+    artifact
+        The model.
+    features
+        Features of the customers (``compute_features``).
+    top
+        Reasons per customer; fewer (empty strings) when fewer features raise the risk.
+    offset_center
+        See :func:`churnlens._contributions.model_contributions`: the mean BG/NBD
+        offset of the whole scored base, so that chunks explain as the whole base.
     """
+    texts, _ = _explained(artifact, features, top=top, offset_center=offset_center)
+    return pd.DataFrame(texts, columns=[f"reason_{j + 1}" for j in range(top)],
+                        index=features.index)
+
+
+# Rows of each batch on which the risk from the contributions is checked against the
+# model's own predict_proba (any disagreement beyond rounding is a bug: refused).
+_RISK_CHECK_ROWS = 32
+_RISK_TOLERANCE = 1e-9
+
+
+def _explained(artifact: ModelArtifact, features: pd.DataFrame, *, top: int = 3,
+               offset_center: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reasons (an object array ``(rows, top)``) and the churn risk, from one pass.
+
+    The contributions of a row add up to the model's churn log-odds before calibration
+    (TreeSHAP's local accuracy, the logistic part's exact terms), so the risk is
+    ``calibrator(sigmoid(row sum))``: the model's ``predict_proba`` up to float
+    rounding, without predicting twice. A sample of every batch is checked against
+    ``predict_proba``.
+    """
+    from churnlens._contributions import PREDICT_LOCK, model_contributions
+    from churnlens._model import _sigmoid
+
     model = artifact.model
-    if not hasattr(model, "contributions"):
+    if not (hasattr(model, "model_inputs") and hasattr(model, "booster_")):
         raise ModelError(f"{type(model).__name__} cannot explain its scores.")
     inputs = model.model_inputs(features)
-    contrib = model.contributions(features).drop(columns="bias")
-    values = contrib.to_numpy()
-    order = np.argsort(-values, axis=1, kind="stable")[:, :top]
-    names = np.asarray(contrib.columns)
-    reasons = np.full((len(features), top), "", dtype=object)
-    for i in range(len(features)):
-        row = inputs.iloc[i]
-        for j, k in enumerate(order[i]):
-            if values[i, k] > 0:
-                feature = names[k]
-                reasons[i, j] = _reason_text(feature, float(row[feature]), row)
-    return pd.DataFrame(reasons, columns=[f"reason_{j + 1}" for j in range(top)],
-                        index=features.index)
+    contrib = model_contributions(model, features, offset_center=offset_center,
+                                  inputs=inputs).to_numpy()
+    risk = np.clip(model.calibrator_.transform(_sigmoid(contrib.sum(axis=1))), 0.0, 1.0)
+    sample = slice(0, min(_RISK_CHECK_ROWS, len(features)))
+    with PREDICT_LOCK:
+        expected = artifact.churn_risk(features.iloc[sample])
+    if not np.allclose(risk[sample], expected, rtol=0, atol=_RISK_TOLERANCE):
+        raise ModelError(
+            "the model's feature contributions do not add up to its churn risk (largest "
+            f"difference {np.max(np.abs(risk[sample] - expected)):.3g}); this model cannot be "
+            "explained by churnlens. Suggestion: score with --no-reasons and report it.")
+    names = list(model.feature_names_)
+    texts = reasons_from_contributions(contrib[:, :len(names)], names, inputs, top=top)
+    return texts, risk
+
+
+# --- the model ----------------------------------------------------------------------
+
+
+def check_model(
+    artifact: ModelArtifact,
+    *,
+    source: str = "the model",
+    card: dict[str, Any] | None = None,
+    signature_inputs: list[str] | None = None,
+    horizon_days: int | None = None,
+) -> None:
+    """Refuse a model that cannot score churnlens features consistently.
+
+    Checks that the model is fitted and knows its features, that it predicts the
+    horizon its artifact claims (and ``horizon_days`` if given), that churnlens can
+    compute every feature it needs with its windows, and that its model card (bundle)
+    or MLflow signature lists the features the model really uses.
+    """
+    from churnlens._features import feature_names
+
+    model = artifact.model
+    fitted = getattr(model, "base_feature_names_", None)
+    if fitted is None or not hasattr(model, "predict_proba"):
+        raise ModelError(f"{source} does not hold a fitted churnlens model "
+                         f"({type(model).__name__}). Suggestion: train one with churnlens "
+                         "train.")
+    own = getattr(model, "horizon_days_", artifact.horizon_days)
+    if int(own) != int(artifact.horizon_days):
+        raise ModelError(f"{source}: the model was fitted for a {own}-day horizon but its "
+                         f"metadata says {artifact.horizon_days} days; it is refused. "
+                         "Suggestion: export the bundle again from the registry.")
+    if horizon_days is not None and int(horizon_days) != int(artifact.horizon_days):
+        raise ModelError(f"{source} predicts churn over {artifact.horizon_days} days, not "
+                         f"{horizon_days}. Suggestion: score with a model trained for "
+                         f"{horizon_days} days, or drop --horizon-days.")
+    try:
+        computable = set(feature_names(artifact.windows_days))
+    except ChurnlensError as exc:
+        raise ModelError(f"{source}: unusable feature windows {artifact.windows_days} "
+                         f"({exc}).") from exc
+    unknown = [n for n in artifact.feature_names if n not in computable]
+    if unknown:
+        raise ModelError(f"{source} needs features churnlens does not compute: {unknown[:8]}. "
+                         "Suggestion: use a model trained by this churnlens version.")
+    listed = None
+    if card is not None:
+        listed, where = card.get("features"), "its model card"
+        for key, value in (("horizon_days", artifact.horizon_days),
+                           ("windows_days", list(artifact.windows_days)),
+                           ("as_of", str(artifact.as_of))):
+            if key in card and card[key] != value:
+                raise ModelError(f"{source}: {where} says {key} = {card[key]!r} but the model "
+                                 f"has {value!r}; the bundle is inconsistent and is refused. "
+                                 "Suggestion: export the bundle again.")
+    elif signature_inputs is not None:
+        listed, where = signature_inputs, "its MLflow signature"
+    if listed is not None and list(listed) != list(artifact.feature_names):
+        extra = [n for n in listed if n not in artifact.feature_names]
+        lacking = [n for n in artifact.feature_names if n not in listed]
+        raise ModelError(f"{source}: {where} lists other features than the model uses "
+                         f"(listed only: {extra[:5]}, used only: {lacking[:5]}); the model is "
+                         "refused. Suggestion: export or register the model again.")
+
+
+def load_scoring_model(
+    uri_or_path: str | os.PathLike[str],
+    mlflow_settings: Any = None,
+    *,
+    horizon_days: int | None = None,
+) -> ModelArtifact:
+    """Load a model for scoring and refuse it if unreadable or mismatched.
+
+    ``models:/...`` and ``runs:/...`` come from the MLflow registry (their signature is
+    checked against the model), anything else is a bundle folder or card (its digest
+    and its card are checked). Every problem is a :class:`ModelError` with a clear
+    message.
+    """
+    from churnlens._artifact import BUNDLE_CARD, load_bundle
+
+    text = str(uri_or_path)
+    registry = text.startswith(("models:/", "runs:/"))
+    card = signature = None
+    try:
+        if registry:
+            from churnlens._tracking import load_model
+
+            artifact = load_model(text, mlflow_settings)
+            signature = _signature_inputs(text)
+        else:
+            artifact = load_bundle(text)
+            card_path = Path(text) / BUNDLE_CARD if Path(text).is_dir() else Path(text)
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"{text}: cannot read the model ({exc.strerror or exc}). "
+                         "Suggestion: check the path and its permissions.") from exc
+    check_model(artifact, source=text, card=card, signature_inputs=signature,
+                horizon_days=horizon_days)
+    return artifact
+
+
+def _signature_inputs(uri: str) -> list[str] | None:
+    import mlflow
+
+    try:
+        signature = mlflow.models.get_model_info(uri).signature
+    except Exception:  # no signature recorded: nothing to compare with
+        return None
+    return None if signature is None or signature.inputs is None else list(
+        signature.inputs.input_names())
+
+
+def check_as_of(artifact: ModelArtifact, as_of: Any, *, allow_past: bool) -> pd.Timestamp:
+    """The scoring date, refused if before the model's training as-of (unless allowed)."""
+    as_of_ts = parse_date(as_of, name="as_of")
+    if as_of_ts.date() < artifact.as_of and not allow_past:
+        raise ModelError(
+            f"the as-of date {as_of_ts.date()} is before the model's training as-of "
+            f"{artifact.as_of}: the model has seen that period. Suggestion: pass --allow-past "
+            "for a deliberate backfill."
+        )
+    return as_of_ts
+
+
+# --- scoring ------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
 class ScoreResult:
-    """Scores (one row per customer) and a summary a human or a dashboard can read."""
+    """Scores (one row per customer, by customer id) and a summary for humans and tools."""
 
     scores: pd.DataFrame
     summary: dict[str, Any]
-    features: pd.DataFrame
+    features: pd.DataFrame | None
+
+
+def score_batch(
+    features: pd.DataFrame,
+    as_of: dt.date,
+    artifact: ModelArtifact,
+    *,
+    settings: ScoringSettings | None = None,
+    reasons: bool = True,
+    offset_center: float | None = None,
+) -> pd.DataFrame:
+    """Every score column but ``segment`` (which needs the whole base) for a batch.
+
+    Row-wise: a batch gives the same rows whatever else is in it (``offset_center``
+    fixes the one base-wide quantity the reasons use). Both engines call this. With
+    reasons, the risk comes from the same contributions as the reasons (see
+    :func:`_explained`); without, from the model's ``predict_proba``.
+    """
+    missing = [c for c in artifact.feature_names if c not in features.columns]
+    if missing:
+        artifact.churn_risk(features)  # raises the model's own clear error
+    why = None
+    if reasons:
+        why, risk = _explained(artifact, features, offset_center=offset_center)
+    else:
+        from churnlens._contributions import PREDICT_LOCK
+
+        with PREDICT_LOCK:  # see PREDICT_LOCK: LightGBM's predict is not thread-safe
+            risk = artifact.churn_risk(features)
+    value = expected_value(features, artifact.horizon_days)
+    out = pd.DataFrame({
+        "customer_id": features["customer_id"].to_numpy(),
+        "as_of": np.full(len(features), as_of, dtype=object),
+        "churn_risk": risk,
+        "risk_band": risk_band(risk, settings).astype(object),
+        "expected_value": value,
+        "value_at_risk": risk * value,
+        "recency_days": features["recency_days"].to_numpy(dtype=np.int64),
+        "frequency": features["frequency"].to_numpy(dtype=np.int64),
+        "monetary_total": features["monetary_total"].to_numpy(dtype=np.float64),
+    })
+    if why is not None:
+        for j, column in enumerate(REASON_COLUMNS):
+            out[column] = why[:, j]
+    return out
 
 
 def score_customers(
@@ -191,6 +635,7 @@ def score_customers(
     allow_past: bool = False,
     reasons: bool = True,
     progress: Progress | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ScoreResult:
     """Score every customer acquired by ``as_of`` from history ``<= as_of`` only.
 
@@ -201,76 +646,247 @@ def score_customers(
     as_of
         Scoring date.
     artifact
-        The model (``churnlens.load_model``).
+        The model (:func:`load_scoring_model`).
     settings
         Risk band thresholds.
     allow_past
         Allow an as-of date before the model's training as-of (backfills).
     reasons
-        Add the three main reasons of each score (costs time on millions of rows).
+        Add the three main reasons of each score.
+    progress
+        Called with a short message at each step and after each chunk.
+    chunk_rows
+        Customers scored at a time (bounds memory).
+
+    Returns
+    -------
+    ScoreResult
+        ``scores`` has the columns ``customer_id, as_of, churn_risk, risk_band,
+        expected_value, value_at_risk, recency_days, frequency, monetary_total,
+        segment`` and, with reasons, ``reason_1 .. reason_3``; one row per customer,
+        sorted by customer id.
     """
+    say = progress or (lambda _m: None)
+    as_of_ts = check_as_of(artifact, as_of, allow_past=allow_past)
+    features, last_actual = features_at(transactions, as_of_ts.date(), artifact, progress=say)
+    return score_features(features, as_of_ts.date(), artifact, last_actual=last_actual,
+                          settings=settings, reasons=reasons, progress=say,
+                          chunk_rows=chunk_rows)
+
+
+def score_file(
+    source: Any,
+    as_of: str | dt.date,
+    artifact: ModelArtifact,
+    *,
+    settings: Any = None,
+    allow_past: bool = False,
+    reasons: bool = True,
+    progress: Progress | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ScoreResult:
+    """Load, validate and score a transactions file (``churnlens score``).
+
+    As :func:`score_customers`, with the columns and timestamp format of
+    ``settings.data``; the transactions are freed once the features are computed, so
+    the memory peak is the larger of loading and scoring, not their sum. The cleaning
+    report is added to the summary (``cleaning``).
+    """
+    from churnlens._config import Settings
+    from churnlens._loading import load_transactions
+
+    settings = settings or Settings()
+    say = progress or (lambda _m: None)
+    as_of_ts = check_as_of(artifact, as_of, allow_past=allow_past)
+    say("loading and validating transactions")
+    data = settings.data
+    tx, cleaning = load_transactions(
+        source, customer_col=data.customer_col, time_col=data.time_col,
+        amount_col=data.amount_col, time_format=data.time_format, as_of=as_of_ts.date(),
+    )
+    day = as_of_ts.date()
+    features = _features(tx, day, artifact, say)
+    # The last actual retention needs the transactions: measured in the background while
+    # the customers are scored (DuckDB releases the GIL), then the transactions go.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        last_actual = pool.submit(_last_actual, tx, day, artifact.horizon_days)
+        del tx
+        result = score_features(features, day, artifact, last_actual=last_actual,
+                                settings=settings.scoring, reasons=reasons, progress=say,
+                                chunk_rows=chunk_rows)
+    result.summary["cleaning"] = _json_ready(cleaning.to_dict())
+    return result
+
+
+def features_at(transactions: pd.DataFrame, as_of: dt.date, artifact: ModelArtifact, *,
+                progress: Progress | None = None) -> tuple[pd.DataFrame, Any]:
+    """Features at ``as_of`` (sorted by customer id) and the last actual retention rates
+    of the horizon before it, from the transactions up to ``as_of``."""
+    features = _features(transactions, as_of, artifact, progress or (lambda _m: None))
+    return features, _last_actual(transactions, as_of, artifact.horizon_days)
+
+
+def _history(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+    keep = transactions["timestamp"] < pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    return transactions if keep.all() else transactions.loc[keep]
+
+
+def _features(transactions: pd.DataFrame, as_of: dt.date, artifact: ModelArtifact,
+              say: Progress) -> pd.DataFrame:
     from churnlens._features import compute_features
+
+    say(f"computing features at {as_of}")
+    features = compute_features(_history(transactions, as_of), as_of,
+                                windows_days=artifact.windows_days)
+    # compute_features returns rows in no particular order: sort, so the output (and
+    # every sum over it) is the same byte for byte from run to run.
+    return features.sort_values("customer_id", kind="stable", ignore_index=True)
+
+
+def _last_actual(transactions: pd.DataFrame, as_of: dt.date, horizon_days: int) -> Any:
+    """Actual retention of ``(as_of - H, as_of]`` with ``W = H`` (``retention.md``)."""
     from churnlens._retention import retention_rates
 
+    history = _history(transactions, as_of)
+    if not len(history):
+        return None
+    return retention_rates(history, as_of - dt.timedelta(days=horizon_days), as_of,
+                           window_days=horizon_days)
+
+
+def score_features(
+    features: pd.DataFrame,
+    as_of: dt.date,
+    artifact: ModelArtifact,
+    *,
+    last_actual: Any = None,
+    settings: ScoringSettings | None = None,
+    reasons: bool = True,
+    progress: Progress | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ScoreResult:
+    """Score a features frame chunk by chunk, then add segments and the summary."""
+    from churnlens._contributions import offset_sum
+
     say = progress or (lambda _m: None)
-    settings = settings or ScoringSettings()
-    as_of_ts = parse_date(as_of, name="as_of")
-    if as_of_ts.date() < artifact.as_of and not allow_past:
-        raise ModelError(
-            f"the as-of date {as_of_ts.date()} is before the model's training as-of "
-            f"{artifact.as_of}: the model has seen that period. Suggestion: pass --allow-past "
-            "for a deliberate backfill."
-        )
-    history = transactions.loc[transactions["timestamp"] < as_of_ts + pd.Timedelta(days=1)]
-    say(f"computing features at {as_of_ts.date()}")
-    features = compute_features(history, as_of_ts.date(), windows_days=artifact.windows_days)
-    say(f"scoring {len(features):,} customers")
-    risk = artifact.churn_risk(features)
-    horizon = artifact.horizon_days
-    value = expected_value(features, horizon)
-    scores = pd.DataFrame({
-        "customer_id": features["customer_id"].to_numpy(),
-        "as_of": as_of_ts.date(),
-        "churn_risk": risk,
-        "risk_band": risk_band(risk, settings),
-        "expected_value": value,
-        "value_at_risk": risk * value,
-        "recency_days": features["recency_days"].to_numpy(),
-        "frequency": features["frequency"].to_numpy(),
-        "monetary_total": features["monetary_total"].to_numpy(),
-        "segment": rfm_segment(features)["segment"].to_numpy(),
-    })
-    if reasons:
-        say("explaining scores (top 3 reasons per customer)")
-        scores = pd.concat([scores, explain(artifact, features).reset_index(drop=True)], axis=1)
+    n = len(features)
+    center = None
+    if reasons and n:
+        total, count = offset_sum(artifact.model, features)
+        center = total / count if count else 0.0
+    step = max(1, int(chunk_rows))
+    starts = list(range(0, n, step))
+    say(f"scoring {n:,} customers" + (" with reasons" if reasons else ""))
+
+    def run(start: int) -> pd.DataFrame:
+        return score_batch(features.iloc[start:start + step], as_of, artifact,
+                           settings=settings, reasons=reasons, offset_center=center)
+
+    # With reasons, two chunks at a time: their work (NumPy) releases the GIL, and the
+    # rows of a chunk do not depend on the other rows; memory: two chunks in flight.
+    # Without, the model's predict dominates, and it runs one at a time (PREDICT_LOCK)
+    # on LightGBM's own threads.
+    workers = 2 if reasons else 1
+    parts = []
+    with ThreadPoolExecutor(max_workers=min(workers, max(1, len(starts)))) as pool:
+        for start, part in zip(starts, pool.map(run, starts), strict=True):
+            parts.append(part)
+            say(f"scored {min(start + step, n):,} of {n:,} customers")
+    scores = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (
+        parts[0] if parts else score_batch(features, as_of, artifact, settings=settings,
+                                           reasons=reasons))
+    scores.insert(BASE_COLUMNS.index("segment"), "segment",
+                  rfm_segment(features)["segment"].to_numpy())
     say("summarising")
-    predicted = predict_retention(features["recency_days"], risk, window_days=horizon)
-    last_start = as_of_ts - pd.Timedelta(days=horizon)
-    last_actual = retention_rates(history, last_start.date(), as_of_ts.date(), window_days=horizon)
-    summary = {
-        "as_of": str(as_of_ts.date()),
-        "horizon_days": horizon,
-        "customers_scored": len(scores),
-        "model": {"name": artifact.name, "version": artifact.version, "alias": artifact.alias,
-                  "as_of": str(artifact.as_of), "run_id": artifact.run_id},
-        "risk_bands": {band: int((scores["risk_band"] == band).sum())
-                       for band in ("high", "medium", "low")},
-        "risk_quantiles": {f"p{q}": float(np.quantile(risk, q / 100)) for q in (10, 50, 90)}
-        if len(risk) else {},
-        "mean_churn_risk": float(np.mean(risk)) if len(risk) else None,
-        "expected_customers_lost": predicted.expected_lost,
-        "value_at_risk_total": float(scores["value_at_risk"].sum()),
-        "predicted": predicted.to_dict(),
-        "predicted_retention_all": float((1 - np.mean(risk)) * 100) if len(risk) else None,
-        "last_actual": {"start": str(last_start.date()), "end": str(as_of_ts.date()),
-                        **_rates_dict(last_actual)},
-    }
+    if hasattr(last_actual, "result"):  # measured in the background (score_file)
+        last_actual = last_actual.result()
+    summary = summarise(scores, artifact, as_of, last_actual)
     return ScoreResult(scores=scores, summary=summary, features=features)
+
+
+def summarise(scores: pd.DataFrame, artifact: ModelArtifact, as_of: dt.date,
+              last_actual: Any) -> dict[str, Any]:
+    """The scoring summary (``churnlens score --json-summary``)."""
+    risk = scores["churn_risk"].to_numpy(dtype=np.float64)
+    horizon = artifact.horizon_days
+    predicted = predict_retention(scores["recency_days"].to_numpy(), risk, window_days=horizon)
+    counts = scores["segment"].value_counts()
+    return build_summary(
+        as_of=as_of, artifact=artifact, customers=len(scores),
+        bands={band: int((scores["risk_band"] == band).sum()) for band in BANDS},
+        segments={rule.segment: int(counts.get(rule.segment, 0)) for rule in SEGMENT_RULES},
+        quantiles=[float(q) for q in np.quantile(risk, [0.1, 0.5, 0.9])] if len(risk) else None,
+        risk_sum=float(risk.sum()), variance_sum=float((risk * (1 - risk)).sum()),
+        value_at_risk_total=float(scores["value_at_risk"].sum()),
+        predicted=predicted.to_dict(), last_actual=last_actual,
+        last_start=as_of - dt.timedelta(days=horizon),
+    )
+
+
+def build_summary(
+    *, as_of: dt.date, artifact: ModelArtifact, customers: int, bands: dict[str, int],
+    segments: dict[str, int], quantiles: list[float] | None, risk_sum: float,
+    variance_sum: float, value_at_risk_total: float, predicted: dict[str, Any],
+    last_actual: Any, last_start: dt.date,
+) -> dict[str, Any]:
+    """Assemble the summary document from base-wide aggregates (both engines)."""
+    actual = _rates_dict(last_actual) if last_actual is not None else {}
+    retention_all = low_all = high_all = None
+    if customers:
+        half = _Z95 * math.sqrt(variance_sum)
+        stay = customers - risk_sum
+        retention_all = stay / customers * 100
+        low_all = max(stay - half, 0.0) / customers * 100
+        high_all = min((stay + half) / customers * 100, 100.0)
+    pairing = [
+        {"rate": rate, "predicted": predicted.get(rate),
+         "predicted_low": predicted.get(f"{rate}_low"),
+         "predicted_high": predicted.get(f"{rate}_high"),
+         "last_actual": actual.get(rate)}
+        for rate in ("cohort_retention", "crr")
+    ]
+    return _json_ready({
+        "as_of": str(as_of),
+        "horizon_days": artifact.horizon_days,
+        "customers_scored": customers,
+        "model": {"name": artifact.name, "version": artifact.version, "alias": artifact.alias,
+                  "as_of": str(artifact.as_of), "run_id": artifact.run_id,
+                  "horizon_days": artifact.horizon_days},
+        "risk_bands": bands,
+        "segments": segments,
+        "risk_quantiles": dict(zip(("p10", "p50", "p90"), quantiles, strict=True))
+        if quantiles else {},
+        "mean_churn_risk": risk_sum / customers if customers else None,
+        "expected_customers_lost": predicted.get("expected_lost"),
+        "value_at_risk_total": value_at_risk_total,
+        "predicted": predicted,
+        "predicted_retention_all": retention_all,
+        "predicted_retention_all_low": low_all,
+        "predicted_retention_all_high": high_all,
+        "last_actual": {"start": str(last_start), "end": str(as_of), **actual},
+        "pairing": pairing,
+    })
 
 
 def _rates_dict(rates: Any) -> dict[str, Any]:
     raw = rates.to_dict() if hasattr(rates, "to_dict") else dict(rates)
     return {k: v for k, v in raw.items() if k not in ("start", "end")}
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN as None, numpy scalars as Python numbers: strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+# --- at-risk lists ------------------------------------------------------------------
 
 
 SORT_KEYS = ("churn_risk", "value_at_risk")
@@ -310,65 +926,184 @@ def at_risk_list(
             raise ModelError(f"segment {segment!r} not found; segments in the scores: {known}.")
         keep &= scores["segment"] == segment
     if band is not None:
-        require_choice(band, name="band", allowed=("high", "medium", "low"))
+        require_choice(band, name="band", allowed=BANDS)
         keep &= scores["risk_band"] == band
+    if top is not None and top < 1:
+        raise ModelError(f"top must be at least 1, got {top}.")
     chosen = scores.loc[keep]
     order = np.lexsort((chosen["customer_id"].astype(str).to_numpy(), -chosen[sort].to_numpy()))
     chosen = chosen.iloc[order]
     if top is not None:
-        if top < 1:
-            raise ModelError(f"top must be at least 1, got {top}.")
         chosen = chosen.head(top)
     return chosen.reset_index(drop=True)
 
 
+# --- a few customers (the API) ------------------------------------------------------
+
+
 def score_histories(
-    rows: list[tuple[Any, str, float]],
-    customer_ids: list[Any],
-    as_of: dt.date,
+    transactions: pd.DataFrame,
+    as_of: str | dt.date,
     artifact: ModelArtifact,
     *,
     settings: ScoringSettings | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Score a few customers from their raw purchases (the API's ``POST /score``).
+    reasons: bool = True,
+    offset_center: float | None = None,
+    features_fn: Callable[..., pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Score customers from their purchases alone (the API's ``POST /score``).
 
-    ``rows`` are ``(customer_id, timestamp, amount)``; purchases after ``as_of`` are
-    ignored. Returns the scored customers and those that cannot be scored (no purchase
-    occasion on or before ``as_of``), in request order.
+    Parameters
+    ----------
+    transactions
+        Clean transactions (columns ``customer_id``, ``timestamp``, ``amount``, as
+        :func:`churnlens.load_transactions` gives them). Rows after ``as_of`` are
+        ignored.
+    as_of
+        Scoring date (its whole day included).
+    artifact
+        The model.
+    settings
+        Risk band thresholds.
+    reasons
+        Add ``reason_1`` .. ``reason_3``; skip that work when they are not needed.
+    offset_center
+        As for :func:`score_batch`: a fixed value (the API passes its scored base's)
+        makes every customer's reasons independent of who else is in the batch.
+    features_fn
+        Computes the features, called like :func:`churnlens.compute_features` (the
+        default). The API passes :class:`churnlens._online.FeatureQuery`, which runs
+        the same SQL with its statement prepared once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`score_batch` rows: one per customer with a purchase occasion on or
+        before ``as_of``, in no particular order. A customer without a row cannot be
+        scored (no occasion yet).
     """
     from churnlens._features import compute_features
-    from churnlens._loading import load_transactions
 
-    scored: dict[str, dict[str, Any]] = {}
-    if rows:
-        raw = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"])
-        raw["customer_id"] = raw["customer_id"].astype(str)
+    compute = features_fn or compute_features
+    as_of_day = parse_date(as_of, name="as_of").date()
+    history = transactions.loc[transactions["timestamp"] < pd.Timestamp(as_of_day)
+                               + pd.Timedelta(days=1)]
+    features = compute(history, as_of_day, windows_days=artifact.windows_days) if len(
+        history) else None
+    if features is None or not len(features):
+        columns = [c for c in SCORE_COLUMNS if c != "segment" and (
+            reasons or c not in REASON_COLUMNS)]
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return score_batch(features.reset_index(drop=True), as_of_day, artifact,
+                       settings=settings, reasons=reasons, offset_center=offset_center)
+
+
+# --- writing ------------------------------------------------------------------------
+
+
+def write_output(
+    frame: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    metadata: dict[str, str] | None = None,
+    spreadsheet_safe: bool = False,
+) -> Path:
+    """Write scores or a list to ``.parquet`` or ``.csv``, atomically and kill-safe.
+
+    The whole file is first encoded in memory (all computation done), then written to
+    a hidden temporary ``.NAME.tmp-*`` beside the target, under an exclusive lock, and
+    renamed over the target. A crash or a kill at any point leaves the previous file
+    intact; only a kill during the final byte copy can leave a temporary file, which
+    the next successful write to the same target removes (a temporary whose lock is
+    free belongs to a writer that is gone). ``metadata`` goes into the Parquet schema
+    (key ``churnlens``, read back by ``churnlens._io.read_table_metadata``).
+    ``spreadsheet_safe`` neutralizes formula-like CSV cells.
+    """
+    from churnlens._io import TABLE_SUFFIXES, check_output_path, neutralize_formulas
+
+    target = check_output_path(path, suffixes=TABLE_SUFFIXES)
+    if target.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if metadata:
+            meta = dict(table.schema.metadata or {})
+            meta[b"churnlens"] = json.dumps(metadata, sort_keys=True).encode()
+            table = table.replace_schema_metadata(meta)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        payload = memoryview(sink.getvalue())
+    else:
+        text = io.StringIO()
+        # CRLF line ends (RFC 4180): a cell holding a bare CR or LF is then quoted, so
+        # an id such as "\rCR" stays one cell instead of breaking the row.
+        (neutralize_formulas(frame) if spreadsheet_safe else frame).to_csv(
+            text, index=False, lineterminator="\r\n")
+        payload = memoryview(text.getvalue().encode("utf-8"))
+    _write_bytes_atomically(payload, target)
+    remove_stale_temporaries(target)
+    return target
+
+
+def _lock(fd: int, *, blocking: bool) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locks, no stale-file cleaning
+        return blocking
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _locked_temporary(target: Path) -> Iterator[tuple[int, Path]]:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    tmp = Path(name)
+    try:
+        _lock(fd, blocking=True)
+        yield fd, tmp
+    finally:
+        os.close(fd)  # releases the lock
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_bytes_atomically(payload: memoryview, target: Path) -> None:
+    from churnlens._io import _mode_for
+
+    with _locked_temporary(target) as (fd, tmp):
+        written = 0
+        while written < len(payload):
+            written += os.write(fd, payload[written:])
+        os.fsync(fd)
+        os.chmod(tmp, _mode_for(target))
+        os.replace(tmp, target)
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove ``.NAME.tmp-*`` files beside ``target`` left by killed writers.
+
+    A writer holds an exclusive lock on its temporary file until it is renamed; a
+    temporary whose lock can be taken belongs to no live writer.
+    """
+    removed = []
+    for candidate in target.parent.glob(f".{glob_escape(target.name)}.tmp-*"):
         try:
-            tx, _ = load_transactions(raw, as_of=as_of)
-        except ChurnlensError:
-            tx = None  # every purchase is after as_of: nobody is scored
-        if tx is not None:
-            features = compute_features(tx, as_of, windows_days=artifact.windows_days)
-            if len(features):
-                risk = artifact.churn_risk(features)
-                value = expected_value(features, artifact.horizon_days)
-                bands = risk_band(risk, settings)
-                why = explain(artifact, features)
-                for i, cid in enumerate(features["customer_id"].astype(str)):
-                    scored[cid] = {
-                        "churn_risk": float(risk[i]), "risk_band": str(bands[i]),
-                        "expected_value": float(value[i]),
-                        "value_at_risk": float(risk[i] * value[i]),
-                        "recency_days": int(features["recency_days"].iloc[i]),
-                        "frequency": int(features["frequency"].iloc[i]),
-                        "reasons": [r for r in why.iloc[i].tolist() if r],
-                    }
-    results, unscored = [], []
-    for cid in customer_ids:
-        found = scored.get(str(cid))
-        if found is None:
-            unscored.append({"customer_id": cid, "reason": "no purchase occasion (positive net "
-                             f"amount) on or before {as_of}"})
-        else:
-            results.append({"customer_id": cid, **found})
-    return results, unscored
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd, blocking=False):
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob wildcards escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)

@@ -71,6 +71,30 @@ def _configure(settings: MlflowSettings) -> mlflow.MlflowClient:
                                registry_uri=settings.tracking_uri)
 
 
+def _experiment_id(client: mlflow.MlflowClient, settings: MlflowSettings) -> str:
+    """The experiment's id, creating it with its artifacts beside a sqlite store.
+
+    MLflow would put a new experiment's artifacts in ``./mlruns`` of whatever the
+    working directory is at that moment, so a store given as
+    ``sqlite:////data/mlflow.db`` left its artifacts wherever training first ran.
+    Beside the database file, the store is one folder that can be moved or deleted
+    whole; with the default ``sqlite:///mlflow.db`` that is ``./mlruns`` as before.
+    """
+    existing = client.get_experiment_by_name(settings.experiment)
+    if existing is not None:
+        return str(existing.experiment_id)
+    database = _sqlite_path(settings.tracking_uri)
+    location = (database.parent / "mlruns").as_uri() if database is not None else None
+    return str(client.create_experiment(settings.experiment, artifact_location=location))
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (``None`` for other stores)."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
+
+
 @dataclasses.dataclass(frozen=True)
 class Registration:
     """Where a training run went and whether its model became the champion."""
@@ -128,11 +152,13 @@ def log_training_run(
         Make the new model the champion whatever its metric.
     """
     client = _configure(settings)
-    mlflow.set_experiment(settings.experiment)
+    mlflow.set_experiment(experiment_id=_experiment_id(client, settings))
     labels = evaluation["churned"].astype(np.int64).to_numpy()
     candidate = _metric(settings.promotion_metric, labels, artifact.churn_risk(evaluation))
-    example = evaluation.loc[:, artifact.feature_names].head(5).astype("float64")
-    example = example.reset_index(drop=True)
+    # The signature keeps the dtypes compute_features produces (int64 counts, float64
+    # rest): MLflow refuses int64 input for a double column, so a signature cast to
+    # float made pyfunc.predict(compute_features(...)) fail.
+    example = evaluation.loc[:, artifact.feature_names].head(5).reset_index(drop=True)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"churnlens_version": artifact.churnlens_version,
                          "as_of": str(artifact.as_of), "horizon_days": artifact.horizon_days})
@@ -241,6 +267,14 @@ def load_model(uri_or_path: str | Path, settings: MlflowSettings | None = None) 
     if not text.startswith(("models:/", "runs:/")):
         return load_bundle(text)
     settings = settings or MlflowSettings()
+    database = _sqlite_path(settings.tracking_uri)
+    if database is not None and not database.is_file():
+        # Connecting would create an empty store there: a stray file for a typo.
+        raise ModelError(
+            f"no MLflow store at {database} (from {settings.tracking_uri}), so no model "
+            f"{text}. Suggestion: train one with churnlens train, or point --tracking-uri at "
+            "the store the model was registered in."
+        )
     client = _configure(settings)
     name = version = alias = run_id = None
     if text.startswith("models:/"):

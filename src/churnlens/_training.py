@@ -54,7 +54,8 @@ def snapshot_cutoffs(
     """Training cutoffs for an as-of date: the latest is ``as_of - horizon_days``.
 
     Cutoffs step back by ``every`` (``week``, ``month``, ``quarter`` or ``<N>d``);
-    cutoffs before ``first_day`` (the first day of the data) are left out.
+    cutoffs on or before ``first_day`` (the first day of the data) are left out: there
+    every customer would be one day old, with nothing to learn from.
 
     Examples
     --------
@@ -142,10 +143,14 @@ def fit_models(
         history, cutoffs, horizon_days=horizon, windows_days=windows,
         observed_until=as_of_ts.date(),
     )
-    snapshots = snapshots.loc[snapshots["churned"].notna()].reset_index(drop=True)
+    # The engine returns rows in no particular order, and LightGBM's bagging draws rows
+    # by position: a canonical order makes the same seed give the same model.
+    snapshots = (snapshots.loc[snapshots["churned"].notna()]
+                 .sort_values(["cutoff", "customer_id"], kind="stable").reset_index(drop=True))
     labels = snapshots["churned"].astype(np.int64)
     say(f"features at the as-of date {as_of_ts.date()}")
-    features = compute_features(history, as_of_ts.date(), windows_days=windows)
+    features = (compute_features(history, as_of_ts.date(), windows_days=windows)
+                .sort_values("customer_id", kind="stable").reset_index(drop=True))
 
     m = settings.model
     say(f"fitting LightGBM on {len(snapshots):,} snapshot rows")
@@ -165,21 +170,41 @@ def fit_models(
         "logistic": LogisticBaseline(
             feature_names=model.base_feature_names_, random_state=m.random_state
         ).fit(snapshots, labels),
-        "bgnbd": BGNBDModel(horizon_days=horizon).fit(features),
+        # The churnlens model's scoring BG/NBD is this very fit (same frame, same
+        # deterministic optimiser): reuse it rather than fit it twice.
+        "bgnbd": model.bgnbd_ if m.use_bgnbd else BGNBDModel(horizon_days=horizon).fit(features),
     }
 
     # Held-out latest cutoffs: the evaluation data for promotion (same rows for every model).
     held_out = snapshots["cutoff"].isin(model.validation_cutoffs_)
+    validation_frame = snapshots.loc[held_out].reset_index(drop=True)
+    validation_labels = labels[held_out].to_numpy()
     validation = {
-        name: classification_metrics(labels[held_out], _risk(est, snapshots.loc[held_out]))
+        name: classification_metrics(validation_labels, _risk(est, validation_frame))
         for name, est in {"churnlens": model, **baselines}.items()
         if name != "bgnbd"
     }
+    # The BG/NBD baseline above was fitted on histories up to the as-of date, which
+    # include the held-out labels' horizons; on the held-out rows it is refitted at
+    # each held-out cutoff from that cutoff's histories only (it needs no labels).
+    validation["bgnbd"] = classification_metrics(
+        validation_labels, _bgnbd_risk_per_cutoff(validation_frame, horizon))
     return FittedModels(
         as_of=as_of_ts.date(), horizon_days=horizon, churnlens=model, baselines=baselines,
         cutoffs=cutoffs, snapshot_rows=len(snapshots), validation=validation, features=features,
-        validation_frame=snapshots.loc[held_out].reset_index(drop=True),
+        validation_frame=validation_frame,
     )
+
+
+def _bgnbd_risk_per_cutoff(frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    from churnlens._bgnbd import BGNBDModel
+
+    risk = np.empty(len(frame))
+    for cutoff in frame["cutoff"].unique():
+        rows = (frame["cutoff"] == cutoff).to_numpy()
+        bgnbd = BGNBDModel(horizon_days=horizon_days).fit(frame.loc[rows])
+        risk[rows] = bgnbd.predict_churn_risk(frame.loc[rows])
+    return risk
 
 
 def _risk(model: Any, features: pd.DataFrame) -> np.ndarray:

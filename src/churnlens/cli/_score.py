@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +13,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json, write_table
+from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json
 from churnlens.cli._app import (
     AmountColOpt,
     CustomerColOpt,
@@ -31,12 +33,23 @@ ModelOpt = Annotated[str, typer.Option(
     "folder.")]
 
 
-def _terminate_cleanly() -> None:
-    """SIGTERM (a batch scheduler's kill) unwinds like Ctrl-C: temporary files are removed."""
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM (a batch scheduler's kill) unwinds like Ctrl-C: no output is written and
+    temporary files are removed. (SIGKILL cannot be caught: the output is written only
+    after all computation, to a temporary name, and renamed; see ``write_output``.)"""
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -52,6 +65,8 @@ def score(
                                              "model's training as-of (backfills).")] = False,
     no_reasons: Annotated[bool, typer.Option("--no-reasons", help="Skip the per-customer "
                                              "reasons (faster).")] = False,
+    horizon_days: Annotated[int | None, typer.Option(
+        "--horizon-days", help="Refuse a model trained for another horizon.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="duckdb (embedded) or spark.")
                       ] = "duckdb",
     master: Annotated[str, typer.Option("--master", help="Spark master with --engine spark.")
@@ -64,9 +79,7 @@ def score(
     time_format: TimeFormatOpt = None,
 ) -> None:
     """Score every customer at an as-of date and write one row per customer."""
-    from churnlens._loading import load_transactions
-    from churnlens._scoring import score_customers
-    from churnlens._tracking import load_model
+    from churnlens._scoring import load_scoring_model, score_file, write_output
     from churnlens._validation import require_choice
 
     require_choice(engine, name="--engine", allowed=("duckdb", "spark"))
@@ -75,10 +88,9 @@ def score(
         config, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
         time_format=time_format, **{"mlflow.tracking_uri": tracking_uri},
     )
-    _terminate_cleanly()
-    with _Steps() as steps:
+    with _terminate_cleanly(), _Steps() as steps:
         steps(f"loading the model {model}")
-        artifact = load_model(model, settings.mlflow)
+        artifact = load_scoring_model(model, settings.mlflow, horizon_days=horizon_days)
         if engine == "spark":
             from churnlens._spark_scoring import score_file_with_spark
 
@@ -87,26 +99,18 @@ def score(
                 allow_past=allow_past, reasons=not no_reasons, progress=steps,
             )
         else:
-            steps("loading and validating transactions")
-            tx, cleaning = load_transactions(
-                transactions, customer_col=settings.data.customer_col,
-                time_col=settings.data.time_col, amount_col=settings.data.amount_col,
-                time_format=settings.data.time_format, as_of=as_of,
-            )
-            result = score_customers(tx, as_of, artifact, settings=settings.scoring,
-                                     allow_past=allow_past, reasons=not no_reasons,
-                                     progress=steps)
-            result.summary["cleaning"] = cleaning.to_dict()
+            result = score_file(transactions, as_of, artifact, settings=settings,
+                                allow_past=allow_past, reasons=not no_reasons, progress=steps)
         steps(f"writing {target}")
-        metadata = {"model": json.dumps(result.summary["model"]), "as_of": str(as_of),
-                    "horizon_days": str(artifact.horizon_days)}
-        write_table(result.scores, target, metadata=metadata)
+        summary = result.summary
+        metadata = {"model": json.dumps(summary["model"], sort_keys=True),
+                    "as_of": summary["as_of"], "horizon_days": str(artifact.horizon_days)}
+        write_output(result.scores, target, metadata=metadata)
         if target.suffix.lower() == ".csv":
-            write_json(result.summary, target.with_name(target.name + ".summary.json"))
-    summary = result.summary
+            write_json(summary, target.with_name(target.name + ".summary.json"))
     summary["output"] = str(target)
     if json_summary:
-        typer.echo(json.dumps(summary, default=str))
+        typer.echo(json.dumps(summary, allow_nan=False))
         return
     _print_summary(summary)
 
@@ -153,17 +157,14 @@ def at_risk(
                     ] = "churn_risk",
 ) -> None:
     """Write the list of at-risk customers for a campaign (spreadsheet-safe CSV)."""
-    from churnlens._io import write_safe_csv
-    from churnlens._scoring import at_risk_list
+    from churnlens._scoring import at_risk_list, write_output
 
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     frame = _read_scores(scores)
     chosen = at_risk_list(frame, top=top, min_risk=min_risk, segment=segment, band=band,
                           sort=sort)
-    if target.suffix.lower() == ".csv":
-        write_safe_csv(chosen, target)
-    else:
-        write_table(chosen, target)
+    with _terminate_cleanly():
+        write_output(chosen, target, spreadsheet_safe=True)
     stderr().print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
                    highlight=False)
 
@@ -175,6 +176,7 @@ def _read_scores(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"customer_id": str})
+        # ids as text, exactly ("NA" and "" are ids too, not missing values)
+        return pd.read_csv(path, dtype={"customer_id": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise ChurnlensError(f"{path}: cannot read the scores ({exc}).") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 from pathlib import Path
 from typing import Annotated
@@ -78,4 +79,14 @@ def serve(
     console.print(f"serving {len(initial.scores):,} customers scored at {initial.as_of} with "
                   f"model version {initial.artifact.version or '-'} on http://{host}:{port} "
                   f"(docs: http://{host}:{port}/docs)", highlight=False)
-    uvicorn.run(create_app(loader, initial=initial), host=host, port=port, log_level=log_level)
+    # Everything loaded so far (libraries, model, the scored base) lives as long as the
+    # process: keep it out of the cyclic garbage collector's full passes, which
+    # otherwise took ~100 ms each under load and made the slowest 1% of requests
+    # several times slower than the median (measured: full passes 100 ms -> 3 ms).
+    gc.collect()
+    gc.freeze()
+    try:
+        uvicorn.run(create_app(loader, initial=initial), host=host, port=port,
+                    log_level=log_level)
+    finally:
+        gc.unfreeze()  # let the interpreter clean up (and extension modules not complain)

@@ -1,0 +1,158 @@
+"""The training report: a self-contained HTML page with every section, readable tables
+and real (non-blank) embedded plots."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import churnlens
+from churnlens._config import load_config
+from churnlens._pipeline import TrainingRun, train
+from churnlens._report import figure_png, plot_retention_pairs, write_html_report
+
+SEED = 8
+AS_OF = "2024-09-30"
+print(f"test_report: generate_transactions(1500, seed={SEED}), as of {AS_OF}")
+PLOT_SECTIONS = ["ROC, backtest trained at 2024-07-01",
+                 "Lift and gains, backtest trained at 2024-07-01",
+                 "Calibration, backtest trained at 2024-07-01",
+                 "Predicted vs actual retention", "Feature importance", "Acquisition cohorts",
+                 "CRR over time"]
+TABLE_SECTIONS = ["Validation on the held-out latest cutoff (2024-07-01)",
+                  "Backtest: trained at A from history up to A, evaluated on (A, A+H]"]
+
+
+class _Page(HTMLParser):
+    """Headings, images, table cells and visible text of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[str] = []
+        self.images: list[dict[str, str]] = []
+        self.tables = 0
+        self.cells: list[str] = []
+        self.text: list[str] = []
+        self._tag: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag = tag
+        if tag == "img":
+            self.images.append({k: v or "" for k, v in attrs})
+        if tag == "table":
+            self.tables += 1
+        if tag in ("h2", "td", "th"):
+            self._buffer: list[str] = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2":
+            self.headings.append("".join(self._buffer).strip())
+        if tag in ("td", "th"):
+            self.cells.append("".join(self._buffer).strip())
+        self._tag = None
+
+    def handle_data(self, data: str) -> None:
+        if hasattr(self, "_buffer"):
+            self._buffer.append(data)
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
+    folder = tmp_path_factory.mktemp("report")
+    settings = load_config(overrides={"mlflow.enabled": False, "model.n_estimators": 60,
+                                      "model.n_jobs": 1, "snapshots.count": 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train(churnlens.generate_transactions(1500, seed=SEED), as_of=AS_OF,
+                     settings=settings, report_path=folder / "report.html")
+
+
+def _page(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def test_report_has_every_section_and_embedded_plot(run: TrainingRun) -> None:
+    page = _page(run.report_path)
+    assert page.headings[0] == "Summary"
+    for section in TABLE_SECTIONS:
+        assert section in page.headings, section
+    for section in PLOT_SECTIONS:
+        assert any(h.startswith(section) for h in page.headings), section
+    assert page.tables == 2
+    assert len(page.images) == len(PLOT_SECTIONS)
+    for image in page.images:
+        # self-contained: the plot is in the page, nothing is fetched
+        assert image["src"].startswith("data:image/png;base64,"), image["alt"]
+        assert image["alt"]
+
+
+def test_embedded_plots_are_not_blank(run: TrainingRun) -> None:
+    from PIL import Image
+
+    for image in _page(run.report_path).images:
+        png = base64.b64decode(image["src"].removeprefix("data:image/png;base64,"))
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 400, image["alt"]
+        # Axes, ticks and labels are grey; the data (lines, bars, cells) are coloured.
+        # An empty set of axes has no coloured pixel; the thinnest plot here (ROC
+        # lines) has about 1% of them.
+        colourful = (pixels.max(axis=2) - pixels.min(axis=2)) > 60
+        assert colourful.mean() > 0.004, f"{image['alt']}: no data drawn"
+
+
+def test_report_tables_show_every_model_and_no_raw_nan(run: TrainingRun) -> None:
+    page = _page(run.report_path)
+    cells = page.cells
+    for model in ("churnlens", "bgnbd", "logistic", "recency"):
+        assert cells.count(model) == 2, model  # once per table
+    for header in ("AUC", "Brier", "retention %", "cohort retention %", "CRR %"):
+        assert header in cells, header
+    text = " ".join(page.text)
+    assert not re.search(r"\bnan\b|\bNaN\b|\bNone\b", text)
+    # percent columns with one decimal, metrics with three
+    auc = run.backtest.runs[0]["models"]["churnlens"]["auc"]
+    retention = run.backtest.runs[0]["models"]["churnlens"]["predicted_retention"]
+    assert f"{auc:.3f}" in cells and f"{retention:.1f}" in cells
+    assert "2024-09-30" in text and "(12)" not in text  # 5 training cutoffs
+    assert f"{run.fitted.cutoffs[0]} .. {run.fitted.cutoffs[-1]} (5)" in text
+
+
+def test_write_html_report_escapes_and_accepts_rendered_png(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    png = figure_png(fig)
+    path = write_html_report(
+        tmp_path / "r.html", title="<b>t</b>", summary={"a<": 1},
+        tables={"T": pd.DataFrame({"model": ["x"], "auc": [0.5], "retention %": [float("nan")]})},
+        figures={"rendered": png, "figure": fig}, notes=["n&"], captions={"T": "c>"})
+    text = path.read_text()
+    assert "<b>t</b>" not in text and "&lt;b&gt;t&lt;/b&gt;" in text
+    assert "a&lt;" in text and "n&amp;" in text and "c&gt;" in text
+    assert text.count(base64.b64encode(png).decode()) == 2  # same PNG either way
+    page = _page(path)
+    assert "\u2013" in page.cells and "nan" not in " ".join(page.text).lower()
+
+
+def test_retention_pairs_legend_does_not_cover_the_bars(run: TrainingRun) -> None:
+    fig = plot_retention_pairs(run.backtest.table())
+    assert not any(ax.get_legend() for ax in fig.axes)  # one legend, outside the axes
+    assert len(fig.legends) == 1
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["actual", "churnlens (predicted)", "recency (predicted)",
+                      "logistic (predicted)", "bgnbd (predicted)"]
+    # every bar carries its value
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert len(texts) == 2 * 5

@@ -1,0 +1,590 @@
+"""Batch scoring (``churnlens._scoring``): rules, reasons, leakage, summary, safety, writing.
+
+The rules marketers act on are checked against hand-computed tables and simple
+reference implementations written here (oracles), never against the code under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fcntl
+import json
+import math
+import os
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import churnlens
+from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, save_bundle
+from churnlens._config import ScoringSettings, load_config
+from churnlens._io import read_table_metadata
+from churnlens._scoring import (
+    SCORE_COLUMNS,
+    SEGMENT_RULES,
+    at_risk_list,
+    check_as_of,
+    check_model,
+    expected_value,
+    explain,
+    load_scoring_model,
+    quintile_scores,
+    remove_stale_temporaries,
+    rfm_segment,
+    risk_band,
+    score_batch,
+    score_customers,
+    score_histories,
+    segment_from_scores,
+    write_output,
+)
+from churnlens.exceptions import ModelError
+
+SEED = 11
+TRAIN_AS_OF = "2024-03-31"
+SCORE_AS_OF = "2024-04-30"
+FAST_MODEL = {"mlflow.enabled": False, "backtest_steps": 0, "snapshots.count": 6,
+              "model.n_estimators": 60, "model.min_child_samples": 40,
+              "model.early_stopping_rounds": 20}
+
+
+@pytest.fixture(scope="module")
+def transactions() -> pd.DataFrame:
+    print(f"synthetic transactions seed: {SEED}")
+    raw = churnlens.generate_transactions(1500, seed=SEED, start="2023-01-01",
+                                          end="2024-06-30")
+    return churnlens.load_transactions(raw).transactions
+
+
+@pytest.fixture(scope="module")
+def artifact(transactions):
+    from churnlens._pipeline import train
+
+    return train(transactions, as_of=TRAIN_AS_OF,
+                 settings=load_config(overrides=FAST_MODEL)).artifact
+
+
+@pytest.fixture(scope="module")
+def scored(transactions, artifact):
+    return score_customers(transactions, SCORE_AS_OF, artifact)
+
+
+# --- risk bands and expected value ------------------------------------------------------
+
+
+def test_risk_band_thresholds_are_inclusive():
+    assert risk_band([0.0, 0.399999, 0.4, 0.5, 0.699999, 0.7, 1.0]).tolist() == [
+        "low", "low", "medium", "medium", "medium", "high", "high"]
+    custom = ScoringSettings(high_risk=0.9, medium_risk=0.2)
+    assert risk_band([0.1, 0.2, 0.89, 0.9], custom).tolist() == ["low", "medium", "medium",
+                                                                  "high"]
+
+
+def test_expected_value_by_hand():
+    frame = pd.DataFrame({"frequency": [1, 10, 4, 2], "tenure_days": [0, 365, 91, 10],
+                          "monetary_mean": [40.0, 20.0, -5.0, 30.0]})
+    # max(1, f / (T + H) * H) occasions at the mean basket (negative baskets count 0)
+    expected = [40.0, 20.0 * 10 / 456 * 91, 0.0, 30.0 * 2 / 101 * 91]
+    np.testing.assert_allclose(expected_value(frame, 91), expected, rtol=1e-15)
+    assert expected_value(frame.iloc[[0]], 91)[0] == 40.0  # one occasion at least
+
+
+# --- RFM scores and segments --------------------------------------------------------------
+
+
+def test_quintile_scores_hand_computed():
+    # n = 10; ranks 1..10 -> ceil(5 * rank / 10); the two 30s share rank 3.5 -> ceil(1.75)
+    values = [10, 20, 30, 30, 50, 60, 70, 80, 90, 100]
+    assert quintile_scores(values).tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    # descending: 100 is rank 1 -> ceil(0.5) = 1 ... recency reversed: most recent = 5
+    assert quintile_scores(values, descending=True).tolist() == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    # all tied: average rank (n + 1) / 2 -> ceil(5 (n + 1) / 2n)
+    assert quintile_scores([7, 7, 7, 7]).tolist() == [4, 4, 4, 4]
+    # missing values score 1 and do not count in n
+    assert quintile_scores([np.nan, 1.0, 2.0]).tolist() == [1, 3, 5]
+    assert quintile_scores([]).tolist() == []
+
+
+def test_quintile_scores_match_an_exact_rank_oracle():
+    seed = 3
+    print(f"seed: {seed}")
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 40, size=997).astype(float)  # many ties
+    for descending in (False, True):
+        ranks = pd.Series(values).rank(method="average", ascending=not descending)
+        n = len(values)
+        expected = [math.ceil(Fraction(r).limit_denominator(4) * 5 / n) for r in ranks]
+        assert quintile_scores(values, descending=descending).tolist() == expected
+
+
+SEGMENT_TABLE = [  # the documented rule table, literally (first match wins)
+    ("champions", "R >= 4 and F >= 4"),
+    ("loyal", "R >= 3 and F >= 4"),
+    ("new", "R >= 4 and F = 1"),
+    ("promising", "R >= 4"),
+    ("big spenders at risk", "R <= 2 and M >= 4"),
+    ("at risk", "R <= 2 and F >= 3"),
+    ("lost", "R = 1"),
+    ("hibernating", "R = 2"),
+    ("needs attention", "R = 3"),
+]
+
+
+def _segment_oracle(r: int, f: int, m: int) -> str:
+    env = {"R": r, "F": f, "M": m}
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "=": lambda a, b: a == b}
+    for name, rule in SEGMENT_TABLE:
+        clauses = [clause.split(" ") for clause in rule.split(" and ")]
+        if all(ops[op](env[score], int(value)) for score, op, value in clauses):
+            return name
+    raise AssertionError(f"no rule matches R={r} F={f} M={m}")
+
+
+def test_segment_rules_are_the_documented_table_and_cover_every_score():
+    assert [(rule.segment, rule.rule) for rule in SEGMENT_RULES] == SEGMENT_TABLE
+    grid = [(r, f, m) for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
+    r, f, m = (np.array(column) for column in zip(*grid, strict=True))
+    got = segment_from_scores(r, f, m).tolist()
+    assert got == [_segment_oracle(*cell) for cell in grid]
+    assert None not in got
+
+
+@pytest.mark.parametrize(("scores", "segment"), [
+    ((5, 5, 1), "champions"), ((4, 4, 5), "champions"), ((3, 5, 1), "loyal"),
+    ((4, 1, 5), "new"), ((5, 2, 1), "promising"), ((5, 3, 3), "promising"),
+    ((2, 1, 4), "big spenders at risk"), ((1, 5, 5), "big spenders at risk"),
+    ((1, 3, 1), "at risk"), ((2, 4, 3), "at risk"), ((1, 2, 3), "lost"),
+    ((2, 2, 2), "hibernating"), ((3, 3, 5), "needs attention"), ((3, 1, 1), "needs attention"),
+])
+def test_segments_hand_cases(scores, segment):
+    assert segment_from_scores(*([s] for s in scores)).tolist() == [segment]
+
+
+def test_rfm_segment_hand_computed_table():
+    features = pd.DataFrame({
+        "recency_days": [1, 10, 100, 300, 30],
+        "frequency": [12, 1, 3, 8, 2],
+        "monetary_total": [500.0, 20.0, 90.0, 800.0, 45.0],
+    })
+    # n = 5: score = ceil(rank); recency ranks descending (1 day ago = rank 5)
+    got = rfm_segment(features)
+    assert got["r_score"].tolist() == [5, 4, 2, 1, 3]
+    assert got["f_score"].tolist() == [5, 1, 3, 4, 2]
+    assert got["m_score"].tolist() == [4, 1, 3, 5, 2]
+    assert got["segment"].tolist() == ["champions", "new", "at risk", "big spenders at risk",
+                                       "needs attention"]
+
+
+def test_monetary_ranks_on_cents_so_engine_rounding_noise_is_a_tie():
+    features = pd.DataFrame({"recency_days": [1, 2, 3], "frequency": [1, 1, 1],
+                             "monetary_total": [19.344999999999, 19.345000000001, 5.0]})
+    m = rfm_segment(features)["m_score"].tolist()
+    assert m == [5, 5, 2]  # tied at 1934 cents (19.345 snapped, floor(1934.4999.. + .5))
+
+
+# --- model contributions and reasons ---------------------------------------------------
+
+
+def test_fast_contributions_equal_the_models(transactions, artifact):
+    from churnlens._contributions import model_contributions
+
+    features = churnlens.compute_features(transactions, SCORE_AS_OF,
+                                          windows_days=artifact.windows_days)
+    slow = artifact.model.contributions(features)
+    fast = model_contributions(artifact.model, features)
+    assert list(fast.columns) == list(slow.columns)
+    np.testing.assert_allclose(fast.to_numpy(), slow.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_tree_contributions_follow_lightgbm_missing_value_rules():
+    """NaN, zeros and values exactly on a threshold, for every missing-value mode."""
+    import lightgbm as lgb
+
+    from churnlens._contributions import TreeContributions
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 4))
+    X[rng.random(X.shape) < 0.15] = np.nan
+    X[rng.random(X.shape) < 0.1] = 0.0
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) > 0).astype(int)
+    for params in ({}, {"zero_as_missing": True}, {"use_missing": False}):
+        booster = lgb.train({"objective": "binary", "num_leaves": 6, "verbose": -1,
+                             "min_data_in_leaf": 20, **params},
+                            lgb.Dataset(X, y), num_boost_round=25)
+        probe = X[:400].copy()
+        for info in booster.dump_model()["tree_info"][:5]:  # rows exactly on thresholds
+            node = info["tree_structure"]
+            if "split_feature" in node:
+                probe[len(probe) // 2, node["split_feature"]] = node["threshold"]
+        fast = TreeContributions(booster).compute(probe)
+        np.testing.assert_allclose(fast, booster.predict(probe, pred_contrib=True),
+                                   rtol=0, atol=1e-12, err_msg=str(params))
+
+
+# Reason texts written independently of the code: pattern -> feature, value groups.
+_NUMBER = r"(-?[\d,]+(?:\.\d+)?)"
+REASON_PATTERNS = [
+    (rf"^no purchase for {_NUMBER} days, {_NUMBER}x the usual gap$",
+     ["recency_days", "overdue_ratio"]),
+    (rf"^no purchase for {_NUMBER} days$", ["recency_days"]),
+    (rf"^{_NUMBER}x the usual gap between purchases$", ["overdue_ratio"]),
+    (rf"^{_NUMBER} purchases? so far$", ["frequency"]),
+    (rf"^{_NUMBER} repeat purchases?$", ["repeat_frequency"]),
+    (rf"^customer for {_NUMBER} days$", ["tenure_days"]),
+    (rf"^{_NUMBER} days between first and last purchase$", ["t_x_days"]),
+    (rf"^spent {_NUMBER} in total$", ["monetary_total"]),
+    (rf"^average basket {_NUMBER}$", ["monetary_mean"]),
+    (rf"^average repeat basket {_NUMBER}$", ["monetary_mean_repeat"]),
+    (rf"^refunds of {_NUMBER}$", ["refund_total"]),
+    (rf"^buys every {_NUMBER} days on average$", ["gap_mean_days"]),
+    (rf"^median gap between purchases {_NUMBER} days$", ["gap_median_days"]),
+    (rf"^gaps between purchases vary by {_NUMBER} days$", ["gap_std_days"]),
+    (rf"^last gap between purchases {_NUMBER} days$", ["gap_last_days"]),
+    (rf"^first repeat purchase {_NUMBER} days ago$", ["days_since_first_repeat"]),
+    (rf"^{_NUMBER}% of purchases in the latest quarter of their history$",
+     ["recent_tenure_share%"]),
+    (rf"^BG/NBD: {_NUMBER}% likely still active$", ["bgnbd_p_alive%"]),
+    (rf"^BG/NBD: {_NUMBER}% chance of a purchase in the horizon$", ["bgnbd_p_purchase%"]),
+    (rf"^{_NUMBER} purchases? in the last (\d+) days$", ["occasions_{w}d"]),
+    (rf"^spent {_NUMBER} in the last (\d+) days$", ["spend_{w}d"]),
+    (rf"^buying rate in the last (\d+) days {_NUMBER}x their usual$", ["{w}", "rate_trend_{w}d"]),
+    (rf"^basket in the last (\d+) days {_NUMBER}x their usual$", ["{w}", "basket_trend_{w}d"]),
+]
+
+
+def parse_reason(text: str) -> dict[str, float] | str:
+    """Feature -> value shown, from a reason text; a bare feature name if the value is
+    reported missing."""
+    for pattern, names in REASON_PATTERNS:
+        found = re.match(pattern, text)
+        if not found:
+            continue
+        groups = list(found.groups())
+        window = groups.pop() if names[-1].endswith("{w}d") and names[0] != "{w}" else None
+        if names[0] == "{w}":
+            window, names = groups.pop(0), names[1:]
+        out = {}
+        for name, value in zip(names, groups, strict=True):
+            number = float(value.replace(",", ""))
+            if name.endswith("%"):
+                name, number = name[:-1], number / 100
+            out[name.replace("{w}", str(window))] = number
+        return out
+    return text
+
+
+MISSING_TEXTS = {  # feature -> text when the value is missing (NaN)
+    "gap_last_days": "last gap unknown", "gap_mean_days": "average gap unknown",
+    "gap_median_days": "median gap unknown", "gap_std_days": "gap variation unknown",
+    "overdue_ratio": "usual gap unknown", "monetary_mean_repeat": "no repeat basket",
+    "days_since_first_repeat": "no repeat purchase yet",
+    "recent_tenure_share": "history too short to compare",
+}
+
+
+def test_reasons_name_the_top_features_with_their_actual_values(scored, artifact):
+    features = scored.features
+    inputs = artifact.model.model_inputs(features)
+    contrib = artifact.model.contributions(features).drop(columns="bias")  # whole base
+    names = list(contrib.columns)
+    values = contrib.to_numpy()
+    checked = 0
+    for i in range(len(features)):
+        order = sorted(range(len(names)), key=lambda k: (-values[i, k], k))
+        expected = [names[k] for k in order[:3] if values[i, k] > 0]
+        texts = [scored.scores.loc[i, f"reason_{j}"] for j in (1, 2, 3)]
+        assert texts[len(expected):] == [""] * (3 - len(expected))
+        for feature, text in zip(expected, texts, strict=False):
+            actual = inputs.loc[i, feature]
+            parsed = parse_reason(text)
+            if isinstance(parsed, str):  # the value is missing
+                assert np.isnan(actual), (feature, text)
+                if feature in MISSING_TEXTS:
+                    assert text.startswith(MISSING_TEXTS[feature]), (feature, text)
+                continue
+            assert feature in parsed, (feature, text)
+            for name, shown in parsed.items():
+                true = inputs.loc[i, name]
+                decimals = 2 if re.search(r"\.\d\d(?!\d)", text) else 1 if "x " in text else 0
+                if name.startswith(("bgnbd", "recent_tenure")):
+                    decimals = 2  # shown as a whole percent
+                # values are snapped to 6 decimals before rounding for display
+                assert abs(shown - true) <= 0.5 * 10 ** -decimals + 1e-6, (name, text, true)
+            checked += 1
+    assert checked > 2 * len(features)  # most customers have three reasons
+
+
+def test_reasons_do_not_depend_on_chunks(transactions, artifact, deterministic_duckdb):
+    whole = score_customers(transactions, SCORE_AS_OF, artifact)
+    again = score_customers(transactions, SCORE_AS_OF, artifact, chunk_rows=97)
+    # The model's matrix products (BLAS) may round a row differently by its position in
+    # the batch (last bit); everything a marketer reads is the same.
+    floats = ["churn_risk", "expected_value", "value_at_risk", "monetary_total"]
+    pd.testing.assert_frame_equal(again.scores[floats], whole.scores[floats], rtol=0,
+                                  atol=1e-12)
+    others = [c for c in SCORE_COLUMNS if c not in floats]
+    pd.testing.assert_frame_equal(again.scores[others], whole.scores[others],
+                                  check_exact=True)
+
+
+def test_contributions_that_do_not_add_up_to_the_risk_are_refused(artifact, scored,
+                                                                   monkeypatch):
+    import churnlens._contributions as contributions
+
+    original = contributions.model_contributions
+
+    def off_by_a_bit(*args, **kwargs):
+        frame = original(*args, **kwargs)
+        frame["bias"] += 1e-6
+        return frame
+
+    monkeypatch.setattr(contributions, "model_contributions", off_by_a_bit)
+    with pytest.raises(ModelError, match="do not add up"):
+        score_batch(scored.features.head(50), dt.date(2024, 4, 30), artifact)
+
+
+def test_explain_refuses_a_model_without_contributions(artifact, scored):
+    broken = copy.copy(artifact)
+    broken.model = churnlens._model.RecencyBaseline()
+    with pytest.raises(ModelError, match="cannot explain"):
+        explain(broken, scored.features)
+
+
+# --- scoring ----------------------------------------------------------------------------
+
+
+def test_scores_columns_rules_and_products(transactions, artifact, scored):
+    scores = scored.scores
+    assert list(scores.columns) == SCORE_COLUMNS
+    features = churnlens.compute_features(transactions, SCORE_AS_OF,
+                                          windows_days=artifact.windows_days)
+    assert sorted(scores["customer_id"]) == scores["customer_id"].tolist()
+    assert sorted(scores["customer_id"]) == sorted(features["customer_id"])
+    assert set(scores["as_of"]) == {dt.date(2024, 4, 30)}
+    by_id = scored.features  # the features scored, in the scores' order
+    assert by_id["customer_id"].tolist() == scores["customer_id"].tolist()
+    # with reasons the risk is the sum of the contributions: predict_proba up to rounding
+    np.testing.assert_allclose(scores["churn_risk"], artifact.churn_risk(by_id), rtol=0,
+                               atol=1e-12)
+    plain = score_batch(by_id, dt.date(2024, 4, 30), artifact, reasons=False)
+    np.testing.assert_array_equal(plain["churn_risk"], artifact.churn_risk(by_id))
+    assert plain["risk_band"].tolist() == scores["risk_band"].tolist()
+    assert (scores["value_at_risk"] == scores["churn_risk"] * scores["expected_value"]).all()
+    np.testing.assert_array_equal(scores["expected_value"],
+                                  expected_value(by_id, artifact.horizon_days))
+    for column in ("recency_days", "frequency", "monetary_total"):
+        np.testing.assert_array_equal(scores[column], by_id[column])
+    risk = scores["churn_risk"]
+    bands = np.select([risk >= 0.7, risk >= 0.4], ["high", "medium"], "low")
+    assert scores["risk_band"].tolist() == bands.tolist()
+    # segments: the oracle rule table on ranks computed here with pandas
+    n = len(scores)
+    r = np.ceil(5 * scores["recency_days"].rank(method="average", ascending=False) / n)
+    f = np.ceil(5 * scores["frequency"].rank(method="average") / n)
+    m = np.ceil(5 * (scores["monetary_total"] * 100).round().rank(method="average") / n)
+    expected = [_segment_oracle(*cell) for cell in zip(r, f, m, strict=True)]
+    assert scores["segment"].tolist() == expected
+
+
+@pytest.fixture
+def deterministic_duckdb(monkeypatch):
+    """compute_features on one DuckDB thread.
+
+    With several threads DuckDB adds up a customer's amounts in an order that changes
+    from run to run, so money features (and the scores) of the *same* input differ in
+    the last bits between runs (reported to the feature engine's owner). One thread
+    takes that noise out, so what is compared below is what scoring itself does.
+    """
+    import functools
+
+    import churnlens._features as features_module
+    from churnlens._engine import connect
+
+    monkeypatch.setattr(features_module, "connect", functools.partial(connect, threads=1))
+
+
+def test_scoring_ignores_transactions_after_the_as_of_date(transactions, artifact, tmp_path,
+                                                           deterministic_duckdb):
+    history = transactions.loc[transactions["timestamp"] < "2024-05-01"]
+    assert len(history) < len(transactions)
+    full = score_customers(transactions, SCORE_AS_OF, artifact)
+    alone = score_customers(history, SCORE_AS_OF, artifact)
+    pd.testing.assert_frame_equal(alone.scores, full.scores, check_exact=True)
+    assert alone.summary == full.summary
+    write_output(alone.scores, tmp_path / "a.parquet", metadata={"k": "v"})
+    write_output(full.scores, tmp_path / "b.parquet", metadata={"k": "v"})
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def test_summary_pairs_predicted_with_last_actual_rates(transactions, artifact, scored):
+    summary = json.loads(json.dumps(scored.summary, allow_nan=False))  # strict JSON
+    scores = scored.scores
+    horizon = artifact.horizon_days
+    p = scores["churn_risk"].to_numpy()
+    active = scores["recency_days"].to_numpy() < horizon
+    s = active.sum()
+    z = 1.959963984540054
+    cohort = (1 - p[active]).sum() / s * 100
+    half = z * math.sqrt((p[active] * (1 - p[active])).sum()) / s * 100
+    crr = (1 - p).sum() / s * 100
+    crr_half = z * math.sqrt((p * (1 - p)).sum()) / s * 100
+    pairing = {row["rate"]: row for row in summary["pairing"]}
+    assert pairing["cohort_retention"]["predicted"] == pytest.approx(cohort, rel=1e-12)
+    assert pairing["cohort_retention"]["predicted_low"] == pytest.approx(cohort - half, rel=1e-12)
+    assert pairing["cohort_retention"]["predicted_high"] == pytest.approx(
+        min(cohort + half, 100), rel=1e-12)
+    assert pairing["crr"]["predicted"] == pytest.approx(crr, rel=1e-12)
+    assert pairing["crr"]["predicted_high"] == pytest.approx(crr + crr_half, rel=1e-12)
+    actual = churnlens.retention_rates(transactions, "2024-01-30", SCORE_AS_OF,
+                                       window_days=horizon)  # the last 91 days
+    assert summary["last_actual"]["start"] == "2024-01-30"
+    assert summary["last_actual"]["window_days"] == horizon
+    assert pairing["cohort_retention"]["last_actual"] == pytest.approx(actual.cohort_retention)
+    assert pairing["crr"]["last_actual"] == pytest.approx(actual.crr)
+    assert summary["customers_scored"] == len(scores)
+    assert sum(summary["risk_bands"].values()) == len(scores)
+    assert sum(summary["segments"].values()) == len(scores)
+    assert summary["predicted_retention_all"] == pytest.approx((1 - p.mean()) * 100)
+    assert summary["value_at_risk_total"] == pytest.approx(scores["value_at_risk"].sum())
+
+
+def test_score_histories_for_the_api(transactions, artifact, scored):
+    some = scored.scores.head(3)
+    ids = some["customer_id"].tolist()
+    mine = transactions.loc[transactions["customer_id"].isin(ids)]
+    got = score_histories(mine, dt.date(2024, 4, 30), artifact)
+    got = got.sort_values("customer_id", ignore_index=True)
+    assert got["customer_id"].tolist() == ids
+    np.testing.assert_allclose(got["churn_risk"], some["churn_risk"], rtol=0, atol=1e-12)
+    assert got["risk_band"].tolist() == some["risk_band"].tolist()
+    assert (got["reason_1"] != "").all()
+
+
+# --- at-risk lists ----------------------------------------------------------------------
+
+
+def test_at_risk_list_sorts_filters_and_cuts():
+    scores = pd.DataFrame({
+        "customer_id": ["b", "a", "c", "d"], "churn_risk": [0.9, 0.9, 0.5, 0.1],
+        "value_at_risk": [1.0, 5.0, 9.0, 0.0], "segment": ["lost", "lost", "new", "new"],
+        "risk_band": ["high", "high", "medium", "low"]})
+    assert at_risk_list(scores)["customer_id"].tolist() == ["a", "b", "c", "d"]  # ties by id
+    assert at_risk_list(scores, sort="value_at_risk")["customer_id"].tolist() == [
+        "c", "a", "b", "d"]
+    assert at_risk_list(scores, top=2)["customer_id"].tolist() == ["a", "b"]
+    assert at_risk_list(scores, min_risk=0.5)["customer_id"].tolist() == ["a", "b", "c"]
+    assert at_risk_list(scores, segment="new")["customer_id"].tolist() == ["c", "d"]
+    assert at_risk_list(scores, band="medium")["customer_id"].tolist() == ["c"]
+    with pytest.raises(ModelError, match="segments in the scores"):
+        at_risk_list(scores, segment="vip")
+    with pytest.raises(ModelError, match="top"):
+        at_risk_list(scores, top=0)
+
+
+# --- the model: refusals -----------------------------------------------------------------
+
+
+def test_as_of_before_training_is_refused_unless_allowed(artifact):
+    with pytest.raises(ModelError, match="--allow-past"):
+        check_as_of(artifact, "2024-03-30", allow_past=False)
+    assert check_as_of(artifact, "2024-03-30", allow_past=True).date() == dt.date(2024, 3, 30)
+    assert check_as_of(artifact, TRAIN_AS_OF, allow_past=False).date() == dt.date(2024, 3, 31)
+
+
+def test_check_model_refuses_mismatches(artifact):
+    check_model(artifact)  # consistent
+    with pytest.raises(ModelError, match="predicts churn over 91 days, not 30"):
+        check_model(artifact, horizon_days=30)
+    other_horizon = copy.copy(artifact)
+    other_horizon.horizon_days = 30
+    with pytest.raises(ModelError, match="fitted for a 91-day horizon"):
+        check_model(other_horizon)
+    card = artifact.card()
+    check_model(artifact, card=card)
+    card["features"] = [*card["features"][:-1], "favourite_colour"]
+    with pytest.raises(ModelError, match="lists other features"):
+        check_model(artifact, card=card)
+    with pytest.raises(ModelError, match="lists other features"):
+        check_model(artifact, signature_inputs=artifact.feature_names[1:])
+    narrow = copy.copy(artifact)
+    narrow.windows_days = (30,)  # the model needs spend_365d...
+    with pytest.raises(ModelError, match="does not compute"):
+        check_model(narrow)
+
+
+def test_load_scoring_model_refuses_bad_bundles(artifact, tmp_path):
+    folder = tmp_path / "bundle"
+    save_bundle(artifact, folder)
+    assert load_scoring_model(folder).feature_names == artifact.feature_names
+    with pytest.raises(ModelError, match="no churnlens model bundle"):
+        load_scoring_model(tmp_path / "nowhere")
+    # the card lists other features than the model (a hand-edited card)
+    card = json.loads((folder / BUNDLE_CARD).read_text())
+    card["features"] = card["features"][::-1]
+    (folder / BUNDLE_CARD).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="lists other features"):
+        load_scoring_model(folder)
+    card["features"] = card["features"][::-1]
+    card["horizon_days"] = 30
+    (folder / BUNDLE_CARD).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="horizon_days = 30"):
+        load_scoring_model(folder)
+    # a changed model file: the digest no longer matches
+    save_bundle(artifact, folder)
+    with (folder / BUNDLE_MODEL).open("ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(ModelError, match="does not match the card"):
+        load_scoring_model(folder)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def test_write_output_records_metadata_and_neutralizes_formulas(tmp_path):
+    frame = pd.DataFrame({"customer_id": ['=HYPERLINK("x")', "+1", "-2", "@SUM(A1)",
+                                          "\tTAB", "\rCR", "plain"],
+                          "churn_risk": [0.9, -0.5, 0.1, 0.2, 0.3, 0.4, 0.5]})
+    target = write_output(frame, tmp_path / "list.csv", spreadsheet_safe=True)
+    lines = pd.read_csv(target, dtype=str, keep_default_na=False)
+    assert lines["customer_id"].tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)",
+                                             "'\tTAB", "'\rCR", "plain"]
+    assert lines["churn_risk"].tolist()[1] == "-0.5"  # numbers stay numbers
+    parquet = write_output(frame, tmp_path / "s.parquet", metadata={"model": "m"})
+    assert read_table_metadata(parquet) == {"model": "m"}
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet), frame)
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    target = tmp_path / "scores.parquet"
+    stale = tmp_path / ".scores.parquet.tmp-dead1"
+    stale.write_bytes(b"partial")
+    live = tmp_path / ".scores.parquet.tmp-live1"
+    live.write_bytes(b"being written")
+    other = tmp_path / ".other.parquet.tmp-x"
+    other.write_bytes(b"not ours")
+    fd = os.open(live, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a writer still at work holds this lock
+        write_output(pd.DataFrame({"a": [1]}), target)
+        assert not stale.exists()
+        assert live.exists() and other.exists()
+    finally:
+        os.close(fd)
+    assert remove_stale_temporaries(target) == [live]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.tmp-x",
+                                                          "scores.parquet"]
+
+
+def test_write_output_keeps_the_previous_file_on_error(tmp_path):
+    target = tmp_path / "scores.parquet"
+    write_output(pd.DataFrame({"a": [1]}), target)
+    before = target.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's own error type
+        write_output(pd.DataFrame({"a": [object()]}), target)  # not encodable
+    assert target.read_bytes() == before
+    assert [p.name for p in Path(tmp_path).iterdir()] == ["scores.parquet"]
