@@ -91,6 +91,19 @@ _Z95 = 1.959963984540054
 def risk_band(churn_risk: Any, settings: ScoringSettings | None = None) -> np.ndarray:
     """``high`` / ``medium`` / ``low`` for each risk (thresholds from settings).
 
+    Parameters
+    ----------
+    churn_risk
+        Churn risks in [0, 1].
+    settings
+        Thresholds: ``high`` from ``high_risk`` (0.7), ``medium`` from ``medium_risk``
+        (0.4); ``None`` uses the defaults.
+
+    Returns
+    -------
+    numpy.ndarray
+        One band name per risk.
+
     Examples
     --------
     >>> risk_band([0.9, 0.7, 0.5, 0.4, 0.1]).tolist()
@@ -103,6 +116,19 @@ def risk_band(churn_risk: Any, settings: ScoringSettings | None = None) -> np.nd
 
 def expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
     """Expected net spend in the horizon if the customer stays (see module docstring).
+
+    Parameters
+    ----------
+    features
+        Features with ``frequency``, ``tenure_days`` and ``monetary_mean``.
+    horizon_days
+        The churn horizon ``H``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``monetary_mean * max(1, frequency / (tenure_days + H) * H)`` per customer
+        (negative baskets count as 0).
 
     Examples
     --------
@@ -175,7 +201,7 @@ def quintile_scores(values: Any, *, descending: bool = False) -> np.ndarray:
     >>> quintile_scores([10, 20, 20, 30, 40]).tolist()
     [1, 3, 3, 4, 5]
     >>> quintile_scores([10, 20, 20, 30, 40], descending=True).tolist()
-    [5, 3, 3, 2, 1]
+    [5, 4, 4, 2, 1]
     """
     x = np.asarray(values, dtype=np.float64)
     present = ~np.isnan(x)
@@ -227,7 +253,17 @@ def segment_from_scores(r: Any, f: Any, m: Any) -> np.ndarray:
 def rfm_segment(features: pd.DataFrame) -> pd.DataFrame:
     """RFM scores (1-5) and the marketing segment of each customer.
 
-    Returns a frame with ``r_score``, ``f_score``, ``m_score`` and ``segment``.
+    Parameters
+    ----------
+    features
+        Features of the whole scored base, with ``recency_days``, ``frequency`` and
+        ``monetary_total`` (scores are quintiles over this base).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``r_score``, ``f_score``, ``m_score`` (5 = most recent / frequent / highest
+        spend) and ``segment``, the first matching rule of ``SEGMENT_RULES``.
     """
     scores = rfm_scores(features)
     scores["segment"] = segment_from_scores(scores["r_score"], scores["f_score"],
@@ -574,7 +610,19 @@ def check_as_of(artifact: ModelArtifact, as_of: Any, *, allow_past: bool) -> pd.
 
 @dataclasses.dataclass
 class ScoreResult:
-    """Scores (one row per customer, by customer id) and a summary for humans and tools."""
+    """Scores (one row per customer, by customer id) and a summary for humans and tools.
+
+    Attributes
+    ----------
+    scores
+        One row per customer: ``customer_id``, ``as_of``, ``churn_risk``, ``risk_band``,
+        ``expected_value``, ``value_at_risk``, RFM columns, ``segment`` and reasons.
+    summary
+        Customers scored, risk distribution, predicted vs last actual retention, model
+        name, version and alias (what ``--json-summary`` prints).
+    features
+        The features the scores were computed from (``None`` when not kept).
+    """
 
     scores: pd.DataFrame
     summary: dict[str, Any]
@@ -903,8 +951,25 @@ def at_risk_list(
 ) -> pd.DataFrame:
     """Filter and rank scored customers for a campaign.
 
-    Rows are sorted by ``sort`` (descending, ties by customer id), filtered by
-    ``min_risk``, ``segment`` and ``band``, then cut to ``top`` rows.
+    Parameters
+    ----------
+    scores
+        Scores written by ``churnlens score`` / :func:`score_customers`.
+    top
+        Keep the first ``top`` rows after sorting.
+    min_risk
+        Keep customers with ``churn_risk >= min_risk``.
+    segment
+        Keep one RFM segment (an unknown name is an error listing the known ones).
+    band
+        Keep one risk band: ``high``, ``medium`` or ``low``.
+    sort
+        ``churn_risk`` or ``value_at_risk``, descending; ties by customer id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The chosen rows, in campaign order, with a fresh index.
     """
     from churnlens._validation import require_choice
 
