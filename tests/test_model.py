@@ -230,7 +230,6 @@ def test_training_twice_with_the_same_seed_gives_identical_predictions(
     assert not np.array_equal(_risk(other_seed, data.features), _risk(model, data.features))
 
 
-@pytest.mark.slow
 def test_fit_models_twice_gives_the_same_model(data: Data) -> None:
     """The feature engine returns rows in no fixed order; training must not care."""
     from churnlens._config import Settings

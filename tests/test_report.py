@@ -156,3 +156,40 @@ def test_retention_pairs_legend_does_not_cover_the_bars(run: TrainingRun) -> Non
     # every bar carries its value
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert len(texts) == 2 * 5
+
+
+def _backtest_like_table(dates: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(SEED)
+    rows = []
+    for as_of in dates:
+        actual = {"cohort_retention": rng.uniform(40, 70), "crr": rng.uniform(60, 110)}
+        for model in ("churnlens", "bgnbd", "logistic", "recency"):
+            row = {"as_of": as_of, "model": model}
+            for rate in ("cohort_retention", "crr"):
+                value = actual[rate] + rng.normal(0, 3)
+                row |= {f"actual_{rate}": actual[rate], f"predicted_{rate}": value,
+                        f"predicted_{rate}_low": value - 2.5,
+                        f"predicted_{rate}_high": value + 2.5}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("periods", [1, 2, 4])
+def test_retention_pairs_text_never_overlaps(periods: int) -> None:
+    """Tick labels and bar values stay apart however many backtest periods there are."""
+    dates = [str(pd.Timestamp("2024-01-01") + pd.DateOffset(months=3 * k))[:10]
+             for k in range(periods)]
+    fig = plot_retention_pairs(_backtest_like_table(dates))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # text extents are known once drawn, as when saved to PNG
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        ticks = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        values = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(values) == periods * 5
+        for boxes in (ticks, values):
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    assert not a.overlaps(b), (periods, ax.get_title())

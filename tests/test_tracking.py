@@ -27,6 +27,9 @@ from churnlens._config import Settings, load_config
 from churnlens._pipeline import TrainingRun, train
 from churnlens.exceptions import ModelError
 
+# Three trainings and a fresh MLflow store: 12-25 s on a 2-core machine.
+pytestmark = pytest.mark.slow
+
 SEED = 21
 AS_OF = "2024-06-30"
 print(f"test_tracking: generate_transactions(1500, seed={SEED}), as of {AS_OF}")

@@ -193,7 +193,7 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
         raise ModelError(f"{model_file}: the model file named by the card is missing.")
     expected = card.get("sha256")
     actual = _sha256(model_file)
-    if False:
+    if not expected or actual != expected:
         raise ModelError(
             f"{model_file}: SHA-256 {actual} does not match the card ({expected}); the file "
             "was changed or corrupted and is refused (loading a pickle runs code). "

@@ -368,7 +368,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         )
         booster.fit(
             matrix[train], labels[train], sample_weight=weights[train], init_score=offset[train],
-            eval_set=[(matrix[valid], labels[valid])], eval_init_score=[offset[valid]],
+            **_eval_data(booster, matrix[valid], labels[valid]), eval_init_score=[offset[valid]],
             callbacks=[lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)],
         )
         self.booster_ = booster
@@ -486,6 +486,16 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         _check_fitted(self, "booster_")
         gain = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gain, index=self.feature_names_).sort_values(ascending=False)
+
+
+def _eval_data(booster: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The held-out set in the form this LightGBM takes (``eval_X``/``eval_y`` from 4.6
+    on, where ``eval_set`` is deprecated; ``eval_set`` before)."""
+    import inspect
+
+    if "eval_X" in inspect.signature(booster.fit).parameters:
+        return {"eval_X": (X,), "eval_y": (y,)}
+    return {"eval_set": [(X, y)]}
 
 
 def _threads(n_jobs: int | None, rows: int) -> int:

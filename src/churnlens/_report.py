@@ -48,7 +48,22 @@ def _color(name: str) -> str:
 
 
 def plot_roc(churned: Any, risks: Mapping[str, Any], *, title: str = "ROC") -> Figure:
-    """ROC curve of each model's churn risk (churned = positive class)."""
+    """ROC curve of each model's churn risk (churned = positive class).
+
+    Parameters
+    ----------
+    churned : array-like of int
+        The truth per customer: 1 if they churned, 0 if they bought again.
+    risks : mapping of str to array-like of float
+        Model name -> churn risk of the same customers, in the same order.
+    title : str
+        Title of the axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One curve per model, its AUC in the legend, and the random diagonal.
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     fig = _figure()
@@ -65,7 +80,23 @@ def plot_roc(churned: Any, risks: Mapping[str, Any], *, title: str = "ROC") -> F
 
 def plot_gains(churned: Any, risks: Mapping[str, Any], *, title: str = "Lift by decile"
                ) -> Figure:
-    """Lift per risk decile (left) and cumulative gain (right) for each model."""
+    """Lift per risk decile (left) and cumulative gain (right) for each model.
+
+    Parameters
+    ----------
+    churned : array-like of int
+        The truth per customer: 1 if they churned, 0 if they bought again.
+    risks : mapping of str to array-like of float
+        Model name -> churn risk of the same customers, in the same order.
+    title : str
+        Title of the lift axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: churn rate of each decile over the average, and the share of all
+        churners reached when contacting customers from the highest risk down.
+    """
     fig = _figure(9.6, 4.0)
     lift_ax, gain_ax = fig.subplots(1, 2)
     width = 0.8 / max(len(risks), 1)
@@ -87,7 +118,23 @@ def plot_gains(churned: Any, risks: Mapping[str, Any], *, title: str = "Lift by 
 
 def plot_calibration(churned: Any, risks: Mapping[str, Any], *, title: str = "Calibration"
                      ) -> Figure:
-    """Mean predicted churn risk vs observed churn rate, in deciles of risk."""
+    """Mean predicted churn risk vs observed churn rate, in deciles of risk.
+
+    Parameters
+    ----------
+    churned : array-like of int
+        The truth per customer: 1 if they churned, 0 if they bought again.
+    risks : mapping of str to array-like of float
+        Model name -> churn risk of the same customers, in the same order.
+    title : str
+        Title of the axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line per model over ten equal-count groups; the diagonal is perfect
+        calibration.
+    """
     fig = _figure()
     ax = fig.add_subplot()
     for name, risk in risks.items():
@@ -105,23 +152,41 @@ def plot_retention_pairs(table: pd.DataFrame, *, title: str = "Predicted vs actu
                          ) -> Figure:
     """Predicted vs actual cohort retention and CRR per as-of date and model.
 
-    ``table`` is ``BacktestResult.table()``: one row per (as_of, model). Each bar is
-    labelled with its value (the differences that matter are a point or two, too
-    small to read off a bar's height); error bars are the 95% intervals. The legend
-    sits below the plots, where it cannot cover a bar.
+    Each bar is labelled with its value (the differences that matter are a point or
+    two, too small to read off a bar's height); error bars are the 95% intervals. The
+    legend sits below the plots, where it cannot cover a bar.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``BacktestResult.table()``: one row per (as_of, model) with the predicted
+        (and ``_low`` / ``_high``) and actual ``cohort_retention`` and ``crr``.
+    title : str
+        Title of the figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes, cohort retention and CRR, with the actual rate in black.
     """
-    fig = _figure(9.6, 4.4)
-    axes = fig.subplots(1, 2)
     as_ofs = sorted(table["as_of"].unique())
     models = list(dict.fromkeys(table["model"]))
+    # Beside each other while the values fit above their bars; one above the other,
+    # full width, when several periods make the bars too narrow for their labels.
+    stacked = len(as_ofs) > 1
+    fig = _figure(9.6, 7.6 if stacked else 4.4)
+    axes = fig.subplots(2, 1) if stacked else fig.subplots(1, 2)
     width = 0.8 / (len(models) + 1)
     x = np.arange(len(as_ofs))
+    value_labels = {"fmt": "%.1f", "fontsize": 7, "padding": 2}
+    if len(as_ofs) * (len(models) + 1) > 12:
+        value_labels["rotation"] = 90
     for ax, rate, label in ((axes[0], "cohort_retention", "cohort retention %"),
                             (axes[1], "crr", "CRR %")):
         actual = [table.loc[table["as_of"] == a, f"actual_{rate}"].iloc[0] for a in as_ofs]
         bars = ax.bar(x - 0.4 + width / 2, actual, width=width, color="#333333",
                       label="actual")
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.bar_label(bars, **value_labels)
         for i, name in enumerate(models, start=1):
             rows = [table.loc[(table["as_of"] == a) & (table["model"] == name)].iloc[0]
                     for a in as_ofs]
@@ -132,10 +197,10 @@ def plot_retention_pairs(table: pd.DataFrame, *, title: str = "Predicted vs actu
                           color=_color(name), label=f"{name} (predicted)",
                           yerr=[value - low, high - value], capsize=2,
                           error_kw={"elinewidth": 0.8, "ecolor": "#777777"})
-            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
-        ax.set_xticks(x, [f"period after {a}" for a in as_ofs])
-        ax.set(ylabel=label, title=label)
-        ax.margins(y=0.12)
+            ax.bar_label(bars, **value_labels)
+        ax.set_xticks(x, [str(a) for a in as_ofs])
+        ax.set(ylabel=label, title=label, xlabel="backtest date A: the period (A, A + horizon]")
+        ax.margins(y=0.2 if "rotation" in value_labels else 0.12)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8,
                frameon=False)
@@ -144,7 +209,20 @@ def plot_retention_pairs(table: pd.DataFrame, *, title: str = "Predicted vs actu
 
 
 def plot_feature_importance(importances: pd.Series, *, top: int = 20) -> Figure:
-    """Gain importance of the model's top features."""
+    """Gain importance of the model's top features.
+
+    Parameters
+    ----------
+    importances : pandas.Series
+        Gain per feature, largest first (``ChurnModel.feature_importances_``).
+    top : int
+        How many features to show.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Horizontal bars: each feature's share of the total gain, in percent.
+    """
     shown = importances.head(top)[::-1]
     fig = _figure(6.4, max(3.0, 0.28 * len(shown) + 1))
     ax = fig.add_subplot()

@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +174,20 @@ def log_training_run(
         bundle = Path(tmp) / "bundle"
         save_bundle(artifact, bundle)
         output = pd.DataFrame({"churn_risk": artifact.churn_risk(example)})
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ChurnlensPyfunc(),
-            artifacts={"bundle": str(bundle)},
-            code_paths=[str(Path(__file__).parent)],
-            signature=mlflow.models.infer_signature(example, output),
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-        )
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values; churnlens'
+            # integer features (counts, days) are never missing (docs/features.md).
+            warnings.filterwarnings("ignore", message=".*integer column",
+                                    category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ChurnlensPyfunc(),
+                artifacts={"bundle": str(bundle)},
+                code_paths=[str(Path(__file__).parent)],
+                signature=mlflow.models.infer_signature(example, output),
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+            )
         run_id = run.info.run_id
     version = mlflow.register_model(info.model_uri, settings.registered_model,
                                     await_registration_for=60)

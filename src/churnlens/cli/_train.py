@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +45,16 @@ def settings_from_cli(
     dotted = {"data.customer_col": customer_col, "data.time_col": time_col,
               "data.amount_col": amount_col, "data.time_format": time_format, **overrides}
     return load_config(config, dotted)
+
+
+def _quiet_mlflow() -> None:
+    """Keep MLflow to warnings (it narrates migrations and registrations at INFO).
+
+    MLflow sets its loggers' level from ``MLFLOW_LOGGING_LEVEL`` when it is imported,
+    which happens later, inside the command; a level set on the logger before that is
+    overwritten. A value the user exported is kept.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 class _Steps:
@@ -112,6 +123,7 @@ def train(
     """Train a churn model at an as-of date, backtest it, log and register it in MLflow."""
     from churnlens._pipeline import train as run_training
 
+    _quiet_mlflow()
     settings = settings_from_cli(
         config, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
         time_format=time_format, horizon_days=horizon_days,
@@ -194,6 +206,7 @@ def export(
     config: ConfigOpt = None,
 ) -> None:
     """Export a registered model as a joblib bundle with a JSON model card (SHA-256)."""
+    _quiet_mlflow()
     from churnlens._artifact import save_bundle
     from churnlens._tracking import load_model
 
