@@ -101,7 +101,7 @@ def compute_features(
     >>> tx = pd.DataFrame({"customer_id": ["A", "A", "B"],
     ...                    "timestamp": ["2024-01-10", "2024-03-05", "2024-02-01"],
     ...                    "amount": [30.0, 20.0, 50.0]})
-    >>> f = compute_features(tx, "2024-03-31").sort_values("customer_id")
+    >>> f = compute_features(tx, "2024-03-31").sort_values("customer_id").reset_index(drop=True)
     >>> f[["customer_id", "frequency", "recency_days", "tenure_days", "monetary_total"]]
       customer_id  frequency  recency_days  tenure_days  monetary_total
     0           A          2            26           81            50.0

@@ -597,6 +597,11 @@ class RecencyBaseline(ClassifierMixin, BaseEstimator):
 
     The simplest serious baseline: the longer since the last purchase, the likelier
     the customer has churned.
+
+    Parameters
+    ----------
+    feature
+        The recency column.
     """
 
     def __init__(self, feature: str = "recency_days") -> None:
@@ -623,7 +628,17 @@ class RecencyBaseline(ClassifierMixin, BaseEstimator):
 
 
 class LogisticBaseline(ClassifierMixin, BaseEstimator):
-    """Logistic regression on the same features (signed log, median-imputed, scaled)."""
+    """Logistic regression on the same features (signed log, median-imputed, scaled).
+
+    Parameters
+    ----------
+    feature_names
+        Features to use; ``None`` uses every numeric feature column.
+    C
+        Inverse regularisation strength.
+    random_state
+        Seed of the solver.
+    """
 
     def __init__(self, feature_names: Sequence[str] | None = None, C: float = 1.0,
                  random_state: int = 0) -> None:

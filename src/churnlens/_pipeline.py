@@ -27,7 +27,27 @@ Progress = Callable[[str], None]
 
 @dataclasses.dataclass
 class TrainingRun:
-    """What ``train`` produced."""
+    """What ``train`` produced.
+
+    Attributes
+    ----------
+    artifact
+        The trained model with its metadata (what is registered and exported).
+    fitted
+        The fitted churnlens model, baselines, cutoffs and validation metrics.
+    backtest
+        The backtest at ``as_of - horizon`` (and earlier), or ``None`` if skipped.
+    cleaning
+        The cleaning report of the transactions.
+    report_path
+        Where the HTML report was written, if asked.
+    registration
+        Run id, model version, alias and promotion reason when MLflow is on.
+    bundle_path
+        The exported bundle's card, if asked.
+    notes
+        Anything skipped and why.
+    """
 
     artifact: ModelArtifact
     fitted: FittedModels
@@ -98,6 +118,12 @@ def train(
         Also export the model bundle (joblib + JSON card) to this folder.
     progress
         Called with a short message at each step.
+
+    Returns
+    -------
+    TrainingRun
+        The model, the backtest, the report and (with MLflow on) the registration;
+        ``.summary()`` is the document ``churnlens train --json`` prints.
     """
     from churnlens import _report
 

@@ -57,6 +57,24 @@ def snapshot_cutoffs(
     cutoffs on or before ``first_day`` (the first day of the data) are left out: there
     every customer would be one day old, with nothing to learn from.
 
+    Parameters
+    ----------
+    as_of
+        The training as-of date.
+    horizon_days
+        The churn horizon ``H``: labels at ``c`` need ``(c, c + H]`` observed by ``as_of``.
+    every
+        Step between cutoffs.
+    count
+        How many cutoffs at most.
+    first_day
+        First day of the data, if known.
+
+    Returns
+    -------
+    list of datetime.date
+        The cutoffs, oldest first.
+
     Examples
     --------
     >>> [str(c) for c in snapshot_cutoffs("1997-12-31", 91, every="month", count=3)]
@@ -113,7 +131,23 @@ def fit_models(
 ) -> FittedModels:
     """Fit the churnlens model and every baseline at ``as_of``, from history ``<= as_of``.
 
-    Transactions after ``as_of`` are ignored, whatever is passed in.
+    Parameters
+    ----------
+    transactions
+        Clean transactions; rows after ``as_of`` are ignored, whatever is passed in.
+    as_of
+        The training as-of date: snapshots at cutoffs ``c <= as_of - horizon``.
+    settings
+        Horizon, snapshots, feature windows and model settings.
+    progress
+        Called with a short message at each step.
+
+    Returns
+    -------
+    FittedModels
+        The churnlens model, the baselines (``recency``, ``logistic``, ``bgnbd``), the
+        cutoffs, the features at ``as_of`` and the metrics of every model on the
+        held-out latest cutoff (the evaluation data for promotion).
     """
     from churnlens._bgnbd import BGNBDModel
     from churnlens._features import build_snapshots, compute_features
@@ -273,7 +307,17 @@ def _float(value: Any) -> float:
 
 @dataclasses.dataclass
 class BacktestResult:
-    """Per as-of date and model: the metrics of ``evaluate_models``."""
+    """Per as-of date and model: the metrics of ``evaluate_models``.
+
+    Attributes
+    ----------
+    horizon_days
+        The churn horizon of every run.
+    runs
+        One dict per as-of date: ``as_of``, ``models`` (metrics by model name),
+        ``scores`` (per customer: ``churned`` and ``risk_<model>``) and ``fitted`` (the
+        :class:`FittedModels`).
+    """
 
     horizon_days: int
     runs: list[dict[str, Any]]
@@ -306,7 +350,26 @@ def backtest(
     *,
     progress: Progress | None = None,
 ) -> BacktestResult:
-    """Train at each as-of date from history ``<= A`` and evaluate on ``(A, A + H]``."""
+    """Train at each as-of date from history ``<= A`` and evaluate on ``(A, A + H]``.
+
+    Parameters
+    ----------
+    transactions
+        Clean transactions covering every horizon to evaluate.
+    as_of_dates
+        As-of dates ``A``; each needs ``A + H`` on or before the end of the data.
+    settings
+        Horizon, snapshots, feature windows and model settings.
+    progress
+        Called with a short message at each step.
+
+    Returns
+    -------
+    BacktestResult
+        Per as-of date and model (churnlens and every baseline): AUC, PR AUC, Brier,
+        log loss, top-decile lift and predicted vs actual retention, cohort retention
+        and CRR; ``.table()`` and ``.to_dict()`` (``churnlens backtest --json``).
+    """
     say = progress or _noop
     if not as_of_dates:
         raise DataValidationError("give at least one as-of date to backtest.")

@@ -106,9 +106,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object ins
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (logging is configured here, never at import)."""
-    import logging
+    import os
 
     # MLflow narrates every database migration and registration at INFO; churnlens
-    # prints its own progress, so keep only MLflow's warnings.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # prints its own progress, so keep only MLflow's warnings. MLflow reads this when
+    # it is imported (later, inside a command); a value the user exported is kept.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     app(args=argv if argv is not None else sys.argv[1:], prog_name="churnlens")
