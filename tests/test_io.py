@@ -172,3 +172,18 @@ def test_write_json(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"a": [1, 2], "b": 2, "when": "2024-01-01 00:00:00"}
     assert path.read_text().endswith("\n")
     assert names(tmp_path) == ["r.json"]
+
+
+def test_any_atomic_write_removes_temporaries_left_by_killed_writers(tmp_path: Path) -> None:
+    """A SIGKILL can leave a hidden temporary; the next write to that target removes it."""
+    from churnlens._io import write_json
+
+    target = tmp_path / "summary.json"
+    stale = tmp_path / ".summary.json.tmp-dead1234"  # no live writer holds its lock
+    stale.write_text("{half")
+    other = tmp_path / ".other.json.tmp-dead5678"  # another target's: left alone
+    other.write_text("{")
+    write_json({"ok": True}, target)
+    assert not stale.exists()
+    assert other.exists()
+    assert target.read_text().strip().startswith("{")

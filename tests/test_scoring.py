@@ -23,7 +23,7 @@ import pytest
 import churnlens
 from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, save_bundle
 from churnlens._config import ScoringSettings, load_config
-from churnlens._io import read_table_metadata
+from churnlens._io import read_table_metadata, remove_stale_temporaries
 from churnlens._scoring import (
     SCORE_COLUMNS,
     SEGMENT_RULES,
@@ -34,7 +34,6 @@ from churnlens._scoring import (
     explain,
     load_scoring_model,
     quintile_scores,
-    remove_stale_temporaries,
     rfm_segment,
     risk_band,
     score_batch,

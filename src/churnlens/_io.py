@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -45,14 +46,16 @@ def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
-    On any exception (or a kill) the temporary file is removed or left under a
-    hidden ``.name.tmp-*`` name, and ``path`` is untouched.
+    On an exception or Ctrl-C the temporary file is removed and ``path`` is untouched.
+    The writer holds an exclusive lock on the temporary ``.NAME.tmp-*`` file until the
+    rename; a ``SIGKILL`` can leave one behind, and the next successful write to the
+    same target removes every temporary whose lock is free (its writer is gone).
     """
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
+        _lock(fd, blocking=True)
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -61,8 +64,48 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     finally:
+        os.close(fd)  # releases the lock
         if tmp.exists():
             tmp.unlink()
+    remove_stale_temporaries(target)
+
+
+def _lock(fd: int, *, blocking: bool) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locks, no stale-file cleaning
+        return blocking
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove ``.NAME.tmp-*`` files beside ``target`` left by killed writers.
+
+    A writer holds an exclusive lock on its temporary file until it is renamed; a
+    temporary whose lock can be taken belongs to no live writer.
+    """
+    removed = []
+    for candidate in target.parent.glob(f".{glob_escape(target.name)}.tmp-*"):
+        try:
+            fd = os.open(candidate, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd, blocking=False):
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob wildcards escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _mode_for(target: Path) -> int:
@@ -176,5 +219,7 @@ def write_safe_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """
     out = check_output_path(path, suffixes=(".csv",))
     with atomic_path(out) as tmp:
-        neutralize_formulas(frame).to_csv(tmp, index=False)
+        # CRLF line ends (RFC 4180): a cell holding a bare CR or LF is then quoted, so
+        # an id such as "\rCR" stays one cell instead of breaking the row.
+        neutralize_formulas(frame).to_csv(tmp, index=False, lineterminator="\r\n")
     return out

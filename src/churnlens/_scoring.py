@@ -32,7 +32,6 @@ Every rule a marketer acts on is defined once here, and the Spark engine
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -40,8 +39,7 @@ import json
 import math
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -1084,7 +1082,7 @@ def write_output(
     (key ``churnlens``, read back by ``churnlens._io.read_table_metadata``).
     ``spreadsheet_safe`` neutralizes formula-like CSV cells.
     """
-    from churnlens._io import TABLE_SUFFIXES, check_output_path, neutralize_formulas
+    from churnlens._io import TABLE_SUFFIXES, atomic_path, check_output_path, neutralize_formulas
 
     target = check_output_path(path, suffixes=TABLE_SUFFIXES)
     if target.suffix.lower() == ".parquet":
@@ -1106,69 +1104,8 @@ def write_output(
         (neutralize_formulas(frame) if spreadsheet_safe else frame).to_csv(
             text, index=False, lineterminator="\r\n")
         payload = memoryview(text.getvalue().encode("utf-8"))
-    _write_bytes_atomically(payload, target)
-    remove_stale_temporaries(target)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(payload)
     return target
 
 
-def _lock(fd: int, *, blocking: bool) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no locks, no stale-file cleaning
-        return blocking
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except OSError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def _locked_temporary(target: Path) -> Iterator[tuple[int, Path]]:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    tmp = Path(name)
-    try:
-        _lock(fd, blocking=True)
-        yield fd, tmp
-    finally:
-        os.close(fd)  # releases the lock
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_bytes_atomically(payload: memoryview, target: Path) -> None:
-    from churnlens._io import _mode_for
-
-    with _locked_temporary(target) as (fd, tmp):
-        written = 0
-        while written < len(payload):
-            written += os.write(fd, payload[written:])
-        os.fsync(fd)
-        os.chmod(tmp, _mode_for(target))
-        os.replace(tmp, target)
-
-
-def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Remove ``.NAME.tmp-*`` files beside ``target`` left by killed writers.
-
-    A writer holds an exclusive lock on its temporary file until it is renamed; a
-    temporary whose lock can be taken belongs to no live writer.
-    """
-    removed = []
-    for candidate in target.parent.glob(f".{glob_escape(target.name)}.tmp-*"):
-        try:
-            fd = os.open(candidate, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if _lock(fd, blocking=False):
-                candidate.unlink(missing_ok=True)
-                removed.append(candidate)
-        finally:
-            os.close(fd)
-    return removed
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob wildcards escaped."""
-    return re.sub(r"([*?\[])", r"[\1]", name)
