@@ -53,3 +53,12 @@ def test_missing_config_file() -> None:
 def test_windows_are_sorted_and_deduplicated() -> None:
     assert load_config(overrides={"features.windows_days": [90, 30, 30]}
                        ).features.windows_days == (30, 90)
+
+
+def test_data_settings_are_load_transactions_options() -> None:
+    import inspect
+
+    from churnlens import load_transactions
+
+    parameters = inspect.signature(load_transactions).parameters
+    assert set(Settings().data.loader_options()) <= set(parameters)

@@ -188,11 +188,8 @@ def load_state(
     from churnlens._tracking import load_model
 
     artifact = load_model(model, settings.mlflow)
-    data = settings.data
     tx, _ = load_transactions(
-        transactions_source, customer_col=data.customer_col, time_col=data.time_col,
-        amount_col=data.amount_col, time_format=data.time_format, as_of=as_of,
-    )
+        transactions_source, **settings.data.loader_options(), as_of=as_of)
     return build_state(artifact, tx, as_of, scoring=settings.scoring)
 
 

@@ -41,6 +41,10 @@ class DataSettings(_Strict):
     amount_col: str = "amount"
     time_format: str | None = None
 
+    def loader_options(self) -> dict[str, Any]:
+        """These settings as keyword arguments of :func:`churnlens.load_transactions`."""
+        return self.model_dump()
+
 
 class FeatureSettings(_Strict):
     """Windows (days) for the windowed counts and spend."""

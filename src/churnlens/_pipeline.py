@@ -131,12 +131,9 @@ def train(
     say = progress or (lambda _msg: None)
     as_of_ts = parse_date(as_of, name="as_of")
     horizon = settings.horizon_days
-    data = settings.data
     say("loading and validating transactions")
     transactions, cleaning = load_transactions(
-        source, customer_col=data.customer_col, time_col=data.time_col,
-        amount_col=data.amount_col, time_format=data.time_format, as_of=as_of_ts.date(),
-    )
+        source, **settings.data.loader_options(), as_of=as_of_ts.date())
     notes: list[str] = []
 
     backtest_result = None

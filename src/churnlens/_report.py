@@ -239,14 +239,6 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write a figure as PNG atomically."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(figure_png(fig))
-    return target
-
-
 def _format_cell(value: Any, digits: int) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "\u2013"  # an en dash: clearly "no value", unlike an empty cell

@@ -745,11 +745,8 @@ def score_file(
     say = progress or (lambda _m: None)
     as_of_ts = check_as_of(artifact, as_of, allow_past=allow_past)
     say("loading and validating transactions")
-    data = settings.data
     tx, cleaning = load_transactions(
-        source, customer_col=data.customer_col, time_col=data.time_col,
-        amount_col=data.amount_col, time_format=data.time_format, as_of=as_of_ts.date(),
-    )
+        source, **settings.data.loader_options(), as_of=as_of_ts.date())
     day = as_of_ts.date()
     features = _features(tx, day, artifact, say)
     # The last actual retention needs the transactions: measured in the background while

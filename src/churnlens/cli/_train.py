@@ -179,11 +179,7 @@ def backtest(
     )
     with _Steps() as steps:
         steps("loading and validating transactions")
-        tx, _ = load_transactions(
-            transactions, customer_col=settings.data.customer_col,
-            time_col=settings.data.time_col, amount_col=settings.data.amount_col,
-            time_format=settings.data.time_format,
-        )
+        tx, _ = load_transactions(transactions, **settings.data.loader_options())
         result = run_backtest(tx, as_of, settings, progress=steps)
     document = result.to_dict()
     if as_json:
