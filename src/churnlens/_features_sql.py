@@ -45,9 +45,21 @@ __all__ = [
 
 DEFAULT_WINDOWS_DAYS: tuple[int, ...] = (30, 90, 180, 365)
 
+# The dialect pieces of the output: how a day number becomes the date column, and what
+# an undefined float feature is. DuckDB hands its result to pandas through Arrow, so it
+# gives a TIMESTAMP (Arrow -> datetime64 without a copy; a DATE becomes Python objects)
+# and NaN rather than NULL (a float column without a validity bitmap converts without
+# a copy; with one, pandas must fill NaN into a new array: about 2.5 s for 20 columns of
+# 9 million rows). pandas shows both the same way. Spark keeps SQL's DATE and NULL.
 _DIALECTS: dict[str, dict[str, str]] = {
-    "duckdb": {"date_from_day": "CAST(DATE '1970-01-01' + {day} AS DATE)"},
-    "spark": {"date_from_day": "date_add(DATE '1970-01-01', {day})"},
+    "duckdb": {
+        "date_from_day": "CAST(DATE '1970-01-01' + {day} AS TIMESTAMP)",
+        "double": "COALESCE(CAST({sql} AS DOUBLE), CAST('NaN' AS DOUBLE))",
+    },
+    "spark": {
+        "date_from_day": "date_add(DATE '1970-01-01', {day})",
+        "double": "CAST({sql} AS DOUBLE)",
+    },
 }
 
 
@@ -321,11 +333,12 @@ def features_select_sql(
         raise ValueError(f"strategy must be 'union' or 'join', got {strategy!r}")
 
     date_from_day = _DIALECTS[dialect]["date_from_day"]
+    double = _DIALECTS[dialect]["double"]
     columns = []
     for name, feature, w in expand_features(windows_days):
         sql = feature.sql.format(w=int(w)) if w is not None else feature.sql
-        kind = "BIGINT" if feature.dtype == "int64" else "DOUBLE"
-        columns.append(f"CAST({sql} AS {kind}) AS {name}")
+        typed = f"CAST({sql} AS BIGINT)" if feature.dtype == "int64" else double.format(sql=sql)
+        columns.append(f"{typed} AS {name}")
     if labelled:
         columns.append(_label_sql(int(horizon_days), observed_until or "NULL"))
     body = ",\n       ".join(columns)
