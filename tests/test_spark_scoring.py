@@ -148,8 +148,8 @@ def test_spark_udf_on_the_pyfunc_gives_the_same_risk(spark, artifact, duck, tmp_
     import mlflow
     import mlflow.pyfunc
 
+    import churnlens._tracking
     from churnlens._artifact import save_bundle
-    from churnlens._tracking import ChurnlensPyfunc
 
     save_bundle(artifact, tmp_path / "bundle")
     features = duck.features[["customer_id", *artifact.feature_names]].astype(
@@ -157,7 +157,9 @@ def test_spark_udf_on_the_pyfunc_gives_the_same_risk(spark, artifact, duck, tmp_
     example = features[artifact.feature_names].head(5)
     signature = mlflow.models.infer_signature(
         example, pd.DataFrame({"churn_risk": artifact.churn_risk(example)}))
-    mlflow.pyfunc.save_model(str(tmp_path / "pyfunc"), python_model=ChurnlensPyfunc(),
+    # the model-from-code file log_training_run logs
+    code = Path(churnlens._tracking.__file__).with_name("_mlflow_model.py")
+    mlflow.pyfunc.save_model(str(tmp_path / "pyfunc"), python_model=str(code),
                              artifacts={"bundle": str(tmp_path / "bundle")},
                              signature=signature)
     path = tmp_path / "features.parquet"

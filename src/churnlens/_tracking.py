@@ -181,7 +181,9 @@ def log_training_run(
                                     category=UserWarning)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=ChurnlensPyfunc(),
+                # Model from code: MLflow runs this file at load time rather than
+                # unpickling an object (no cloudpickle, no warning).
+                python_model=str(Path(__file__).with_name("_mlflow_model.py")),
                 artifacts={"bundle": str(bundle)},
                 code_paths=[str(Path(__file__).parent)],
                 signature=mlflow.models.infer_signature(example, output),
