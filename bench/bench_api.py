@@ -31,7 +31,7 @@ times more per request (both are reported with ``--client``).
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_api.py                      # ~4 minutes
+    .venv/bin/python bench/bench_api.py                      # ~2 minutes
     .venv/bin/python bench/bench_api.py --customers 3000 --seconds 4 --rounds 1   # quick
 
 Results are printed and written to ``bench/results/bench_api.json``.

@@ -10,7 +10,8 @@ rounds and the best wall time is kept (the machine may be shared).
 
 Contenders:
 
-- ``churnlens``: ``compute_features`` with the full feature set (34 columns).
+- ``churnlens``: ``compute_features`` with the full feature set (32 features, plus
+  ``customer_id`` and ``as_of``).
 - ``duckdb_rfm``: a hand-written DuckDB query for recency, frequency, tenure and
   monetary total only (occasions = days with positive net amount, as churnlens).
 - ``lifetimes``: ``lifetimes.utils.summary_data_from_transaction_data`` (frequency,

@@ -286,6 +286,39 @@ def test_score_without_customers_or_without_reasons(client: TestClient, model: A
         [r["churn_risk"] for r in with_reasons])
 
 
+def test_score_answers_the_same_on_the_direct_path_as_through_the_framework(
+        client: TestClient, model: Any, state: ServingState, keys: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain /score requests skip FastAPI's machinery (see _api._API) and fall back to it
+    on any error; ``?reasons=True`` (not a plain form) always takes the framework's path.
+    Both give the same answers: successes, wrong keys, bad bodies, duplicates."""
+    direct_calls: list[str] = []
+    original = client.app.score_direct
+
+    async def counted(scope: Any, *args: Any) -> None:
+        direct_calls.append(scope["query_string"].decode())
+        await original(scope, *args)
+
+    monkeypatch.setattr(client.app, "score_direct", counted)
+    good = json.dumps(history_body(model[1], some_customers(state, 3))).encode()
+    doubled = json.loads(good)
+    doubled["customers"].append(doubled["customers"][0])
+    cases = [
+        (good, KEY_A), (good, KEY_B), (good, None), (good, "wrong"),
+        (b'{"as_of": "2024-06-30", "customers": [], "extra": 1}', KEY_A),
+        (b'{"as_of": "2024-06-30", "customers": [{"customer_id": true}]}', KEY_A),
+        (b"not json", KEY_A), (b"", KEY_A), (json.dumps(doubled).encode(), KEY_A),
+    ]
+    for body, key in cases:
+        headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
+        direct = client.post("/score", content=body, headers=headers)
+        framework = client.post("/score?reasons=True", content=body, headers=headers)
+        assert direct.status_code == framework.status_code, (body[:60], key)
+        assert direct.json() == framework.json(), (body[:60], key)
+        assert direct.headers["content-type"] == framework.headers["content-type"]
+    assert direct_calls == [""] * len(cases)  # plain ones only, each tried directly once
+
+
 def test_concurrent_requests_are_batched_and_answered_as_alone(
         state: ServingState, model: Any) -> None:
     """Requests scored together in one batch get exactly what they get alone."""

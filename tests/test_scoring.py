@@ -335,14 +335,14 @@ def test_contributions_that_do_not_add_up_to_the_risk_are_refused(artifact, scor
                                                                    monkeypatch):
     import churnlens._contributions as contributions
 
-    original = contributions.model_contributions
+    original = contributions.contribution_values
 
     def off_by_a_bit(*args, **kwargs):
-        frame = original(*args, **kwargs)
-        frame["bias"] += 1e-6
-        return frame
+        values = original(*args, **kwargs)
+        values[:, -1] += 1e-6  # the bias
+        return values
 
-    monkeypatch.setattr(contributions, "model_contributions", off_by_a_bit)
+    monkeypatch.setattr(contributions, "contribution_values", off_by_a_bit)
     with pytest.raises(ModelError, match="do not add up"):
         score_batch(scored.features.head(50), dt.date(2024, 4, 30), artifact)
 

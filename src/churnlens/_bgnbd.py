@@ -640,8 +640,9 @@ def _features_to_data(
                 f"column {column!r} must be numeric, got dtype {series.dtype}. "
                 "Suggestion: pass counts and day numbers, not text or dates."
             ) from exc
-        bad = series[~np.isfinite(values) | (values < 0)]
-        if len(bad):
+        wrong = ~np.isfinite(values) | (values < 0)
+        if wrong.any():
+            bad = series[wrong]
             raise DataValidationError(
                 f"column {column!r} has {len(bad)} missing, infinite or negative values, "
                 f"{format_bad_rows(bad, file_rows=False)}. Suggestion: it counts days or "
@@ -649,15 +650,17 @@ def _features_to_data(
             )
         arrays.append(values)
     x, t_x, T = arrays
-    not_whole = features["repeat_frequency"][x != np.floor(x)]
-    if len(not_whole):
+    fractional = x != np.floor(x)
+    if fractional.any():
+        not_whole = features["repeat_frequency"][fractional]
         raise DataValidationError(
             f"column 'repeat_frequency' must hold whole numbers: "
             f"{format_bad_rows(not_whole, file_rows=False)}. Suggestion: it is the number "
             "of occasions minus 1."
         )
-    late = features["t_x_days"][t_x > T]
-    if len(late):
+    after = t_x > T
+    if after.any():
+        late = features["t_x_days"][after]
         raise DataValidationError(
             f"'t_x_days' is larger than 'tenure_days' in {len(late)} rows: "
             f"{format_bad_rows(late, file_rows=False)}. Suggestion: both are measured from "
@@ -771,6 +774,15 @@ class BGNBDModel:
         params = self._fitted_params()
         x, t_x, T = _features_to_data(features)
         return 1.0 - bgnbd_prob_purchase_in(params, self.horizon_days_, x, t_x, T)
+
+    def _alive_and_churn_risk(
+        self, features: pd.DataFrame
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """:meth:`p_alive` and :meth:`predict_churn_risk`, reading the features once."""
+        params = self._fitted_params()
+        x, t_x, T = _features_to_data(features)
+        alive = _p_alive_unchecked(params, x, t_x, T)
+        return alive, 1.0 - bgnbd_prob_purchase_in(params, self.horizon_days_, x, t_x, T)
 
     def predict_proba(self, features: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probabilities of ``churned = 0`` (column 0) and ``churned = 1`` (column 1).

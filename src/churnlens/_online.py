@@ -102,11 +102,10 @@ class FeatureQuery:
             name = self._statement(day, windows)
             con = self._con
             con.execute(f"DELETE FROM {_TABLE}")
-            con.register("churnlens_online_batch", table)
-            try:
-                con.execute(f"INSERT INTO {_TABLE} SELECT * FROM churnlens_online_batch")
-            finally:
-                con.unregister("churnlens_online_batch")
+            # A relation, not register(): registering a view changes the catalog, and
+            # after any catalog change DuckDB binds the prepared statement again on
+            # every EXECUTE (measured: 3.5 -> 8 ms a batch, for ever after).
+            con.from_arrow(table).insert_into(_TABLE)
             arrays = con.execute(f"EXECUTE {name}").fetchnumpy()
             if table.num_rows > _KEEP_ROWS:
                 con.execute(f"DELETE FROM {_TABLE}")  # free a big batch's memory now

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import io
 import json
 import math
@@ -328,6 +329,7 @@ _FORMATS = {"count": "{:.0f}", "days": "{:.0f}", "money": "{:,.2f}", "ratio": "{
             "share": "{:.0%}", "number": "{:,.3g}"}
 
 
+@functools.lru_cache(maxsize=1024)
 def reason_text_spec(feature: str) -> tuple[str, str, str]:
     """``(template, style, missing text)`` of a feature's reason (``{v}``, ``{s}``)."""
     if feature in _TEXTS:
@@ -385,14 +387,24 @@ def _describe(feature: str, values: np.ndarray, extra: dict[str, np.ndarray]) ->
 
 
 def reasons_from_contributions(
-    contributions: np.ndarray, names: list[str], inputs: pd.DataFrame, *, top: int = 3
+    contributions: np.ndarray, names: list[str], inputs: pd.DataFrame, *, top: int = 3,
+    values: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``top`` reasons of each row as text: an object array ``(rows, top)``.
 
     ``contributions`` has one column per name (no bias); ``inputs`` holds those
-    features' values. Only positive contributions are reasons; ties go to the feature
-    listed first.
+    features' values (or ``values``, the same as a float matrix with one column per
+    name: read by position, which costs less than a frame's columns by name). Only
+    positive contributions are reasons; ties go to the feature listed first.
     """
+    matrix = values
+    position = {name: j for j, name in enumerate(names)} if matrix is not None else {}
+
+    def column(name: str) -> np.ndarray:
+        if matrix is not None and name in position:
+            return matrix[:, position[name]]
+        return inputs[name].to_numpy(dtype=np.float64)
+
     n = contributions.shape[0]
     values = np.where(np.isnan(contributions), -np.inf, contributions)
     chosen = np.full((n, top), -1, dtype=np.int64)
@@ -403,13 +415,13 @@ def reasons_from_contributions(
         chosen[:, j] = np.where(positive, best, -1)
         values[rows, best] = -np.inf
     texts = np.full((n, top), "", dtype=object)
-    extra = {"overdue_ratio": inputs["overdue_ratio"].to_numpy(dtype=np.float64)} if (
-        "overdue_ratio" in inputs) else {}
+    extra = {"overdue_ratio": column("overdue_ratio")} if (
+        "overdue_ratio" in position or "overdue_ratio" in inputs) else {}
     for k in np.unique(chosen[chosen >= 0]):
         row_idx, slot_idx = np.nonzero(chosen == k)
         wanted = np.unique(row_idx)
         feature = names[int(k)]
-        text = _describe(feature, inputs[feature].to_numpy(dtype=np.float64)[wanted],
+        text = _describe(feature, column(feature)[wanted],
                          {name: v[wanted] for name, v in extra.items()})
         texts[row_idx, slot_idx] = text[np.searchsorted(wanted, row_idx)]
     return texts
@@ -455,28 +467,46 @@ def _explained(artifact: ModelArtifact, features: pd.DataFrame, *, top: int = 3,
     (TreeSHAP's local accuracy, the logistic part's exact terms), so the risk is
     ``calibrator(sigmoid(row sum))``: the model's ``predict_proba`` up to float
     rounding, without predicting twice. A sample of every batch is checked against
-    ``predict_proba``.
+    ``predict_proba`` (for a ChurnModel, its own computation from the same inputs:
+    LightGBM's prediction and the logistic pipeline's decision function).
     """
-    from churnlens._contributions import PREDICT_LOCK, model_contributions
-    from churnlens._model import _sigmoid
+    from churnlens._contributions import PREDICT_LOCK, contribution_values
+    from churnlens._model import _linear_transformed, _matrix, _sigmoid
 
     model = artifact.model
     if not (hasattr(model, "model_inputs") and hasattr(model, "booster_")):
         raise ModelError(f"{type(model).__name__} cannot explain its scores.")
-    inputs = model.model_inputs(features)
-    contrib = model_contributions(model, features, offset_center=offset_center,
-                                  inputs=inputs).to_numpy()
+    # What the model's components see, computed once for the contributions, the check
+    # and the reasons' values: its matrix of features (BG/NBD's included), BG/NBD's
+    # offset, and the logistic part's transforms.
+    if hasattr(model, "_inputs_matrix"):  # ChurnModel: without the inputs frame
+        inputs = features
+        matrix, offset = model._inputs_matrix(features)
+    else:
+        inputs = model.model_inputs(features)
+        matrix = _matrix(inputs, model.feature_names_, type(model).__name__)
+        offset = model._offset(inputs)
+    transformed = (_linear_transformed(model.logistic_, matrix)
+                   if getattr(model, "logistic_", None) is not None else None)
+    contrib = contribution_values(model, features, offset_center=offset_center, matrix=matrix,
+                                  offset=offset, transformed=transformed)
     risk = np.clip(model.calibrator_.transform(_sigmoid(contrib.sum(axis=1))), 0.0, 1.0)
     sample = slice(0, min(_RISK_CHECK_ROWS, len(features)))
     with PREDICT_LOCK:
-        expected = artifact.churn_risk(features.iloc[sample])
+        if hasattr(model, "_raw_score_of"):  # ChurnModel: predict_proba from these inputs
+            part = None if transformed is None else transformed[sample]
+            raw = model._raw_score_of(matrix[sample], offset[sample], transformed=part)
+            expected = model._proba_of(raw)[:, 1]
+        else:
+            expected = artifact.churn_risk(features.iloc[sample])
     if not np.allclose(risk[sample], expected, rtol=0, atol=_RISK_TOLERANCE):
         raise ModelError(
             "the model's feature contributions do not add up to its churn risk (largest "
             f"difference {np.max(np.abs(risk[sample] - expected)):.3g}); this model cannot be "
             "explained by churnlens. Suggestion: score with --no-reasons and report it.")
     names = list(model.feature_names_)
-    texts = reasons_from_contributions(contrib[:, :len(names)], names, inputs, top=top)
+    texts = reasons_from_contributions(contrib[:, :len(names)], names, inputs, top=top,
+                                       values=matrix)
     return texts, risk
 
 
@@ -655,7 +685,7 @@ def score_batch(
         with PREDICT_LOCK:  # see PREDICT_LOCK: LightGBM's predict is not thread-safe
             risk = artifact.churn_risk(features)
     value = expected_value(features, artifact.horizon_days)
-    out = pd.DataFrame({
+    columns = {
         "customer_id": features["customer_id"].to_numpy(),
         "as_of": np.full(len(features), as_of, dtype=object),
         "churn_risk": risk,
@@ -665,11 +695,11 @@ def score_batch(
         "recency_days": features["recency_days"].to_numpy(dtype=np.int64),
         "frequency": features["frequency"].to_numpy(dtype=np.int64),
         "monetary_total": features["monetary_total"].to_numpy(dtype=np.float64),
-    })
+    }
     if why is not None:
         for j, column in enumerate(REASON_COLUMNS):
-            out[column] = why[:, j]
-    return out
+            columns[column] = why[:, j]
+    return pd.DataFrame(columns)
 
 
 def score_customers(
@@ -1046,8 +1076,7 @@ def score_histories(
 
     compute = features_fn or compute_features
     as_of_day = parse_date(as_of, name="as_of").date()
-    history = transactions.loc[transactions["timestamp"] < pd.Timestamp(as_of_day)
-                               + pd.Timedelta(days=1)]
+    history = _history(transactions, as_of_day)
     features = compute(history, as_of_day, windows_days=artifact.windows_days) if len(
         history) else None
     if features is None or not len(features):

@@ -86,6 +86,8 @@ def serve(
     gc.collect()
     gc.freeze()
     try:
+        # uvicorn's defaults pick httptools and uvloop (churnlens dependencies): ~20%
+        # less CPU per small request than h11 on asyncio.
         uvicorn.run(create_app(loader, initial=initial), host=host, port=port,
                     log_level=log_level)
     finally:
