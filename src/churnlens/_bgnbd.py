@@ -108,6 +108,14 @@ def _as_params(params: ParamsLike) -> BGNBDParams:
     return out
 
 
+def _finite_nonnegative(values: ArrayLike, what: str) -> npt.NDArray[np.float64]:
+    """``values`` as a float array, refused unless every value is finite and >= 0."""
+    arr = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise DataValidationError(f"{what} must be finite and >= 0.")
+    return arr
+
+
 def _as_data(
     x: ArrayLike, t_x: ArrayLike, T: ArrayLike
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -389,8 +397,7 @@ def bgnbd_fit(
             raise DataValidationError(
                 f"weights must have one value per row ({xa.size}), got {w.size}."
             )
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise DataValidationError("weights must be finite and >= 0.")
+        w = _finite_nonnegative(w, "weights")
     if not math.isfinite(penalizer) or penalizer < 0:
         raise ChurnlensError(f"penalizer must be a number >= 0, got {penalizer!r}.")
     if xa.size == 0 or float(w.sum()) <= 0:
@@ -544,9 +551,7 @@ def bgnbd_expected_purchases(
     p = _as_params(params)
     r, alpha, a, b = p
     xa, txa, Ta = _as_data(x, t_x, T)
-    ta = np.asarray(t, dtype=float)
-    if np.any(~np.isfinite(ta)) or np.any(ta < 0):
-        raise DataValidationError("t (prediction period) must be finite and >= 0.")
+    ta = _finite_nonnegative(t, "t (prediction period)")
     xa, txa, Ta, ta = np.broadcast_arrays(xa, txa, Ta, ta)
     rx = r + xa
     log_ratio = rx * (np.log(alpha + Ta) - np.log(alpha + Ta + ta))
@@ -596,9 +601,7 @@ def bgnbd_prob_purchase_in(
     p = _as_params(params)
     r, alpha, _, _ = p
     xa, txa, Ta = _as_data(x, t_x, T)
-    H = np.asarray(horizon, dtype=float)
-    if np.any(~np.isfinite(H)) or np.any(H < 0):
-        raise DataValidationError("horizon must be finite and >= 0.")
+    H = _finite_nonnegative(horizon, "horizon")
     # 1 - exp(y) with y = (r+x) ln((alpha+T)/(alpha+T+H)) <= 0, via expm1 for small H.
     y = (r + xa) * (np.log(alpha + Ta) - np.log(alpha + Ta + H))
     return _p_alive_unchecked(p, xa, txa, Ta) * -np.expm1(y)

@@ -20,9 +20,18 @@ import pandas as pd
 
 from churnlens.exceptions import ChurnlensError
 
-__all__ = ["atomic_path", "check_output_path", "write_json", "write_table"]
+__all__ = [
+    "atomic_path",
+    "check_output_path",
+    "parquet_table",
+    "read_table_metadata",
+    "write_json",
+    "write_table",
+]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
+# Where write_table and write_output keep churnlens' metadata in a Parquet schema.
+_METADATA_KEY = b"churnlens"
 
 
 def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]) -> Path:
@@ -137,17 +146,27 @@ def write_table(
     out = check_output_path(path, suffixes=TABLE_SUFFIXES)
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".parquet":
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if metadata:
-                meta = dict(table.schema.metadata or {})
-                meta[b"churnlens"] = json.dumps(metadata, sort_keys=True).encode()
-                table = table.replace_schema_metadata(meta)
-            pq.write_table(table, tmp)
+            pq.write_table(parquet_table(frame, metadata), tmp)
         elif csv_writer is not None:
             csv_writer(frame, tmp)
         else:
             pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), tmp)
     return out
+
+
+def parquet_table(frame: pd.DataFrame, metadata: dict[str, Any] | None = None) -> Any:
+    """``frame`` as an Arrow table, ``metadata`` stored in its schema as JSON.
+
+    The key is ``churnlens``; :func:`read_table_metadata` reads it back.
+    """
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        meta = dict(table.schema.metadata or {})
+        meta[_METADATA_KEY] = json.dumps(metadata, sort_keys=True).encode()
+        table = table.replace_schema_metadata(meta)
+    return table
 
 
 def write_json(payload: Any, path: str | os.PathLike[str]) -> Path:
@@ -163,7 +182,7 @@ def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(b"churnlens")
+    raw = meta.get(_METADATA_KEY)
     return json.loads(raw) if raw else {}
 
 

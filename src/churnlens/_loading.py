@@ -29,7 +29,14 @@ from churnlens._validation import (
 )
 from churnlens.exceptions import DataValidationError, EmptyDataError
 
-__all__ = ["CleaningReport", "LoadResult", "TransactionSource", "load_transactions"]
+__all__ = [
+    "CleaningReport",
+    "LoadResult",
+    "TransactionSource",
+    "history_until",
+    "load_transactions",
+    "on_or_before",
+]
 
 # Standard column names every later stage uses.
 CUSTOMER = "customer_id"
@@ -251,7 +258,7 @@ def load_transactions(
     # 3. as-of: history includes the whole as-of day
     dropped_after = 0
     if as_of_ts is not None:
-        keep = frame[TIMESTAMP] < as_of_ts + pd.Timedelta(days=1)
+        keep = on_or_before(frame[TIMESTAMP], as_of_ts)
         dropped_after = int((~keep).sum())
         if dropped_after:
             frame = frame.loc[keep]
@@ -296,6 +303,17 @@ def load_transactions(
 
 
 # --- reading ---------------------------------------------------------------------
+
+
+def on_or_before(timestamps: pd.Series, as_of: dt.date | pd.Timestamp) -> pd.Series:
+    """Mask of the ``timestamps`` on or before ``as_of``: its whole day included."""
+    return timestamps < pd.Timestamp(as_of) + pd.Timedelta(days=1)
+
+
+def history_until(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp) -> pd.DataFrame:
+    """The clean ``transactions`` on or before ``as_of`` (the frame itself if all are)."""
+    keep = on_or_before(transactions[TIMESTAMP], as_of)
+    return transactions if keep.all() else transactions.loc[keep]
 
 
 def _read_source(

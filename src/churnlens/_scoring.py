@@ -51,6 +51,7 @@ import pandas as pd
 from churnlens._artifact import ModelArtifact
 from churnlens._config import ScoringSettings
 from churnlens._evaluation import predict_retention
+from churnlens._loading import history_until, load_transactions
 from churnlens._validation import parse_date
 from churnlens.exceptions import ChurnlensError, ModelError
 
@@ -769,7 +770,6 @@ def score_file(
     report is added to the summary (``cleaning``).
     """
     from churnlens._config import Settings
-    from churnlens._loading import load_transactions
 
     settings = settings or Settings()
     say = progress or (lambda _m: None)
@@ -799,17 +799,12 @@ def features_at(transactions: pd.DataFrame, as_of: dt.date, artifact: ModelArtif
     return features, _last_actual(transactions, as_of, artifact.horizon_days)
 
 
-def _history(transactions: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    keep = transactions["timestamp"] < pd.Timestamp(as_of) + pd.Timedelta(days=1)
-    return transactions if keep.all() else transactions.loc[keep]
-
-
 def _features(transactions: pd.DataFrame, as_of: dt.date, artifact: ModelArtifact,
               say: Progress) -> pd.DataFrame:
     from churnlens._features import compute_features
 
     say(f"computing features at {as_of}")
-    features = compute_features(_history(transactions, as_of), as_of,
+    features = compute_features(history_until(transactions, as_of), as_of,
                                 windows_days=artifact.windows_days)
     # compute_features returns rows in no particular order: sort, so the output (and
     # every sum over it) is the same byte for byte from run to run.
@@ -820,7 +815,7 @@ def _last_actual(transactions: pd.DataFrame, as_of: dt.date, horizon_days: int) 
     """Actual retention of ``(as_of - H, as_of]`` with ``W = H`` (``retention.md``)."""
     from churnlens._retention import retention_rates
 
-    history = _history(transactions, as_of)
+    history = history_until(transactions, as_of)
     if not len(history):
         return None
     return retention_rates(history, as_of - dt.timedelta(days=horizon_days), as_of,
@@ -1076,7 +1071,7 @@ def score_histories(
 
     compute = features_fn or compute_features
     as_of_day = parse_date(as_of, name="as_of").date()
-    history = _history(transactions, as_of_day)
+    history = history_until(transactions, as_of_day)
     features = compute(history, as_of_day, windows_days=artifact.windows_days) if len(
         history) else None
     if features is None or not len(features):
@@ -1108,20 +1103,21 @@ def write_output(
     (key ``churnlens``, read back by ``churnlens._io.read_table_metadata``).
     ``spreadsheet_safe`` neutralizes formula-like CSV cells.
     """
-    from churnlens._io import TABLE_SUFFIXES, atomic_path, check_output_path, neutralize_formulas
+    from churnlens._io import (
+        TABLE_SUFFIXES,
+        atomic_path,
+        check_output_path,
+        neutralize_formulas,
+        parquet_table,
+    )
 
     target = check_output_path(path, suffixes=TABLE_SUFFIXES)
     if target.suffix.lower() == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if metadata:
-            meta = dict(table.schema.metadata or {})
-            meta[b"churnlens"] = json.dumps(metadata, sort_keys=True).encode()
-            table = table.replace_schema_metadata(meta)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(parquet_table(frame, metadata), sink)
         payload = memoryview(sink.getvalue())
     else:
         text = io.StringIO()

@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnlens._config import Settings
 from churnlens._evaluation import classification_metrics, predict_retention
+from churnlens._loading import history_until
 from churnlens._model import ChurnModel, LogisticBaseline, RecencyBaseline
 from churnlens._validation import parse_date
 from churnlens.exceptions import DataValidationError
@@ -118,10 +119,6 @@ class FittedModels:
         return {"churnlens": self.churnlens, **self.baselines}
 
 
-def _history(transactions: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    return transactions.loc[transactions["timestamp"] < as_of + pd.Timedelta(days=1)]
-
-
 def fit_models(
     transactions: pd.DataFrame,
     as_of: dt.date | str,
@@ -155,7 +152,7 @@ def fit_models(
     say = progress or _noop
     as_of_ts = parse_date(as_of, name="as_of")
     horizon = settings.horizon_days
-    history = _history(transactions, as_of_ts)
+    history = history_until(transactions, as_of_ts)
     if history.empty:
         raise DataValidationError(f"no transactions on or before {as_of_ts.date()}.")
     first_day = history["timestamp"].min().date()
