@@ -599,10 +599,8 @@ def _fit_bgnbd(features: pd.DataFrame, horizon_days: int) -> Any:
 
 
 def _bgnbd_columns(bgnbd: Any, features: pd.DataFrame) -> np.ndarray:
-    if hasattr(bgnbd, "_alive_and_churn_risk"):  # the same two, reading features once
-        alive, churn = bgnbd._alive_and_churn_risk(features)
-    else:
-        alive, churn = bgnbd.p_alive(features), bgnbd.predict_churn_risk(features)
+    # p_alive and predict_churn_risk of the BGNBDModel, reading the features once
+    alive, churn = bgnbd._alive_and_churn_risk(features)
     p_alive = np.asarray(alive, dtype=np.float64)
     p_purchase = 1.0 - np.asarray(churn, dtype=np.float64)
     return np.column_stack([p_alive, p_purchase])

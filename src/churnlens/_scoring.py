@@ -472,41 +472,32 @@ def _explained(artifact: ModelArtifact, features: pd.DataFrame, *, top: int = 3,
     LightGBM's prediction and the logistic pipeline's decision function).
     """
     from churnlens._contributions import PREDICT_LOCK, contribution_values
-    from churnlens._model import _linear_transformed, _matrix, _sigmoid
+    from churnlens._model import ChurnModel, _linear_transformed, _sigmoid
 
     model = artifact.model
-    if not (hasattr(model, "model_inputs") and hasattr(model, "booster_")):
+    if not (isinstance(model, ChurnModel) and hasattr(model, "booster_")):
         raise ModelError(f"{type(model).__name__} cannot explain its scores.")
     # What the model's components see, computed once for the contributions, the check
     # and the reasons' values: its matrix of features (BG/NBD's included), BG/NBD's
     # offset, and the logistic part's transforms.
-    if hasattr(model, "_inputs_matrix"):  # ChurnModel: without the inputs frame
-        inputs = features
-        matrix, offset = model._inputs_matrix(features)
-    else:
-        inputs = model.model_inputs(features)
-        matrix = _matrix(inputs, model.feature_names_, type(model).__name__)
-        offset = model._offset(inputs)
+    matrix, offset = model._inputs_matrix(features)
     transformed = (_linear_transformed(model.logistic_, matrix)
                    if getattr(model, "logistic_", None) is not None else None)
     contrib = contribution_values(model, features, offset_center=offset_center, matrix=matrix,
                                   offset=offset, transformed=transformed)
     risk = np.clip(model.calibrator_.transform(_sigmoid(contrib.sum(axis=1))), 0.0, 1.0)
     sample = slice(0, min(_RISK_CHECK_ROWS, len(features)))
-    with PREDICT_LOCK:
-        if hasattr(model, "_raw_score_of"):  # ChurnModel: predict_proba from these inputs
-            part = None if transformed is None else transformed[sample]
-            raw = model._raw_score_of(matrix[sample], offset[sample], transformed=part)
-            expected = model._proba_of(raw)[:, 1]
-        else:
-            expected = artifact.churn_risk(features.iloc[sample])
+    with PREDICT_LOCK:  # predict_proba, from these inputs
+        part = None if transformed is None else transformed[sample]
+        raw = model._raw_score_of(matrix[sample], offset[sample], transformed=part)
+        expected = model._proba_of(raw)[:, 1]
     if not np.allclose(risk[sample], expected, rtol=0, atol=_RISK_TOLERANCE):
         raise ModelError(
             "the model's feature contributions do not add up to its churn risk (largest "
             f"difference {np.max(np.abs(risk[sample] - expected)):.3g}); this model cannot be "
             "explained by churnlens. Suggestion: score with --no-reasons and report it.")
     names = list(model.feature_names_)
-    texts = reasons_from_contributions(contrib[:, :len(names)], names, inputs, top=top,
+    texts = reasons_from_contributions(contrib[:, :len(names)], names, features, top=top,
                                        values=matrix)
     return texts, risk
 
