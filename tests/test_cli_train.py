@@ -206,7 +206,9 @@ def test_export_refuses_a_tampered_bundle(trained: tuple[dict, Path], tmp_path: 
 
     shutil.copytree(folder / "bundle", tmp_path / "bundle")
     model = tmp_path / "bundle" / BUNDLE_MODEL
-    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF  # always a different byte (overwriting with a constant may not be)
+    model.write_bytes(bytes(data))
     code, out, err = run("export", "--model", tmp_path / "bundle", "--to", tmp_path / "out")
     _assert_refused(code, out, err, "does not match the card", "refused")
     assert not (tmp_path / "out").exists()
