@@ -375,13 +375,14 @@ def test_retention_doc_cohort_table(golden: pd.DataFrame) -> None:
 
 
 def test_retention_doc_occasion_rule_is_the_same_for_rates_and_features() -> None:
-    """"Net amounts within 1e-9 of zero count as zero", in features and rates alike."""
+    """Amounts are added exactly: a day that nets to zero is no occasion, in features
+    and rates alike (in floating point, 0.1 + 0.2 - 0.3 is 5.6e-17)."""
     raw = pd.DataFrame({
         "customer_id": ["a", "a", "a", "b", "b"],
         "timestamp": ["2024-01-05", "2024-03-01", "2024-03-01", "2024-01-06", "2024-03-02"],
         "amount": [10.0, 0.1 + 0.2, -0.3, 5.0, 4.0],  # a's 2024-03-01 nets to 5.6e-17
     })
-    assert "within `1e-9` of zero count as zero" in RETENTION_DOC.read_text(encoding="utf-8")
+    assert "Amounts are added exactly" in RETENTION_DOC.read_text(encoding="utf-8")
     tx = churnlens.load_transactions(raw).transactions
     features = churnlens.compute_features(tx, "2024-03-31").set_index("customer_id")
     rates = churnlens.retention_rates(tx, "2024-01-31", "2024-03-31")

@@ -349,6 +349,40 @@ def test_transactions_after_the_horizon_change_no_label(random_tx):
     assert flipped.loc[churned, "churned"] == 0
 
 
+# --- exact money ----------------------------------------------------------------------
+
+
+def test_money_is_added_exactly_whatever_the_order() -> None:
+    """Money features are exact sums: the same bits whatever order the rows (and the
+    engine's threads) add in, and equal to the exact sum of the cents, rounded once.
+    In floating point, shuffling these rows changes monetary_total in its last bits."""
+    rng = np.random.default_rng(11)
+    n = 40_000
+    customers = rng.integers(0, 300, n)
+    cents = rng.integers(-2_000, 5_000_000, n)  # up to 50,000.00, refunds included
+    tx = pd.DataFrame({
+        "customer_id": [f"c{c:03d}" for c in customers],
+        "timestamp": pd.Timestamp("2024-01-01")
+        + pd.to_timedelta(rng.integers(0, 366 * 24, n), unit="h"),
+        "amount": cents / 100,
+    })
+    shuffled = tx.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    first = by_customer(compute_features(tx, "2024-12-31"))
+    second = by_customer(compute_features(shuffled, "2024-12-31"))
+    pd.testing.assert_frame_equal(first, second, check_exact=True)
+
+    # The float sum this replaced is order-dependent on exactly this data...
+    float_sums = [frame.groupby("customer_id")["amount"].sum().sort_index()
+                  for frame in (tx, shuffled)]
+    assert (float_sums[0] != float_sums[1]).any()
+    # ...while churnlens gives the exact total of the cents, rounded once.
+    exact = pd.Series(cents).groupby(tx["customer_id"]).sum().sort_index()
+    expected = [int(total) / 100 for total in exact]  # int / int: correctly rounded
+    assert first["monetary_total"].tolist() == expected
+    refunds = pd.Series(np.where(cents < 0, -cents, 0)).groupby(tx["customer_id"]).sum()
+    assert first["refund_total"].tolist() == [int(t) / 100 for t in refunds.sort_index()]
+
+
 # --- snapshots -------------------------------------------------------------------------
 
 

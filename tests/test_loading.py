@@ -306,9 +306,13 @@ CORPUS: list[Case] = [
     fails("boolean-amounts-as-text", text(HEADER + "a,2024-01-01,true\nb,2024-01-01,FALSE\n"),
           DataValidationError, "{path}", "row 1 (line 2): 'true'", "row 2 (line 3): 'FALSE'"),
     fails("infinite-amounts",
-          text(HEADER + "a,2024-01-01,1\nb,2024-01-01,inf\nc,2024-01-01,1e999\n"),
-          DataValidationError, "{path}", "infinite amounts", "row 2 (line 3): 'inf'",
-          "row 3 (line 4): '1e999'"),
+          text(HEADER + "a,2024-01-01,1\nb,2024-01-01,inf\nc,2024-01-01,1e999\n"
+               "d,2024-01-01,999999999999.99\ne,2024-01-01,-1000000000000\n"
+               "f,2024-01-01,4111111111111111\n"),
+          DataValidationError, "{path}", "4 infinite or too large amounts",
+          "(beyond +-1,000,000,000,000)", "row 2 (line 3): 'inf'",
+          "row 3 (line 4): '1e999'", "row 5 (line 6): '-1000000000000'",
+          "row 6 (line 7): '4111111111111111'", "not ids"),
     fails("nan-amount-as-text", text(HEADER + "a,2024-01-01,NaN\n"), DataValidationError,
           "{path}", "row 1 (line 2): 'NaN'"),
     ok("negative-amounts-are-refunds",
@@ -689,7 +693,9 @@ def test_dataframe_categorical_ids() -> None:
         ("customer_id", [True, False], "booleans, not customer ids"),
         ("amount", [True, False], "booleans (true/false), not amounts"),
         ("amount", pd.Series([True, 2.0], dtype=object), "row 0: True"),
-        ("amount", [1.0, np.inf], "infinite amounts: row 1: inf"),
+        ("amount", [1.0, np.inf], "1 infinite or too large amounts (beyond "
+                                  "+-1,000,000,000,000): row 1: inf"),
+        ("amount", [-1e12, 1.0], "too large amounts (beyond +-1,000,000,000,000): row 0"),
         ("amount", [1.0, np.nan], "missing amounts: row 1"),
         ("timestamp", [1704067200, 1704067201], "int64 numbers, not dates"),
         ("timestamp", [pd.Timestamp("2024-01-01"), pd.NaT], "missing timestamps: row 1"),

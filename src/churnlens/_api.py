@@ -53,6 +53,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from churnlens._artifact import ModelArtifact
 from churnlens._config import ScoringSettings, Settings
+from churnlens._engine import MAX_ABS_AMOUNT
 from churnlens._online import FeatureQuery, MicroBatcher
 from churnlens._version import __version__
 from churnlens.exceptions import ChurnlensError
@@ -244,7 +245,9 @@ Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_text), AfterValidator(_n
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_text), AfterValidator(_checked_date)]
 CustomerId = (Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
               | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)])
-Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e12, le=1e12)]
+# Strictly inside the engine's limit for exact sums (_engine.MAX_ABS_AMOUNT).
+Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=-MAX_ABS_AMOUNT,
+                                lt=MAX_ABS_AMOUNT)]
 
 
 class _Strict(BaseModel):

@@ -15,8 +15,11 @@ import duckdb
 import pandas as pd
 
 __all__ = [
-    "OCCASION_MIN_NET_AMOUNT",
+    "AMOUNT_UNITS",
+    "MAX_ABS_AMOUNT",
     "Dialect",
+    "amount_from_units_sql",
+    "amount_units_sql",
     "connect",
     "daily_sql",
     "day_number",
@@ -27,11 +30,21 @@ __all__ = [
 
 Dialect = Literal["duckdb", "spark"]
 
-# A purchase occasion is a (customer, day) whose net amount is positive. "Positive" is
-# "above 1e-9": a refund that cancels a day's items exactly (10.10 + 5.20 - 15.30) can
-# sum to +-1e-15 in floating point, and must not become an occasion by accident of
-# summation order. Every stage (features, retention, scoring, Spark) uses this.
-OCCASION_MIN_NET_AMOUNT = 1e-9
+# Money is added exactly. Each amount becomes a whole number of billionths of the
+# currency unit (AMOUNT_UNITS per unit; rounded half away from zero, the same in both
+# engines), which are summed as exact integers (128-bit) and turned back into a float
+# once, at the end. A floating-point SUM depends on the order the engine happens to add
+# in: with several threads, monetary features changed in their last bits from one run
+# to the next, and a day whose refund cancels its items (10.10 + 5.20 - 15.30) summed to
+# +-1e-15 instead of 0. So a purchase occasion, a (customer, day) whose net amount is
+# positive, is exactly "net units > 0" in every stage (features, labels, retention,
+# scoring, Spark).
+AMOUNT_UNITS = 1_000_000_000
+# The largest amount one transaction may have (absolute value). Far beyond any purchase
+# (a value this size is an id or a misplaced column), and where exact sums of billionths
+# would lose their meaning: a float has no billionths left above about 1e7.
+MAX_ABS_AMOUNT = 1e12
+_EXACT_INTEGER = {"duckdb": "HUGEINT", "spark": "DECIMAL(38,0)"}
 _QUOTE = {"duckdb": '"{}"', "spark": "`{}`"}
 
 _EPOCH = pd.Timestamp("1970-01-01")
@@ -64,24 +77,32 @@ def day_sql(column: str, dialect: Dialect = "duckdb") -> str:
     return _DAY_SQL[dialect].format(col=column)
 
 
-def is_occasion_sql(net_amount: str = "net_amount") -> str:
-    """SQL condition: the day's net amount makes it a purchase occasion."""
-    return f"{net_amount} > {OCCASION_MIN_NET_AMOUNT!r}"
+def amount_units_sql(amount: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: ``amount`` as an exact whole number of billionths (:data:`AMOUNT_UNITS`)."""
+    return f"CAST(ROUND({amount} * {AMOUNT_UNITS}) AS {_EXACT_INTEGER[dialect]})"
+
+
+def amount_from_units_sql(units: str) -> str:
+    """SQL: an exact sum of :func:`amount_units_sql` values back in currency (a float)."""
+    return f"(CAST({units} AS DOUBLE) / {AMOUNT_UNITS})"
+
+
+def is_occasion_sql(net_units: str = "net_units") -> str:
+    """SQL condition: the day's net amount (exact units) makes it a purchase occasion."""
+    return f"{net_units} > 0"
 
 
 def daily_sql(table: str, dialect: Dialect = "duckdb") -> str:
-    """SQL: one row per (customer, day) with the day's net amount.
+    """SQL: one row per (customer, day) with the day's exact net amount.
 
-    Columns: ``customer_id``, ``day`` (int), ``net_amount`` (refunds included),
-    ``refund_amount`` (sum of absolute negative amounts), ``n_rows``. A purchase
-    occasion is a row where :func:`is_occasion_sql` holds (``retention.md``).
+    Columns: ``customer_id``, ``day`` (int) and ``net_units`` (the net amount, refunds
+    included, in :data:`AMOUNT_UNITS`). A purchase occasion is a row where
+    :func:`is_occasion_sql` holds (``retention.md``).
     """
     return f"""
         SELECT customer_id,
                {day_sql(_QUOTE[dialect].format("timestamp"), dialect)} AS day,
-               SUM(amount) AS net_amount,
-               SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund_amount,
-               COUNT(*) AS n_rows
+               SUM({amount_units_sql("amount", dialect)}) AS net_units
         FROM {table}
         GROUP BY 1, 2
     """

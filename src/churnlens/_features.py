@@ -20,14 +20,12 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from churnlens._engine import Dialect, connect, day_number
 from churnlens._features_sql import (
     DEFAULT_WINDOWS_DAYS,
     FEATURES,
-    OCCASION_MIN_NET_AMOUNT,
     Feature,
     expand_features,
     features_select_sql,
@@ -35,7 +33,7 @@ from churnlens._features_sql import (
     last_day_sql,
     sequence_select_sql,
 )
-from churnlens._loading import AMOUNT, CUSTOMER, TIMESTAMP, load_transactions
+from churnlens._loading import AMOUNT, CUSTOMER, TIMESTAMP, amounts_in_range, load_transactions
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError
 
@@ -315,11 +313,13 @@ def features_document() -> str:
         "features below in this order. `build_snapshots` returns the same features "
         "per `(customer_id, cutoff)` plus the label `churned`.\n\n"
         "A **purchase occasion** is a distinct (customer, day) whose net amount is "
-        f"positive (net amounts within {OCCASION_MIN_NET_AMOUNT:g} of zero count as "
-        "zero, so floating-point summation order cannot create or remove an occasion); "
-        "refunds (negative amounts) reduce money totals but never create an occasion "
+        "positive; refunds (negative amounts) reduce money totals but never create an "
+        "occasion "
         "(`retention.md`). Days are calendar days; a **gap** is the number of days "
-        "between two consecutive occasions.\n\n"
+        "between two consecutive occasions. Amounts are added exactly, as whole "
+        "billionths of the currency unit, so money features do not depend on the order "
+        "in which the engine adds them, and a day whose refund cancels its items "
+        "(10.10 + 5.20 - 15.30) nets to exactly 0.\n\n"
         f"Windowed features exist once per window `w` in `windows_days` (default "
         f"{windows}), for the window `(as_of - w, as_of]`: `occasions_30d`, "
         "`spend_30d`, ...\n\n"
@@ -434,7 +434,7 @@ def _is_clean(frame: pd.DataFrame) -> bool:
         pd.api.types.is_datetime64_dtype(stamps)  # naive (tz-aware is not this dtype)
         and pd.api.types.is_float_dtype(amounts)
         and not stamps.isna().any()
-        and np.isfinite(amounts.to_numpy()).all()
+        and amounts_in_range(amounts.to_numpy()).all()
         and not ids.isna().any()
     )
 

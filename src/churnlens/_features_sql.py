@@ -13,6 +13,9 @@ The three stages:
 
 1. ``daily``: one row per (customer, day) with the day's net amount and refunds,
    from the transactions up to the last day any cutoff (or label horizon) needs.
+   Money is summed exactly, in whole billionths (``_engine.amount_units_sql``), and
+   becomes a float once, in the per-cutoff aggregates: the features do not depend
+   on the order in which a multi-threaded engine adds.
 2. ``sequence``: the days flagged as purchase occasions (net amount > 0, as in
    ``retention.md``), each occasion with the previous and next occasion day and the
    customer's first occasion day (one window pass per customer, the only sort).
@@ -28,13 +31,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from churnlens._engine import OCCASION_MIN_NET_AMOUNT, Dialect, day_sql
+from churnlens._engine import (
+    Dialect,
+    amount_from_units_sql,
+    amount_units_sql,
+    day_sql,
+    is_occasion_sql,
+)
 
 __all__ = [
     "AGGREGATES",
     "DEFAULT_WINDOWS_DAYS",
     "FEATURES",
-    "OCCASION_MIN_NET_AMOUNT",
     "Feature",
     "expand_features",
     "features_select_sql",
@@ -97,9 +105,10 @@ class Feature:
 
 
 # Per (customer, cutoff) aggregates over the sequence rows with day <= c (``{c}``
-# is the cutoff day). Columns of the sequence: day, net_amount, refund_amount,
-# is_occasion (1/0), occasion_day, previous_day, next_day, first_day (the last four
-# only on occasion rows: previous/next occasion day, the customer's first occasion).
+# is the cutoff day). Columns of the sequence: day, net_units, refund_units (exact
+# integers, see _engine.amount_units_sql), is_occasion (1/0), occasion_day,
+# previous_day, next_day, first_day (the last four only on occasion rows:
+# previous/next occasion day, the customer's first occasion).
 AGGREGATES: tuple[tuple[str, str], ...] = (
     ("n_occasions", "SUM(is_occasion)"),
     ("first_day", "MIN(occasion_day)"),
@@ -108,9 +117,10 @@ AGGREGATES: tuple[tuple[str, str], ...] = (
     # the last one
     ("before_last_day", "MAX(previous_day)"),
     ("second_day", "MIN(CASE WHEN previous_day IS NOT NULL THEN day END)"),
-    ("net_total", "SUM(net_amount)"),
-    ("refunds", "SUM(refund_amount)"),
-    ("repeat_net_total", "SUM(CASE WHEN previous_day IS NOT NULL THEN net_amount END)"),
+    ("net_total", amount_from_units_sql("SUM(net_units)")),
+    ("refunds", amount_from_units_sql("SUM(refund_units)")),
+    ("repeat_net_total",
+     amount_from_units_sql("SUM(CASE WHEN previous_day IS NOT NULL THEN net_units END)")),
     ("gap_square_sum", "SUM(CAST(day - previous_day AS BIGINT) * (day - previous_day))"),
     ("gap_median", "MEDIAN(CAST(day - previous_day AS DOUBLE))"),
     ("last_quarter_occasions",
@@ -119,7 +129,8 @@ AGGREGATES: tuple[tuple[str, str], ...] = (
 )
 WINDOW_AGGREGATES: tuple[tuple[str, str], ...] = (
     ("window_occasions_{w}", "SUM(CASE WHEN day > {c} - {w} THEN is_occasion ELSE 0 END)"),
-    ("window_net_{w}", "SUM(CASE WHEN day > {c} - {w} THEN net_amount ELSE 0.0 END)"),
+    ("window_net_{w}",
+     amount_from_units_sql("SUM(CASE WHEN day > {c} - {w} THEN net_units ELSE 0 END)")),
 )
 
 # Shorthands used in the feature SQL below.
@@ -246,19 +257,20 @@ def sequence_select_sql(
         if with_next_day else "CAST(NULL AS INT)"
     )
     return f"""
-SELECT customer_id, day, net_amount, refund_amount, is_occasion,
+SELECT customer_id, day, net_units, refund_units, is_occasion,
        CASE WHEN is_occasion = 1 THEN day END AS occasion_day,
        CASE WHEN is_occasion = 1 THEN LAG(day) OVER occasions END AS previous_day,
        {next_day} AS next_day,
        CASE WHEN is_occasion = 1 THEN FIRST_VALUE(day) OVER occasions END AS first_day
 FROM (
-    SELECT customer_id, day, net_amount, refund_amount,
-           CASE WHEN net_amount > {OCCASION_MIN_NET_AMOUNT!r} THEN 1 ELSE 0 END AS is_occasion
+    SELECT customer_id, day, net_units, refund_units,
+           CASE WHEN {is_occasion_sql("net_units")} THEN 1 ELSE 0 END AS is_occasion
     FROM (
         SELECT customer_id, day,
-               SUM(amount) AS net_amount,
-               SUM(CASE WHEN amount < 0 THEN -amount ELSE 0.0 END) AS refund_amount
-        FROM (SELECT customer_id, {day_sql("event_time", dialect)} AS day, amount
+               SUM(units) AS net_units,
+               SUM(CASE WHEN units < 0 THEN -units ELSE 0 END) AS refund_units
+        FROM (SELECT customer_id, {day_sql("event_time", dialect)} AS day,
+                     {amount_units_sql("amount", dialect)} AS units
               FROM {source}) AS dated
         WHERE day <= {int(last_day)}
         GROUP BY customer_id, day
@@ -375,11 +387,12 @@ SELECT customer_id, {date_from_day.format(day=str(c))} AS cutoff,
                  ELSE 1 END AS INT) AS churned
 FROM (
     SELECT customer_id, day
-    FROM (SELECT customer_id, {day_sql("event_time", dialect)} AS day, amount
+    FROM (SELECT customer_id, {day_sql("event_time", dialect)} AS day,
+                 {amount_units_sql("amount", dialect)} AS units
           FROM {source}) AS dated
     WHERE day <= {c + h}
     GROUP BY customer_id, day
-    HAVING SUM(amount) > {OCCASION_MIN_NET_AMOUNT!r}
+    HAVING {is_occasion_sql("SUM(units)")}
 ) AS occasions
 GROUP BY customer_id
 HAVING MIN(day) <= {c}

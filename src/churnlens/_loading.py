@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnlens._engine import MAX_ABS_AMOUNT
 from churnlens._validation import (
     format_bad_rows,
     parse_date,
@@ -614,7 +615,11 @@ def _to_naive_utc(values: pd.Series) -> tuple[pd.Series, int]:
 
 
 def _parse_amounts(values: pd.Series, source: str, column: str, file_rows: bool) -> pd.Series:
-    """Parse amounts as float64; non-numeric, missing or infinite values are errors."""
+    """Parse amounts as float64; non-numeric, missing, infinite or too large values are errors.
+
+    Too large: beyond +-``MAX_ABS_AMOUNT``, where the exact sums of the engine
+    (``_engine.amount_units_sql``) would lose their meaning.
+    """
     if pd.api.types.is_bool_dtype(values):
         raise DataValidationError(
             f"column {column!r} in {source} holds booleans (true/false), not amounts. "
@@ -638,13 +643,21 @@ def _parse_amounts(values: pd.Series, source: str, column: str, file_rows: bool)
             "numbers such as 12.5 or -3 (refunds); remove currency signs and thousands "
             "separators, and fill or drop empty cells."
         )
-    infinite = values[~np.isfinite(numbers.to_numpy())]
-    if len(infinite):
+    too_large = values[~amounts_in_range(numbers.to_numpy())]
+    if len(too_large):
         raise DataValidationError(
-            f"column {column!r} in {source} has infinite amounts: "
-            f"{format_bad_rows(infinite, file_rows=file_rows)}. Suggestion: fix these rows."
+            f"column {column!r} in {source} has {len(too_large):,} infinite or too large "
+            f"amounts (beyond +-{MAX_ABS_AMOUNT:,.0f}): "
+            f"{format_bad_rows(too_large, file_rows=file_rows)}. Suggestion: check that "
+            "the column holds amounts (not ids), and fix these rows."
         )
     return numbers
+
+
+def amounts_in_range(amounts: np.ndarray) -> np.ndarray:
+    """Which amounts are finite and within +-``MAX_ABS_AMOUNT`` (exact sums need it)."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(amounts) < MAX_ABS_AMOUNT
 
 
 def _arrow_numbers(values: pd.Series) -> pd.Series | None:
@@ -664,7 +677,7 @@ def _arrow_numbers(values: pd.Series) -> pd.Series | None:
     if numbers.null_count:
         return None
     numbers = numbers.to_numpy()
-    if not np.isfinite(numbers).all():
+    if not amounts_in_range(numbers).all():
         return None
     return pd.Series(numbers, index=values.index, dtype="float64")
 

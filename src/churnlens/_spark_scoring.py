@@ -32,7 +32,7 @@ import pandas as pd
 
 from churnlens._artifact import ModelArtifact
 from churnlens._config import ScoringSettings, Settings
-from churnlens._engine import day_number, day_sql
+from churnlens._engine import amount_units_sql, day_number, day_sql, is_occasion_sql
 from churnlens._scoring import (
     BANDS,
     BASE_COLUMNS,
@@ -254,7 +254,7 @@ def _predicted_retention(*, window_days: int, S: int, acquired: int, stay_active
 
 _LAST_ACTUAL_SQL = """
 WITH daily AS (
-    SELECT customer_id, day, SUM(amount) AS net_amount
+    SELECT customer_id, day, SUM({units}) AS net_units
     FROM (SELECT customer_id, {day} AS day, amount FROM {view}
           WHERE customer_id IS NOT NULL AND timestamp IS NOT NULL AND amount IS NOT NULL)
     WHERE day <= {t1}
@@ -265,7 +265,7 @@ customers AS (
            max(CASE WHEN day > {t0} - {w} AND day <= {t0} THEN 1 ELSE 0 END) AS in_s,
            max(CASE WHEN day > {t1} - {w} THEN 1 ELSE 0 END) AS in_e,
            max(CASE WHEN day > {t0} THEN 1 ELSE 0 END) AS bought
-    FROM daily WHERE net_amount > 0
+    FROM daily WHERE {is_occasion}
     GROUP BY customer_id
 )
 SELECT coalesce(sum(in_s), 0) AS S, coalesce(sum(in_e), 0) AS E,
@@ -296,7 +296,9 @@ def last_actual_rates(transactions: Any, as_of: dt.date, horizon_days: int) -> A
     transactions.createOrReplaceTempView(view)
     try:
         sql = _LAST_ACTUAL_SQL.format(day=day_sql("timestamp", "spark"), view=view, t0=t0,
-                                      t1=t1, w=int(horizon_days))
+                                      t1=t1, w=int(horizon_days),
+                                      units=amount_units_sql("amount", "spark"),
+                                      is_occasion=is_occasion_sql("net_units"))
         counts = transactions.sparkSession.sql(sql).collect()[0].asDict()
     finally:
         transactions.sparkSession.catalog.dropTempView(view)
