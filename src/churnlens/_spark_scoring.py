@@ -32,7 +32,7 @@ import pandas as pd
 
 from churnlens._artifact import ModelArtifact
 from churnlens._config import ScoringSettings, Settings
-from churnlens._engine import amount_units_sql, day_number, day_sql, is_occasion_sql
+from churnlens._engine import daily_sql, day_number, is_occasion_sql
 from churnlens._scoring import (
     BANDS,
     BASE_COLUMNS,
@@ -253,19 +253,13 @@ def _predicted_retention(*, window_days: int, S: int, acquired: int, stay_active
 
 
 _LAST_ACTUAL_SQL = """
-WITH daily AS (
-    SELECT customer_id, day, SUM({units}) AS net_units
-    FROM (SELECT customer_id, {day} AS day, amount FROM {view}
-          WHERE customer_id IS NOT NULL AND timestamp IS NOT NULL AND amount IS NOT NULL)
-    WHERE day <= {t1}
-    GROUP BY customer_id, day
-),
+WITH daily AS ({daily}),
 customers AS (
     SELECT customer_id, min(day) AS first_day,
            max(CASE WHEN day > {t0} - {w} AND day <= {t0} THEN 1 ELSE 0 END) AS in_s,
            max(CASE WHEN day > {t1} - {w} THEN 1 ELSE 0 END) AS in_e,
            max(CASE WHEN day > {t0} THEN 1 ELSE 0 END) AS bought
-    FROM daily WHERE {is_occasion}
+    FROM daily WHERE {is_occasion} AND day <= {t1}
     GROUP BY customer_id
 )
 SELECT coalesce(sum(in_s), 0) AS S, coalesce(sum(in_e), 0) AS E,
@@ -295,10 +289,11 @@ def last_actual_rates(transactions: Any, as_of: dt.date, horizon_days: int) -> A
     view = f"churnlens_last_actual_{uuid.uuid4().hex}"
     transactions.createOrReplaceTempView(view)
     try:
-        sql = _LAST_ACTUAL_SQL.format(day=day_sql("timestamp", "spark"), view=view, t0=t0,
-                                      t1=t1, w=int(horizon_days),
-                                      units=amount_units_sql("amount", "spark"),
-                                      is_occasion=is_occasion_sql("net_units"))
+        # The daily rows and the occasion rule of the embedded engine's retention.
+        present = (f"(SELECT * FROM {view} WHERE customer_id IS NOT NULL "
+                   "AND `timestamp` IS NOT NULL AND amount IS NOT NULL) AS present")
+        sql = _LAST_ACTUAL_SQL.format(daily=daily_sql(present, "spark"), t0=t0, t1=t1,
+                                      w=int(horizon_days), is_occasion=is_occasion_sql())
         counts = transactions.sparkSession.sql(sql).collect()[0].asDict()
     finally:
         transactions.sparkSession.catalog.dropTempView(view)
