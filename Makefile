@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make test: lint and run the whole test suite (unit, data, model, Spark, notebooks, doctests)
+## make test: lint, check the layers and types, run the whole test suite (unit, data, model,
+## Spark, notebooks, doctests)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 ## make test-fast: skip the slow, Spark and notebook tests while editing
@@ -37,8 +40,12 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/churnlens demo --out $(DEMO_DIR) --customers 20000 --seed 42
 
+## make lint: ruff, the layer contract (import-linter) and the type checker (mypy); see
+## docs/architecture.md
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
@@ -47,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -165,12 +165,12 @@ def run_floor(data: str, model: str, as_of: str) -> dict[str, Any]:
     """The floor: the features query on the Parquet file, then a bare booster predict."""
     import numpy as np
 
-    from churnlens._artifact import load_bundle
     from churnlens._engine import connect, day_number
     from churnlens._features_sql import features_select_sql, sequence_select_sql
+    from churnlens._model_loader import load_bundle
 
-    booster = load_bundle(model).model.booster_.booster_
     artifact = load_bundle(model)
+    booster = artifact.model.booster_.booster_
     began = time.perf_counter()
     con = connect()
     path = str(data).replace("'", "''")

@@ -39,7 +39,7 @@ def trained() -> tuple[pd.DataFrame, pd.DataFrame, Any]:
 @functools.lru_cache(maxsize=1)
 def served() -> Any:
     """The served state of the API tests: the base scored at ``AS_OF``."""
-    from churnlens._api import build_state
+    from churnlens.api import build_state
 
     _, clean, artifact = trained()
     return build_state(artifact, clean, AS_OF)

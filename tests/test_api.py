@@ -29,12 +29,14 @@ from api_support import AS_OF, history_body, served, trained
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from churnlens import _api
-from churnlens._api import API_KEYS_ENV, ServingState, build_state, create_app
+from churnlens import load_transactions
 from churnlens._evaluation import predict_retention
 from churnlens._retention import retention_rates
-from churnlens._scoring import at_risk_list, score_histories
+from churnlens._rules import at_risk_list
+from churnlens._scoring import score_requests
+from churnlens.api import API_KEYS_ENV, ApiLimits, ServingState, build_state, create_app
 from churnlens.cli import app as cli_app
+from churnlens.exceptions import DataValidationError, ModelError
 
 KEY_A, KEY_B = "key-alpha-0123456789", "key-beta-9876543210"
 
@@ -229,17 +231,28 @@ def test_score_equals_the_library_on_new_customers(client: TestClient, state: Se
                                     format="ISO8601"),
         "amount": [30.0, 45.5, -5.5, 12.0, 9.0],
     })
-    expected = score_histories(frame, "2024-05-31", state.artifact,
-                               offset_center=state.offset_center).set_index("customer_id")
+    expected = library_scores(frame, "2024-05-31", state)
     assert [r["customer_id"] for r in payload["results"]] == ["new-1", 42]  # ids as sent
     for result, cid in zip(payload["results"], ["new-1", "42"], strict=True):
-        row = expected.loc[cid]
-        assert result["churn_risk"] == pytest.approx(row["churn_risk"], rel=1e-9)
-        assert result["frequency"] == row["frequency"]
-        assert result["recency_days"] == row["recency_days"]
-        assert result["reasons"] == [r for r in row[["reason_1", "reason_2", "reason_3"]] if r]
+        row = expected[cid]
+        assert result["churn_risk"] == pytest.approx(row.churn_risk, rel=1e-9)
+        assert result["frequency"] == row.frequency
+        assert result["recency_days"] == row.recency_days
+        assert result["reasons"] == row.reasons
     assert payload["results"][0]["frequency"] == 3  # the refund-only UTC day is no occasion
     assert payload["results"][1]["recency_days"] == 0
+
+
+def library_scores(transactions: pd.DataFrame, as_of: str, state: ServingState
+                   ) -> dict[Any, Any]:
+    """The library's scores of these clean transactions, as one request, by customer id."""
+    keys, ids = pd.factorize(transactions["customer_id"])
+    purchases = pd.DataFrame({"customer_key": keys.astype(np.int64),
+                              "timestamp": transactions["timestamp"].to_numpy(),
+                              "amount": transactions["amount"].to_numpy()})
+    [answer] = score_requests(purchases, [ids.tolist()], dt.date.fromisoformat(as_of),
+                              state.artifact, offset_center=state.offset_center)
+    return {r.customer_id: r for r in answer.results}
 
 
 def test_purchases_after_as_of_are_ignored(client: TestClient) -> None:
@@ -289,9 +302,10 @@ def test_score_without_customers_or_without_reasons(client: TestClient, model: A
 def test_score_answers_the_same_on_the_direct_path_as_through_the_framework(
         client: TestClient, model: Any, state: ServingState, keys: None,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plain /score requests skip FastAPI's machinery (see _api._API) and fall back to it
-    on any error; ``?reasons=True`` (not a plain form) always takes the framework's path.
-    Both give the same answers: successes, wrong keys, bad bodies, duplicates."""
+    """Plain /score requests skip FastAPI's machinery (see churnlens.api.fast_score) and
+    fall back to it on any error; ``?reasons=True`` (not a plain form) always takes the
+    framework's path. Both give the same answers: successes, wrong keys, bad bodies,
+    duplicates."""
     direct_calls: list[str] = []
     original = client.app.score_direct
 
@@ -308,6 +322,11 @@ def test_score_answers_the_same_on_the_direct_path_as_through_the_framework(
         (b'{"as_of": "2024-06-30", "customers": [], "extra": 1}', KEY_A),
         (b'{"as_of": "2024-06-30", "customers": [{"customer_id": true}]}', KEY_A),
         (b"not json", KEY_A), (b"", KEY_A), (json.dumps(doubled).encode(), KEY_A),
+        # the loader's rules: an id read as missing, an amount and a timestamp it refuses
+        (json.dumps(score_body([("NA", "2024-05-01", 1.0), ("b", "2024-05-01", 2.0)])
+                    ).encode(), KEY_A),
+        (json.dumps(score_body([("a", "2024-05-01", 1e12)])).encode(), KEY_A),
+        (json.dumps(score_body([("a", "2024-05-01T10:00:00,5", 1.0)])).encode(), KEY_A),
     ]
     for body, key in cases:
         headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
@@ -371,13 +390,13 @@ def test_the_app_scores_again_after_a_restart(state: ServingState) -> None:
 
 
 def test_large_requests_are_scored_alone_with_the_same_result(
-        client: TestClient, model: Any, state: ServingState,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        client: TestClient, model: Any, state: ServingState) -> None:
     body = history_body(model[1], some_customers(state, 6))
     batched = client.post("/score", json=body).json()
-    monkeypatch.setattr(_api, "BATCH_PURCHASES", 2)
-    monkeypatch.setattr(_api, "INLINE_BODY_BYTES", 10)  # parsed in a worker thread too
-    alone = client.post("/score", json=body).json()
+    # parsed and checked in a worker thread too
+    limits = ApiLimits(batch_purchases=2, inline_body_bytes=10)
+    with TestClient(create_app(lambda: state, initial=state, limits=limits)) as small:
+        alone = small.post("/score", json=body).json()
     assert alone == approx_floats(batched)
 
 
@@ -405,10 +424,9 @@ def test_too_many_purchases_is_413(client: TestClient) -> None:
                                          "1,000,002"}
 
 
-def test_a_body_over_the_size_limit_is_413(state: ServingState,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_api, "MAX_BODY_BYTES", 1000)
-    with TestClient(create_app(lambda: state, initial=state)) as small:
+def test_a_body_over_the_size_limit_is_413(state: ServingState) -> None:
+    limits = ApiLimits(max_body_bytes=1000)
+    with TestClient(create_app(lambda: state, initial=state, limits=limits)) as small:
         body = {"as_of": AS_OF, "customers": [{"customer_id": "x" * 200, "purchases": []},
                                               {"customer_id": "y" * 900, "purchases": []}]}
         declared = small.post("/score", json=body)
@@ -498,6 +516,134 @@ def test_malformed_score_bodies_are_422(client: TestClient, raw: bytes) -> None:
     response = client.post("/score", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert isinstance(response.json()["detail"], list)
+
+
+# --- /score: the loader's data contract ---------------------------------------------
+
+
+def loaded(rows: list[tuple[Any, str, float]]) -> Any:
+    """``churnlens.load_transactions`` of these (customer_id, timestamp, amount) rows."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"], dtype=object)
+    frame["amount"] = frame["amount"].astype(float)
+    return load_transactions(frame, as_of=AS_OF)
+
+
+def score_body(rows: list[tuple[Any, str, float]]) -> dict[str, Any]:
+    """The same rows as a ``POST /score`` body (customers in order of first appearance)."""
+    customers: dict[Any, list[dict[str, Any]]] = {}
+    for customer_id, timestamp, amount in rows:
+        customers.setdefault(customer_id, []).append({"timestamp": timestamp, "amount": amount})
+    return {"as_of": AS_OF, "customers": [{"customer_id": c, "purchases": p}
+                                           for c, p in customers.items()]}
+
+
+@pytest.mark.parametrize("missing", ["NA", "na", "N/A", "#N/A", "null", "None", "nan", " "])
+def test_an_id_the_loader_reads_as_missing_is_dropped_as_by_the_loader(
+        client: TestClient, missing: str) -> None:
+    rows = [(missing, "2024-05-01", 10.0), ("C1", "2024-05-02", 12.0),
+            (missing, "2024-06-01", 30.0)]
+    expected = loaded(rows)
+    assert expected.report.dropped_missing_customer_id == 2
+    payload = client.post("/score", json=score_body(rows)).json()
+    assert [r["customer_id"] for r in payload["results"]] == (
+        expected.transactions["customer_id"].unique().tolist()) == ["C1"]
+    assert payload["unscored"] == [{
+        "customer_id": missing,
+        "reason": f"missing customer id: {missing!r} reads as a missing value, and "
+                  "load_transactions drops the rows of such ids"}]
+
+
+def test_ids_the_loader_keeps_are_scored(client: TestClient) -> None:
+    rows = [("NAN-7", "2024-05-01", 10.0), ("0042", "2024-05-01", 10.0),
+            (42, "2024-05-01", 10.0), ("nana", "2024-05-01", 10.0)]
+    kept = loaded(rows).transactions["customer_id"].tolist()  # mixed ids: as text
+    payload = client.post("/score", json=score_body(rows)).json()
+    assert [str(r["customer_id"]) for r in payload["results"]] == kept == [
+        "NAN-7", "0042", "42", "nana"]
+    assert payload["results"][2]["customer_id"] == 42  # answered as sent
+    assert payload["unscored"] == []
+
+
+def test_timestamps_with_a_utc_offset_are_converted_as_by_the_loader(
+        client: TestClient, state: ServingState) -> None:
+    """Offsets are converted to UTC before the as-of cut, exactly as the loader does:
+    the same rows kept and dropped, the same day of the last purchase."""
+    rows = [
+        ("late-utc", "2024-06-29T23:30:00-05:00", 20.0),  # 2024-06-30 04:30 UTC
+        ("after", "2024-06-30T23:30:00-05:00", 20.0),  # 2024-07-01 04:30 UTC: after as-of
+        ("early-utc", "2024-06-30T01:00:00+02:00", 20.0),  # 2024-06-29 23:00 UTC
+        ("mixed", "2024-03-01", 15.0), ("mixed", "2024-06-30T00:30:00+01:00", 5.0),
+        ("naive", "2024-06-30T23:30:00", 7.0),  # no offset: taken as given
+    ]
+    expected = loaded(rows)
+    tx = expected.transactions
+    assert expected.report.dropped_after_as_of == 1
+    assert expected.report.timestamps_converted_to_utc == 4
+    assert tx.loc[tx["customer_id"] == "late-utc", "timestamp"].tolist() == [
+        pd.Timestamp("2024-06-30 04:30")]
+    payload = client.post("/score", json=score_body(rows)).json()
+    results = {r["customer_id"]: r for r in payload["results"]}
+    assert list(results) == tx["customer_id"].unique().tolist()
+    assert [u["customer_id"] for u in payload["unscored"]] == ["after"]
+    as_of = pd.Timestamp(AS_OF)
+    last_day = tx.groupby("customer_id", sort=False)["timestamp"].max().dt.normalize()
+    assert {c: r["recency_days"] for c, r in results.items()} == {
+        c: (as_of - day).days for c, day in last_day.items()} == {
+        "late-utc": 0, "early-utc": 1, "mixed": 1, "naive": 0}
+    library = library_scores(tx, AS_OF, state)
+    assert list(library) == list(results)
+    for customer_id, row in library.items():
+        assert results[customer_id]["churn_risk"] == pytest.approx(row.churn_risk, rel=1e-12)
+
+
+@pytest.mark.parametrize("amount", [1e12, -1e12, 1e13])
+def test_an_amount_the_loader_refuses_is_a_422_with_its_message(client: TestClient,
+                                                                amount: float) -> None:
+    rows = [("a", "2024-05-01", 10.0), ("b", "2024-05-01", 5.0), ("b", "2024-05-02", amount)]
+    with pytest.raises(DataValidationError) as refused:
+        loaded(rows)
+    response = client.post("/score", json=score_body(rows))
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "customers", 1, "purchases", 1, "amount"]
+    # The loader's message, naming the request's row where it names the frame's.
+    assert error["msg"] == str(refused.value).replace(
+        "in DataFrame", "in POST /score").replace("row 2:", "row 'customers[1].purchases[1]':")
+    assert "beyond +-1,000,000,000,000" in error["msg"] and "Suggestion:" in error["msg"]
+
+
+def test_a_timestamp_the_loader_refuses_is_a_422_with_its_message(
+        client: TestClient, state: ServingState) -> None:
+    """ISO 8601 text the schema lets through but the loader refuses (a decimal comma):
+    refused with the loader's message, and only in its own request of a batch."""
+    rows = [("a", "2024-05-01T10:00:00,5", 10.0)]
+    with pytest.raises(DataValidationError) as refused:
+        loaded(rows)
+    response = client.post("/score", json=score_body(rows))
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{
+        "loc": [], "type": "value_error",
+        "msg": str(refused.value).replace("in DataFrame", "in POST /score")}]
+    app = create_app(lambda: state, initial=state)
+    good = score_body([("b", "2024-05-01T10:00:00.5", 10.0)])
+
+    async def together() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            return await asyncio.gather(http.post("/score", json=score_body(rows)),
+                                        http.post("/score", json=good))
+
+    bad, ok = asyncio.run(together())
+    assert (bad.status_code, ok.status_code) == (422, 200)
+    assert [r["customer_id"] for r in ok.json()["results"]] == ["b"]
+
+
+def test_the_largest_amount_the_loader_keeps_is_scored(client: TestClient) -> None:
+    rows = [("a", "2024-05-01", 999_999_999_999.99), ("b", "2024-05-01", -999_999_999_999.0)]
+    assert loaded(rows).report.rows_kept == 2
+    payload = client.post("/score", json=score_body(rows)).json()
+    assert [r["customer_id"] for r in payload["results"]] == ["a"]
+    assert [u["customer_id"] for u in payload["unscored"]] == ["b"]  # a refund: no occasion
 
 
 # --- /customers/{id} ------------------------------------------------------------------
@@ -614,6 +760,9 @@ def test_at_risk_csv_is_safe_for_spreadsheets(model: Any) -> None:
     state = build_state(artifact, tx, AS_OF)
     with TestClient(create_app(lambda: state, initial=state)) as evil_client:
         text = evil_client.get("/at-risk?format=csv&sort=value_at_risk").text
+    # churnlens' one CSV dialect (churnlens._io.csv_text): CRLF line ends
+    assert text.count("\r\n") == len(tx["customer_id"].unique()) + 1
+    assert "\n" not in text.replace("\r\n", "")
     rows = csv_rows(text)
     ids = [r["customer_id"] for r in rows]
     assert "'" + evil in ids and evil not in ids
@@ -743,6 +892,80 @@ def test_a_failing_reload_keeps_the_old_state_and_says_so(state: ServingState) -
         fail["now"] = False
         assert c.post("/reload").json()["reloaded"] is True
         assert c.get("/health").json()["last_reload_error"] is None
+
+
+# --- the one model loader: serve and /reload refuse what score refuses -------------------
+
+
+@pytest.fixture
+def disagreeing_bundle(model: Any, tmp_path: Path) -> Path:
+    """A bundle whose card says a 30-day horizon while its model predicts 91 days."""
+    from churnlens._artifact import BUNDLE_CARD, save_bundle
+
+    folder = tmp_path / "bundle"
+    save_bundle(model[2], folder)
+    card = json.loads((folder / BUNDLE_CARD).read_text())
+    card["horizon_days"] = 30
+    (folder / BUNDLE_CARD).write_text(json.dumps(card))
+    return folder
+
+
+def test_serve_refuses_a_bundle_whose_card_disagrees_as_score_does(
+        model: Any, disagreeing_bundle: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from churnlens._model_loader import load_model
+
+    with pytest.raises(ModelError) as refused:
+        load_model(disagreeing_bundle)
+    assert "its model card says horizon_days = 30 but the model has 91" in str(refused.value)
+    expected = f"error: {refused.value}"
+    path = tmp_path / "tx.csv"
+    model[0].to_csv(path, index=False)
+    started: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(args))
+    scores = tmp_path / "scores.parquet"
+    score = CliRunner().invoke(cli_app, ["score", "--transactions", str(path), "--as-of", AS_OF,
+                                         "--model", str(disagreeing_bundle), "--out",
+                                         str(scores)])
+    serve = CliRunner().invoke(cli_app, ["serve", "--transactions", str(path), "--model",
+                                         str(disagreeing_bundle), "--port", str(free_port())])
+    assert (score.exit_code, serve.exit_code) == (2, 2)
+    assert expected in score.stderr and expected in serve.stderr
+    assert not started and not scores.exists()
+
+
+def test_reload_refuses_a_bundle_whose_card_disagrees_and_keeps_serving(
+        model: Any, state: ServingState, disagreeing_bundle: Path, tmp_path: Path) -> None:
+    from churnlens._config import load_config
+    from churnlens._model_loader import load_model
+    from churnlens.api import load_state
+
+    with pytest.raises(ModelError) as refused:
+        load_model(disagreeing_bundle)
+    path = tmp_path / "tx.csv"
+    model[0].to_csv(path, index=False)
+    settings = load_config(overrides={"mlflow.enabled": False})
+
+    def loader() -> ServingState:  # what `churnlens serve` reloads: the bundle, the data
+        return load_state(path, str(disagreeing_bundle), settings, as_of=AS_OF)
+
+    body = {"as_of": AS_OF, "customers": [
+        {"customer_id": "a", "purchases": [{"timestamp": "2024-01-01", "amount": 5}]}]}
+    with TestClient(create_app(loader, initial=state)) as c:
+        before = c.post("/score", json=body).json()
+        answer = c.post("/reload")
+        assert answer.status_code == 200
+        payload = answer.json()
+        assert payload["reloaded"] is False
+        assert payload["error"] == f"ModelError: {refused.value}"
+        assert payload["customers_scored"] == len(state.scores)
+        health = c.get("/health").json()
+        assert health["last_reload_error"] == payload["error"]
+        assert health["loaded_at"] == state.loaded_at  # the old model keeps serving
+        assert c.get("/model").json()["horizon_days"] == 91
+        assert c.post("/score", json=body).json() == approx_floats(before)
 
 
 def free_port() -> int:

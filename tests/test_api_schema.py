@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from churnlens._api import API_KEYS_ENV, create_app
+from churnlens.api import API_KEYS_ENV, create_app
 
 KEY = "schema-test-key-0123456789"
 

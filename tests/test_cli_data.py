@@ -122,7 +122,7 @@ def test_validate_usage_errors_exit_2(tmp_path: Path, cli: CliRunner) -> None:
 def test_validate_bad_as_of_exit_2(golden_csv: Path, cli: CliRunner) -> None:
     result = cli.invoke(app, ["validate", "-t", str(golden_csv), "--as-of", "31st of March"])
     assert result.exit_code == 2, result.exception
-    assert result.stderr.startswith("error: as_of: '31st of March'")
+    assert result.stderr.startswith("error: --as-of: '31st of March'")
     assert "Suggestion: use ISO format" in result.stderr
 
 
@@ -145,3 +145,78 @@ def test_error_values_are_printed_as_written(tmp_path: Path, cli: CliRunner) -> 
     result = cli.invoke(app, ["validate", "-t", str(path)])
     assert result.exit_code == 2
     assert "row 1 (line 2): ':smile:'" in result.stderr
+
+
+# --- start-up, shared options ----------------------------------------------------------
+
+READS_TRANSACTIONS = ("validate", "features", "retention", "cohorts", "train", "backtest",
+                      "score", "serve")
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_start_up_imports_no_heavy_library(flag: str) -> None:
+    # --version and --help must start fast: pandas alone takes about a second to import.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from churnlens.cli import main\n"
+        "try:\n"
+        f"    main([{flag!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "heavy = ('pandas', 'numpy', 'pyarrow', 'duckdb', 'sklearn', 'pydantic', 'mlflow')\n"
+        "print('loaded:', *sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines()[-1] == "loaded:", done.stdout
+
+
+@pytest.mark.parametrize("command", READS_TRANSACTIONS)
+def test_every_command_reading_transactions_takes_the_shared_options(
+        cli: CliRunner, command: str) -> None:
+    result = cli.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for option in ("--transactions", "--config", "--customer-col", "--time-col",
+                   "--amount-col", "--time-format"):
+        assert option in result.stdout, (command, option)
+
+
+def test_no_option_is_declared_twice() -> None:
+    # A flag used by several commands is declared once, in cli/_options.py.
+    import ast
+
+    import churnlens.cli
+
+    folder = Path(churnlens.cli.__file__).parent
+    declared: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "Option"):
+                for arg in node.args:
+                    if isinstance(arg, ast.Constant) and str(arg.value).startswith("--"):
+                        declared.setdefault(arg.value, []).append(path.name)
+    repeated = {flag: files for flag, files in declared.items()
+                if len(files) > 1 and set(files) != {"_options.py"}}
+    assert repeated == {}, repeated
+    assert declared["--customer-col"] == ["_options.py"]
+
+
+def test_column_flags_default_to_the_config(tmp_path: Path, cli: CliRunner) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("user_id,order_date,price,customer_id\n0042,2024-01-05,9.5,x\n"
+                    "0043,2024-01-06,-1,x\n")
+    config = tmp_path / "columns.yaml"
+    config.write_text("data:\n  customer_col: user_id\n  time_col: order_date\n"
+                      "  amount_col: price\n")
+    result = cli.invoke(app, ["validate", "-t", str(path), "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["customers"] == 2
+    # a flag given wins over the file
+    result = cli.invoke(app, ["validate", "-t", str(path), "--config", str(config), "--json",
+                              "--customer-col", "customer_id"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["customers"] == 1

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import churnlens
-from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, load_bundle
+from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL
+from churnlens._model_loader import load_bundle
 from churnlens.cli import app
 
 SEED = 13

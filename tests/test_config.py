@@ -62,3 +62,44 @@ def test_data_settings_are_load_transactions_options() -> None:
 
     parameters = inspect.signature(load_transactions).parameters
     assert set(Settings().data.loader_options()) <= set(parameters)
+
+
+def test_model_settings_build_the_model_with_every_parameter() -> None:
+    import inspect
+
+    from churnlens import ChurnModel
+
+    settings = load_config(overrides={"horizon_days": 30, "model.n_estimators": 7,
+                                      "snapshots.validation_count": 2, "snapshots.count": 4})
+    model = settings.build_model()
+    assert isinstance(model, ChurnModel) and model.get_params()["feature_names"] is None
+    expected = {**settings.model.model_dump(), "horizon_days": 30, "validation_cutoffs": 2}
+    assert {k: model.get_params()[k] for k in expected} == expected
+    # every parameter of the model is a setting (or the two given by the settings object)
+    parameters = set(inspect.signature(ChurnModel.__init__).parameters) - {"self"}
+    assert parameters == set(expected) | {"feature_names"}
+
+
+def test_model_defaults_are_the_models_own() -> None:
+    import inspect
+
+    from churnlens import ChurnModel
+
+    defaults = {name: p.default for name, p in
+                inspect.signature(ChurnModel.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    settings = Settings()
+    assert settings.model.model_dump() == {k: defaults[k] for k in settings.model.model_dump()}
+    assert settings.horizon_days == defaults["horizon_days"]
+    assert settings.snapshots.validation_count == defaults["validation_cutoffs"]
+
+
+def test_reading_settings_does_not_import_the_model() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, churnlens._config as c; c.load_config(); "
+            "print('sklearn' in sys.modules, 'churnlens._model' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -492,3 +492,23 @@ def test_docs_features_md_is_generated_from_the_registry():
     assert DOCS.read_text() == features_document(), (
         "docs/features.md is out of date: run `python docs/update_features.py`"
     )
+
+
+# --- row order ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ids", [["b", "10", "9", "00A", "a"], [30, 4, 1000, 7, 12]])
+def test_rows_come_sorted_by_customer_id(ids):
+    rng = np.random.default_rng(7)
+    rows = [(c, f"2024-0{m}-1{d}", 10.0 + d) for c in ids for m, d in [(1, 2), (2, 5), (3, 1)]]
+    order = rng.permutation(len(rows))
+    tx = pd.DataFrame([rows[i] for i in order], columns=["customer_id", "timestamp", "amount"])
+    features = compute_features(tx, "2024-03-31")
+    assert features["customer_id"].tolist() == sorted(ids)
+    assert isinstance(features.index, pd.RangeIndex) and features.index[0] == 0
+    labels = compute_labels(tx, "2024-02-29", 30)
+    assert labels["customer_id"].tolist() == sorted(ids)
+    snapshots = build_snapshots(tx, ["2024-02-29", "2024-01-31"], horizon_days=30)
+    expected = [(cutoff, c) for cutoff in sorted(set(snapshots["cutoff"])) for c in sorted(ids)]
+    assert list(zip(snapshots["cutoff"], snapshots["customer_id"], strict=True)) == expected
+    assert isinstance(snapshots.index, pd.RangeIndex)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -15,8 +17,12 @@ from churnlens import ChurnlensError
 from churnlens._io import (
     atomic_path,
     check_output_path,
+    csv_text,
+    frame_records,
+    json_ready,
     read_table_metadata,
     write_json,
+    write_safe_csv,
     write_table,
 )
 
@@ -64,18 +70,76 @@ def test_exception_mid_write_creates_nothing(tmp_path: Path) -> None:
     assert names(tmp_path) == []
 
 
-def test_write_table_failing_writer_keeps_previous(tmp_path: Path, frame: pd.DataFrame) -> None:
+def test_write_table_failing_write_keeps_previous(tmp_path: Path, frame: pd.DataFrame,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "scores.csv"
     target.write_text("old\n")
+    real_write_bytes = Path.write_bytes
 
-    def dies_half_way(data: pd.DataFrame, path: Path) -> None:
-        data.head(1).to_csv(path, index=False)
+    def dies_half_way(self: Path, data: bytes) -> int:
+        real_write_bytes(self, bytes(data)[:5])
         raise BoomError("disk full")
 
+    monkeypatch.setattr(Path, "write_bytes", dies_half_way)
     with pytest.raises(BoomError):
-        write_table(frame, target, csv_writer=dies_half_way)
+        write_table(frame, target)
+    monkeypatch.undo()
     assert target.read_text() == "old\n"
     assert names(tmp_path) == ["scores.csv"]
+
+
+def test_csv_dialect_is_one_for_every_table(tmp_path: Path) -> None:
+    table = pd.DataFrame({"customer_id": ["=1+1", "line\rbreak", "7"], "amount": [1.5, -2.0, 3.0]})
+    plain = write_table(table, tmp_path / "plain.csv")
+    people = write_table(table, tmp_path / "people.csv", spreadsheet_safe=True)
+    assert plain.read_bytes() == (b'customer_id,amount\r\n=1+1,1.5\r\n"line\rbreak",-2.0\r\n'
+                                  b"7,3.0\r\n")
+    assert people.read_bytes() == (b"customer_id,amount\r\n'=1+1,1.5\r\n\"line\rbreak\",-2.0\r\n"
+                                   b"7,3.0\r\n")
+    assert write_safe_csv(table, tmp_path / "safe.csv").read_bytes() == people.read_bytes()
+    assert csv_text(table.head(1), header=False) == "=1+1,1.5\r\n"
+
+
+def test_json_ready_golden() -> None:
+    value = {
+        1: [np.float64("nan"), np.float32(0.5), float("inf"), -float("inf")],
+        "ints": (np.int64(3), np.uint8(4), True, np.bool_(False)),
+        "missing": [None, pd.NA, pd.NaT, np.datetime64("NaT")],
+        "dates": [dt.date(2024, 3, 31), pd.Timestamp("2024-03-31"),
+                  pd.Timestamp("2024-03-31 10:30"), dt.datetime(2024, 1, 1, 0, 0, 1),
+                  np.datetime64("2024-02-29")],
+        "array": np.array([1, 2]),
+        "text": "x",
+    }
+    expected = {
+        "1": [None, 0.5, None, None],
+        "ints": [3, 4, True, False],
+        "missing": [None, None, None, None],
+        "dates": ["2024-03-31", "2024-03-31", "2024-03-31T10:30:00", "2024-01-01T00:00:01",
+                  "2024-02-29"],
+        "array": [1, 2],
+        "text": "x",
+    }
+    ready = json_ready(value)
+    assert ready == expected
+    assert type(ready["ints"][0]) is int and type(ready["ints"][3]) is bool
+    json.dumps(ready, allow_nan=False)  # strict JSON
+
+
+def test_frame_records_match_json_ready_per_value() -> None:
+    frame = pd.DataFrame({
+        "f": [1.5, np.nan, np.inf], "i": [1, 2, 3],
+        "nullable": pd.array([1, None, 3], dtype="Int64"),
+        "text": ["a", None, "c"], "day": pd.to_datetime(["2024-01-01", None, "2024-01-03"]),
+        "flag": [True, False, True],
+    })
+    records = frame_records(frame)
+    slow = [{str(k): json_ready(v) for k, v in zip(frame.columns, row, strict=True)}
+            for row in frame.itertuples(index=False, name=None)]
+    assert records == slow
+    assert records[1] == {"f": None, "i": 2, "nullable": None, "text": None, "day": None,
+                          "flag": False}
+    json.dumps(records, allow_nan=False)
 
 
 def test_write_table_unconvertible_frame_keeps_previous(tmp_path: Path) -> None:

@@ -533,6 +533,7 @@ def test_cli_validate(case: Case, tmp_path: Path, cli: CliRunner, monkeypatch) -
         assert result.stderr.startswith("error: ")
         assert "Traceback" not in result.stderr
         for fragment in case.message:
+            fragment = {"as_of": "--as-of"}.get(fragment, fragment)  # the CLI names its flag
             assert fragment.format(path=path) in result.stderr, result.stderr
     assert listing(tmp_path) == before
 
@@ -976,3 +977,48 @@ def test_duplicate_count_matches_pandas(seed: int) -> None:
     pd.testing.assert_frame_equal(deduplicated, tx.drop_duplicates().reset_index(drop=True))
     assert report.dropped_duplicates == expected
     assert report.customers == tx["customer_id"].nunique()
+
+
+# --- the contract for frames in memory (is_clean / ensure_clean) -----------------------
+
+
+def test_loader_output_is_clean_and_passed_through_as_is() -> None:
+    raw = pd.DataFrame({"customer_id": ["007", "8", "9"],
+                        "timestamp": ["2024-01-10", "2024-02-01T10:00:00+02:00", "2024-02-03"],
+                        "amount": ["30", "-5", "12.5"]})
+    assert not _loading.is_clean(raw)
+    clean = load_transactions(raw).transactions
+    assert _loading.is_clean(clean)
+    assert _loading.ensure_clean(clean) is clean
+    pd.testing.assert_frame_equal(_loading.ensure_clean(raw), clean)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda f: f.assign(timestamp=f["timestamp"].dt.tz_localize("UTC")), "time zone"),
+        (lambda f: f.assign(customer_id=["a", " NA ", "c"]), "id reading as missing"),
+        (lambda f: f.assign(customer_id=["a", None, "c"]), "missing id"),
+        (lambda f: f.assign(customer_id=["a", 2, "c"]), "mixed ids"),
+        (lambda f: f.assign(amount=[1.0, np.inf, 2.0]), "infinite amount"),
+        (lambda f: f.assign(amount=[1.0, 2e12, 2.0]), "amount out of range"),
+        (lambda f: f.assign(amount=[1, 2, 3]), "integer amounts"),
+        (lambda f: f.drop(columns="amount"), "missing column"),
+    ],
+)
+def test_not_clean_frames_go_through_the_loader(change: Callable[[pd.DataFrame], pd.DataFrame],
+                                                why: str) -> None:
+    clean = pd.DataFrame({"customer_id": ["a", "b", "c"],
+                          "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02",
+                                                       "2024-01-03 23:30"], format="ISO8601"),
+                          "amount": [1.0, 2.0, 3.0]})
+    assert _loading.is_clean(clean)
+    changed = change(clean)
+    assert not _loading.is_clean(changed), why
+    try:
+        expected = load_transactions(changed).transactions
+    except DataValidationError as exc:
+        with pytest.raises(DataValidationError, match=str(exc)[:30].replace("(", r"\(")):
+            _loading.ensure_clean(changed)
+    else:
+        pd.testing.assert_frame_equal(_loading.ensure_clean(changed), expected)

@@ -267,6 +267,85 @@ def test_contributions_without_logistic_or_bgnbd(data: Data) -> None:
     assert "bgnbd_p_purchase" not in trees_only.feature_names_
 
 
+# Read by BG/NBD together (a customer's history): drawn as whole rows.
+_HISTORY = ("customer_id", "as_of", "repeat_frequency", "t_x_days", "tenure_days")
+
+
+def _random_features(data: Data, rows: int, seed: int) -> pd.DataFrame:
+    """Random feature rows: the history columns BG/NBD reads from one observed customer,
+    every other column from another (new combinations), with 10% of each float column
+    missing."""
+    rng = np.random.default_rng(seed)
+    print(f"random features: {rows} rows, seed {seed}")
+    n = len(data.features)
+    whole = rng.integers(0, n, size=rows)
+    out = {}
+    for name in data.features.columns:
+        values = data.features[name].to_numpy()
+        if name in _HISTORY:
+            out[name] = values[whole]
+            continue
+        column = values[rng.integers(0, n, size=rows)]
+        if column.dtype.kind == "f":
+            column = np.where(rng.random(rows) < 0.1, np.nan, column)
+        out[name] = column
+    return pd.DataFrame(out, index=pd.RangeIndex(100, 100 + rows))
+
+
+@pytest.mark.parametrize("rows", [1, 37, 128, 129, 5000])  # every path of the trees' pass
+def test_explain_adds_up_to_the_log_odds_and_gives_predict_probas_risk(
+    data: Data, model: ChurnModel, rows: int
+) -> None:
+    X = _random_features(data, rows, seed=rows)
+    explanation = model.explain(X)
+    assert explanation.feature_names == model.feature_names_
+    assert explanation.contributions.shape == (rows, len(model.feature_names_) + 1)
+    np.testing.assert_allclose(explanation.contributions.sum(axis=1),
+                               model.decision_function(X), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(explanation.log_odds, model.decision_function(X))
+    np.testing.assert_array_equal(explanation.churn_risk, _risk(model, X))  # bit for bit
+    frame = explanation.contributions_frame()
+    assert list(frame.columns) == [*model.feature_names_, "bias"]
+    assert frame.index.equals(X.index)
+    # the values read are the model's inputs (BG/NBD's included)
+    inputs = model.model_inputs(X)[model.feature_names_].to_numpy(dtype=np.float64)
+    np.testing.assert_array_equal(explanation.feature_values, inputs)
+
+
+@pytest.mark.parametrize("rows", [1, 64, 3000])
+def test_explain_tree_part_is_lightgbms_pred_contrib(data: Data, rows: int) -> None:
+    trees_only = _fit(data, logistic_weight=0.0, use_bgnbd=False, n_estimators=60)
+    X = _random_features(data, rows, seed=7)
+    matrix = X[trees_only.feature_names_].to_numpy(dtype=np.float64)
+    expected = trees_only.booster_.booster_.predict(matrix, pred_contrib=True)
+    np.testing.assert_allclose(trees_only.explain(X).contributions, expected, rtol=0,
+                               atol=1e-12)
+
+
+def test_explain_credits_bgnbd_relative_to_the_center(data: Data, model: ChurnModel) -> None:
+    X = _random_features(data, 200, seed=3)
+    offset = model.bgnbd_offset(X)
+    assert np.isfinite(offset).all()
+    k = model.feature_names_.index("bgnbd_p_purchase")
+    default = model.explain(X)
+    centered = model.explain(X, offset_center=1.25)
+    w = 1.0 - model.logistic_weight
+    moved = default.contributions - centered.contributions
+    np.testing.assert_allclose(moved[:, k], w * (1.25 - offset.mean()), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(moved[:, -1], -w * (1.25 - offset.mean()), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.delete(moved, [k, moved.shape[1] - 1], axis=1), 0.0)
+    np.testing.assert_array_equal(centered.churn_risk, default.churn_risk)
+    # a row's explanation does not depend on the rows explained with it, given the center
+    alone = model.explain(X.iloc[[17]], offset_center=1.25)
+    np.testing.assert_allclose(alone.contributions[0], centered.contributions[17], rtol=0,
+                               atol=1e-12)
+
+
+def test_explain_checks_that_the_model_is_fitted(data: Data) -> None:
+    with pytest.raises(NotFittedError):
+        ChurnModel().explain(data.features.head(3))
+
+
 def test_risks_are_probabilities_and_predict_thresholds_them(
     data: Data, model: ChurnModel
 ) -> None:

@@ -27,11 +27,13 @@ from churnlens import (
     MissingColumnError,
     RetentionRates,
     cohort_table,
+    compute_features,
     load_transactions,
     retention_rates,
     retention_series,
 )
-from churnlens._retention import RESULT_KEYS, coverage_note, frame_records
+from churnlens._io import frame_records
+from churnlens._retention import RESULT_KEYS, coverage_note
 
 Row = tuple[Any, dt.datetime, float, Any]  # customer, timestamp, amount, segment
 RATES = ("crr", "cohort_retention", "churn_rate", "repeat_rate", "simple_ratio")
@@ -670,17 +672,36 @@ def test_too_many_periods_is_an_error(golden_transactions: pd.DataFrame) -> None
         retention_series(golden_transactions, "1d", start="1900-01-01", end="2200-01-01")
 
 
-def test_raw_transactions_are_refused(golden_raw: pd.DataFrame) -> None:
-    with pytest.raises(DataValidationError, match="load_transactions"):
-        retention_rates(golden_raw, GOLDEN_T0, GOLDEN_T1)  # timestamps still text
+def test_transactions_follow_the_loader_contract(golden_raw: pd.DataFrame) -> None:
+    # One contract (churnlens._loading): a frame that is not clean yet goes through the
+    # loader, with its rules and its errors, exactly as compute_features does.
+    loaded = retention_rates(load_transactions(golden_raw).transactions, GOLDEN_T0,
+                             GOLDEN_T1).to_dict()
+    assert retention_rates(golden_raw, GOLDEN_T0, GOLDEN_T1).to_dict() == loaded  # text dates
     with pytest.raises(MissingColumnError, match="amount"):
         retention_rates(golden_raw.drop(columns="amount"), GOLDEN_T0, GOLDEN_T1)
-    missing_id = load_transactions(golden_raw).transactions.astype({"customer_id": object})
-    missing_id.loc[0, "customer_id"] = None
-    with pytest.raises(DataValidationError, match="missing values"):
-        retention_rates(missing_id, GOLDEN_T0, GOLDEN_T1)
+    # A missing (or "NA") id is dropped, as the loader drops it, not counted as a customer.
+    for missing in (None, "NA"):
+        with_missing = golden_raw.astype({"customer_id": object})
+        with_missing.loc[len(with_missing)] = [missing, "2024-05-01", 10.0]
+        assert retention_rates(with_missing, GOLDEN_T0, GOLDEN_T1).to_dict() == loaded, missing
+    bad = golden_raw.astype({"amount": object})
+    bad.loc[0, "amount"] = "ten"
+    with pytest.raises(DataValidationError, match="not numbers"):
+        retention_rates(bad, GOLDEN_T0, GOLDEN_T1)
     with pytest.raises(DataValidationError, match="DataFrame"):
         retention_rates("golden.csv", GOLDEN_T0, GOLDEN_T1)  # type: ignore[call-overload]
+
+
+def test_time_zones_follow_the_loader_rule(golden_raw: pd.DataFrame) -> None:
+    # A time zone is converted to UTC (and dropped) by the loader, for every stage.
+    clean = load_transactions(golden_raw).transactions
+    aware = clean.assign(timestamp=clean["timestamp"].dt.tz_localize("Europe/Berlin"))
+    utc_days = load_transactions(aware).transactions
+    assert retention_rates(aware, GOLDEN_T0, GOLDEN_T1).to_dict() == retention_rates(
+        utc_days, GOLDEN_T0, GOLDEN_T1).to_dict()
+    pd.testing.assert_frame_equal(compute_features(aware, GOLDEN_T1),
+                                  compute_features(utc_days, GOLDEN_T1))
 
 
 # --- small helpers ----------------------------------------------------------------

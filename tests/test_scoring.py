@@ -1,4 +1,5 @@
-"""Batch scoring (``churnlens._scoring``): rules, reasons, leakage, summary, safety, writing.
+"""Scoring: the marketing rules (``_rules``), reasons (``_reasons``) and the entry points
+(``_scoring``): leakage, chunks, summary, request-shaped scoring, safety.
 
 The rules marketers act on are checked against hand-computed tables and simple
 reference implementations written here (oracles), never against the code under test.
@@ -21,26 +22,25 @@ import pandas as pd
 import pytest
 
 import churnlens
-from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, save_bundle
 from churnlens._config import ScoringSettings, load_config
-from churnlens._io import read_table_metadata, remove_stale_temporaries
-from churnlens._scoring import (
-    SCORE_COLUMNS,
+from churnlens._io import read_table_metadata, remove_stale_temporaries, write_table
+from churnlens._rules import (
     SEGMENT_RULES,
     at_risk_list,
-    check_as_of,
-    check_model,
     expected_value,
-    explain,
-    load_scoring_model,
     quintile_scores,
     rfm_segment,
     risk_band,
+    segment_from_scores,
+)
+from churnlens._scoring import (
+    SCORE_COLUMNS,
+    UNSCORED_REASON,
+    check_as_of,
     score_batch,
     score_customers,
-    score_histories,
-    segment_from_scores,
-    write_output,
+    score_file,
+    score_requests,
 )
 from churnlens.exceptions import ModelError
 
@@ -189,15 +189,12 @@ def test_monetary_ranks_on_cents_so_engine_rounding_noise_is_a_tie():
 # --- model contributions and reasons ---------------------------------------------------
 
 
-def test_fast_contributions_equal_the_models(transactions, artifact):
-    from churnlens._contributions import model_contributions
-
-    features = churnlens.compute_features(transactions, SCORE_AS_OF,
-                                          windows_days=artifact.windows_days)
-    slow = artifact.model.contributions(features)
-    fast = model_contributions(artifact.model, features)
-    assert list(fast.columns) == list(slow.columns)
-    np.testing.assert_allclose(fast.to_numpy(), slow.to_numpy(), rtol=0, atol=1e-12)
+def test_risk_with_reasons_is_the_models_own_bit_for_bit(scored, artifact):
+    features = scored.features.head(300)
+    explained = score_batch(features, dt.date(2024, 4, 30), artifact)
+    plain = score_batch(features, dt.date(2024, 4, 30), artifact, reasons=False)
+    np.testing.assert_array_equal(explained["churn_risk"], plain["churn_risk"])
+    np.testing.assert_array_equal(explained["churn_risk"], artifact.churn_risk(features))
 
 
 def test_tree_contributions_follow_lightgbm_missing_value_rules():
@@ -220,9 +217,12 @@ def test_tree_contributions_follow_lightgbm_missing_value_rules():
             node = info["tree_structure"]
             if "split_feature" in node:
                 probe[len(probe) // 2, node["split_feature"]] = node["threshold"]
-        fast = TreeContributions(booster).compute(probe)
-        np.testing.assert_allclose(fast, booster.predict(probe, pred_contrib=True),
-                                   rtol=0, atol=1e-12, err_msg=str(params))
+        for rows in (probe, probe[:7]):  # tree by tree, and all trees at once
+            fast, raw = TreeContributions(booster).explain(rows)
+            np.testing.assert_allclose(fast, booster.predict(rows, pred_contrib=True),
+                                       rtol=0, atol=1e-12, err_msg=str(params))
+            # the raw score from the same pass is LightGBM's, bit for bit
+            np.testing.assert_array_equal(raw, booster.predict(rows, raw_score=True))
 
 
 # Reason texts written independently of the code: pattern -> feature, value groups.
@@ -333,25 +333,30 @@ def test_reasons_do_not_depend_on_chunks(transactions, artifact, deterministic_d
 
 def test_contributions_that_do_not_add_up_to_the_risk_are_refused(artifact, scored,
                                                                    monkeypatch):
-    import churnlens._contributions as contributions
+    from churnlens._contributions import TreeContributions
 
-    original = contributions.contribution_values
+    original = TreeContributions.explain
 
-    def off_by_a_bit(*args, **kwargs):
-        values = original(*args, **kwargs)
+    def off_by_a_bit(self, matrix):
+        values, raw = original(self, matrix)
         values[:, -1] += 1e-6  # the bias
-        return values
+        return values, raw
 
-    monkeypatch.setattr(contributions, "contribution_values", off_by_a_bit)
+    monkeypatch.setattr(TreeContributions, "explain", off_by_a_bit)
     with pytest.raises(ModelError, match="do not add up"):
         score_batch(scored.features.head(50), dt.date(2024, 4, 30), artifact)
 
 
-def test_explain_refuses_a_model_without_contributions(artifact, scored):
+def test_reasons_refuse_a_model_that_cannot_explain(artifact, scored):
+    features = scored.features.head(20)
+    baseline = churnlens.RecencyBaseline().fit(features, features["recency_days"] > 30)
+    baseline.base_feature_names_ = ["recency_days"]  # what a loaded model lists
     broken = copy.copy(artifact)
-    broken.model = churnlens._model.RecencyBaseline()
+    broken.model = baseline
     with pytest.raises(ModelError, match="cannot explain"):
-        explain(broken, scored.features)
+        score_batch(features, dt.date(2024, 4, 30), broken)
+    plain = score_batch(features, dt.date(2024, 4, 30), broken, reasons=False)
+    np.testing.assert_array_equal(plain["churn_risk"], baseline.predict_proba(features)[:, 1])
 
 
 # --- scoring ----------------------------------------------------------------------------
@@ -367,9 +372,8 @@ def test_scores_columns_rules_and_products(transactions, artifact, scored):
     assert set(scores["as_of"]) == {dt.date(2024, 4, 30)}
     by_id = scored.features  # the features scored, in the scores' order
     assert by_id["customer_id"].tolist() == scores["customer_id"].tolist()
-    # with reasons the risk is the sum of the contributions: predict_proba up to rounding
-    np.testing.assert_allclose(scores["churn_risk"], artifact.churn_risk(by_id), rtol=0,
-                               atol=1e-12)
+    # with reasons the risk comes from the contributions' pass: predict_proba's own
+    np.testing.assert_array_equal(scores["churn_risk"], artifact.churn_risk(by_id))
     plain = score_batch(by_id, dt.date(2024, 4, 30), artifact, reasons=False)
     np.testing.assert_array_equal(plain["churn_risk"], artifact.churn_risk(by_id))
     assert plain["risk_band"].tolist() == scores["risk_band"].tolist()
@@ -415,8 +419,8 @@ def test_scoring_ignores_transactions_after_the_as_of_date(transactions, artifac
     alone = score_customers(history, SCORE_AS_OF, artifact)
     pd.testing.assert_frame_equal(alone.scores, full.scores, check_exact=True)
     assert alone.summary == full.summary
-    write_output(alone.scores, tmp_path / "a.parquet", metadata={"k": "v"})
-    write_output(full.scores, tmp_path / "b.parquet", metadata={"k": "v"})
+    write_table(alone.scores, tmp_path / "a.parquet", metadata={"k": "v"})
+    write_table(full.scores, tmp_path / "b.parquet", metadata={"k": "v"})
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
@@ -452,16 +456,60 @@ def test_summary_pairs_predicted_with_last_actual_rates(transactions, artifact, 
     assert summary["value_at_risk_total"] == pytest.approx(scores["value_at_risk"].sum())
 
 
-def test_score_histories_for_the_api(transactions, artifact, scored):
-    some = scored.scores.head(3)
+def test_score_requests_keeps_request_order_and_names_the_unscored(transactions, artifact,
+                                                                    scored):
+    some = scored.scores.iloc[[5, 1, 3]]
     ids = some["customer_id"].tolist()
-    mine = transactions.loc[transactions["customer_id"].isin(ids)]
-    got = score_histories(mine, dt.date(2024, 4, 30), artifact)
-    got = got.sort_values("customer_id", ignore_index=True)
-    assert got["customer_id"].tolist() == ids
-    np.testing.assert_allclose(got["churn_risk"], some["churn_risk"], rtol=0, atol=1e-12)
-    assert got["risk_band"].tolist() == some["risk_band"].tolist()
-    assert (got["reason_1"] != "").all()
+    base = float(np.mean(artifact.model.bgnbd_offset(scored.features)))
+    parts, key = [], 0
+    # request 1: three customers (one twice: ids need only be unique within a request),
+    # a customer whose purchases all come after the as-of date, one marked unscorable
+    requests = [[ids[0], "later", ids[1]], [ids[2], "NA", ids[0]]]
+    for request in requests:
+        for customer in request:
+            if customer == "later":
+                mine = pd.DataFrame({"timestamp": [pd.Timestamp("2024-06-01")],
+                                     "amount": [10.0]})
+            else:
+                mine = transactions.loc[transactions["customer_id"] == (
+                    ids[0] if customer == "NA" else customer), ["timestamp", "amount"]]
+            parts.append(mine.assign(customer_key=key))
+            key += 1
+    purchases = pd.concat(parts, ignore_index=True)
+    got = score_requests(purchases, requests, dt.date(2024, 4, 30), artifact,
+                         offset_center=base, unscored={4: "no customer id"})
+    assert [[r.customer_id for r in g.results] for g in got] == [[ids[0], ids[1]],
+                                                                  [ids[2], ids[0]]]
+    assert [[(u.customer_id, u.reason) for u in g.unscored] for g in got] == [
+        [("later", UNSCORED_REASON.format(as_of=dt.date(2024, 4, 30)))],
+        [("NA", "no customer id")]]
+    expected = {row["customer_id"]: row for row in some.to_dict("records")}
+    for result in (r for g in got for r in g.results):
+        row = expected[result.customer_id]
+        assert result.churn_risk == pytest.approx(row["churn_risk"], rel=0, abs=1e-12)
+        assert (result.risk_band, result.recency_days, result.frequency) == (
+            row["risk_band"], row["recency_days"], row["frequency"])
+        assert result.value_at_risk == pytest.approx(row["value_at_risk"], rel=0, abs=1e-9)
+        assert result.reasons == [row[f"reason_{j}"] for j in (1, 2, 3) if row[f"reason_{j}"]]
+    plain = score_requests(purchases, requests, dt.date(2024, 4, 30), artifact, reasons=False)
+    # without ``unscored`` the "NA" customer's purchases are scored like any other
+    assert [[r.customer_id for r in g.results] for g in plain] == [[ids[0], ids[1]],
+                                                                    [ids[2], "NA", ids[0]]]
+    assert all(r.reasons == [] for g in plain for r in g.results)
+    nobody = score_requests(purchases.iloc[:0], [["x"]], dt.date(2024, 4, 30), artifact)
+    assert [u.customer_id for u in nobody[0].unscored] == ["x"] and not nobody[0].results
+
+
+def test_score_file_scores_as_score_customers(transactions, artifact, tmp_path,
+                                              deterministic_duckdb):
+    path = tmp_path / "tx.parquet"
+    transactions.to_parquet(path, index=False)
+    from_file = score_file(path, dt.date(2024, 4, 30), artifact)
+    from_frame = score_customers(transactions, SCORE_AS_OF, artifact)
+    pd.testing.assert_frame_equal(from_file.scores, from_frame.scores, check_exact=True)
+    cleaning = from_file.summary.pop("cleaning")
+    assert cleaning["dropped_after_as_of"] > 0  # the loader kept history <= as_of
+    assert from_file.summary == from_frame.summary
 
 
 # --- at-risk lists ----------------------------------------------------------------------
@@ -491,69 +539,24 @@ def test_at_risk_list_sorts_filters_and_cuts():
 def test_as_of_before_training_is_refused_unless_allowed(artifact):
     with pytest.raises(ModelError, match="--allow-past"):
         check_as_of(artifact, "2024-03-30", allow_past=False)
-    assert check_as_of(artifact, "2024-03-30", allow_past=True).date() == dt.date(2024, 3, 30)
-    assert check_as_of(artifact, TRAIN_AS_OF, allow_past=False).date() == dt.date(2024, 3, 31)
+    assert check_as_of(artifact, "2024-03-30", allow_past=True) == dt.date(2024, 3, 30)
+    assert check_as_of(artifact, TRAIN_AS_OF, allow_past=False) == dt.date(2024, 3, 31)
+    assert check_as_of(artifact, dt.date(2024, 4, 1), allow_past=False) == dt.date(2024, 4, 1)
 
 
-def test_check_model_refuses_mismatches(artifact):
-    check_model(artifact)  # consistent
-    with pytest.raises(ModelError, match="predicts churn over 91 days, not 30"):
-        check_model(artifact, horizon_days=30)
-    other_horizon = copy.copy(artifact)
-    other_horizon.horizon_days = 30
-    with pytest.raises(ModelError, match="fitted for a 91-day horizon"):
-        check_model(other_horizon)
-    card = artifact.card()
-    check_model(artifact, card=card)
-    card["features"] = [*card["features"][:-1], "favourite_colour"]
-    with pytest.raises(ModelError, match="lists other features"):
-        check_model(artifact, card=card)
-    with pytest.raises(ModelError, match="lists other features"):
-        check_model(artifact, signature_inputs=artifact.feature_names[1:])
-    narrow = copy.copy(artifact)
-    narrow.windows_days = (30,)  # the model needs spend_365d...
-    with pytest.raises(ModelError, match="does not compute"):
-        check_model(narrow)
+# --- writing (the table writer the scores go through) ---------------------------------
 
 
-def test_load_scoring_model_refuses_bad_bundles(artifact, tmp_path):
-    folder = tmp_path / "bundle"
-    save_bundle(artifact, folder)
-    assert load_scoring_model(folder).feature_names == artifact.feature_names
-    with pytest.raises(ModelError, match="no churnlens model bundle"):
-        load_scoring_model(tmp_path / "nowhere")
-    # the card lists other features than the model (a hand-edited card)
-    card = json.loads((folder / BUNDLE_CARD).read_text())
-    card["features"] = card["features"][::-1]
-    (folder / BUNDLE_CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="lists other features"):
-        load_scoring_model(folder)
-    card["features"] = card["features"][::-1]
-    card["horizon_days"] = 30
-    (folder / BUNDLE_CARD).write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="horizon_days = 30"):
-        load_scoring_model(folder)
-    # a changed model file: the digest no longer matches
-    save_bundle(artifact, folder)
-    with (folder / BUNDLE_MODEL).open("ab") as fh:
-        fh.write(b"tampered")
-    with pytest.raises(ModelError, match="does not match the card"):
-        load_scoring_model(folder)
-
-
-# --- writing ------------------------------------------------------------------------------
-
-
-def test_write_output_records_metadata_and_neutralizes_formulas(tmp_path):
+def test_write_table_records_metadata_and_neutralizes_formulas(tmp_path):
     frame = pd.DataFrame({"customer_id": ['=HYPERLINK("x")', "+1", "-2", "@SUM(A1)",
                                           "\tTAB", "\rCR", "plain"],
                           "churn_risk": [0.9, -0.5, 0.1, 0.2, 0.3, 0.4, 0.5]})
-    target = write_output(frame, tmp_path / "list.csv", spreadsheet_safe=True)
+    target = write_table(frame, tmp_path / "list.csv", spreadsheet_safe=True)
     lines = pd.read_csv(target, dtype=str, keep_default_na=False)
     assert lines["customer_id"].tolist() == ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)",
                                              "'\tTAB", "'\rCR", "plain"]
     assert lines["churn_risk"].tolist()[1] == "-0.5"  # numbers stay numbers
-    parquet = write_output(frame, tmp_path / "s.parquet", metadata={"model": "m"})
+    parquet = write_table(frame, tmp_path / "s.parquet", metadata={"model": "m"})
     assert read_table_metadata(parquet) == {"model": "m"}
     pd.testing.assert_frame_equal(pd.read_parquet(parquet), frame)
 
@@ -569,7 +572,7 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     fd = os.open(live, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a writer still at work holds this lock
-        write_output(pd.DataFrame({"a": [1]}), target)
+        write_table(pd.DataFrame({"a": [1]}), target)
         assert not stale.exists()
         assert live.exists() and other.exists()
     finally:
@@ -579,11 +582,11 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
                                                           "scores.parquet"]
 
 
-def test_write_output_keeps_the_previous_file_on_error(tmp_path):
+def test_write_table_keeps_the_previous_file_on_error(tmp_path):
     target = tmp_path / "scores.parquet"
-    write_output(pd.DataFrame({"a": [1]}), target)
+    write_table(pd.DataFrame({"a": [1]}), target)
     before = target.read_bytes()
     with pytest.raises(Exception):  # noqa: B017 - pyarrow's own error type
-        write_output(pd.DataFrame({"a": [object()]}), target)  # not encodable
+        write_table(pd.DataFrame({"a": [object()]}), target)  # not encodable
     assert target.read_bytes() == before
     assert [p.name for p in Path(tmp_path).iterdir()] == ["scores.parquet"]

@@ -59,7 +59,7 @@ def on_spark(spark, parquet, artifact):
     sdf = spark.read.parquet(str(parquet))
     scores = score_spark(sdf, AS_OF, artifact).persist()
     frame = _collect(scores)
-    summary = summarise_spark(scores, sdf, AS_OF, artifact)
+    summary = summarise_spark(scores, sdf, pd.Timestamp(AS_OF).date(), artifact)
     return scores, frame, summary
 
 

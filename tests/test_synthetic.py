@@ -194,4 +194,5 @@ def test_cli_generate_replaces_an_existing_file(tmp_path: Path, cli: CliRunner) 
     path.write_text("old content\n")
     result = cli.invoke(app, ["generate", "-n", "20", "--seed", "3", "-o", str(path)])
     assert result.exit_code == 0, result.output
-    assert path.read_text().startswith('"customer_id","timestamp","amount","country"')
+    # The one CSV dialect of churnlens' table writer: plain header, CRLF line ends.
+    assert path.read_bytes().startswith(b"customer_id,timestamp,amount,country\r\n")

@@ -22,8 +22,9 @@ import pandas as pd
 import pytest
 
 import churnlens
-from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, load_bundle, save_bundle
+from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, save_bundle
 from churnlens._config import Settings, load_config
+from churnlens._model_loader import load_bundle, load_model
 from churnlens._pipeline import TrainingRun, train
 from churnlens.exceptions import ModelError
 
@@ -82,8 +83,6 @@ def _tracking_uri(settings: Settings) -> Iterator[None]:
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     import mlflow
     import mlflow.pyfunc
-
-    from churnlens._tracking import load_model
 
     root = tmp_path_factory.mktemp("tracking")
     store = root / "mlflow.db"
@@ -238,7 +237,5 @@ def test_a_tampered_bundle_is_refused(scenario: Scenario, tmp_path: Path) -> Non
 
 
 def test_unknown_registry_model_is_a_clear_error(scenario: Scenario) -> None:
-    from churnlens._tracking import load_model
-
     with pytest.raises(ModelError, match="no model models:/churnlens@nosuchalias"):
         load_model("models:/churnlens@nosuchalias", scenario.settings.mlflow)

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # static analysers see every public name
     from churnlens._artifact import (
         ModelArtifact,
-        load_bundle,
-        load_model,
         save_bundle,
     )
     from churnlens._bgnbd import (
@@ -58,8 +56,13 @@ if TYPE_CHECKING:  # static analysers see every public name
     )
     from churnlens._model import (
         ChurnModel,
+        Explanation,
         LogisticBaseline,
         RecencyBaseline,
+    )
+    from churnlens._model_loader import (
+        load_bundle,
+        load_model,
     )
     from churnlens._pipeline import (
         TrainingRun,
@@ -71,12 +74,14 @@ if TYPE_CHECKING:  # static analysers see every public name
         retention_rates,
         retention_series,
     )
-    from churnlens._scoring import (
-        ScoreResult,
+    from churnlens._rules import (
         at_risk_list,
         expected_value,
         rfm_segment,
         risk_band,
+    )
+    from churnlens._scoring import (
+        ScoreResult,
         score_customers,
     )
     from churnlens._synthetic import (
@@ -112,6 +117,7 @@ _LAZY: dict[str, str] = {
     "BGNBDParams": "churnlens._bgnbd",
     "BacktestResult": "churnlens._training",
     "ChurnModel": "churnlens._model",
+    "Explanation": "churnlens._model",
     "ChurnlensError": "churnlens.exceptions",
     "CleaningReport": "churnlens._loading",
     "ConfigError": "churnlens.exceptions",
@@ -132,7 +138,7 @@ _LAZY: dict[str, str] = {
     "ScoreResult": "churnlens._scoring",
     "Settings": "churnlens._config",
     "TrainingRun": "churnlens._pipeline",
-    "at_risk_list": "churnlens._scoring",
+    "at_risk_list": "churnlens._rules",
     "backtest": "churnlens._training",
     "bgnbd_expected_purchases": "churnlens._bgnbd",
     "bgnbd_fit": "churnlens._bgnbd",
@@ -144,20 +150,20 @@ _LAZY: dict[str, str] = {
     "cohort_table": "churnlens._retention",
     "compute_features": "churnlens._features",
     "compute_labels": "churnlens._features",
-    "expected_value": "churnlens._scoring",
+    "expected_value": "churnlens._rules",
     "feature_names": "churnlens._features",
     "feature_table_markdown": "churnlens._features",
     "fit_models": "churnlens._training",
     "generate_transactions": "churnlens._synthetic",
-    "load_bundle": "churnlens._artifact",
+    "load_bundle": "churnlens._model_loader",
     "load_config": "churnlens._config",
-    "load_model": "churnlens._artifact",
+    "load_model": "churnlens._model_loader",
     "load_transactions": "churnlens._loading",
     "predict_retention": "churnlens._evaluation",
     "retention_rates": "churnlens._retention",
     "retention_series": "churnlens._retention",
-    "rfm_segment": "churnlens._scoring",
-    "risk_band": "churnlens._scoring",
+    "rfm_segment": "churnlens._rules",
+    "risk_band": "churnlens._rules",
     "save_bundle": "churnlens._artifact",
     "score_customers": "churnlens._scoring",
     "snapshot_cutoffs": "churnlens._training",
@@ -178,6 +184,7 @@ __all__ = [
     "DataValidationError",
     "DatasetNotAvailableError",
     "EmptyDataError",
+    "Explanation",
     "Feature",
     "LoadResult",
     "LogisticBaseline",

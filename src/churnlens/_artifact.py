@@ -3,7 +3,11 @@
 One format everywhere: the MLflow pyfunc carries a bundle as an artifact, and
 ``churnlens export`` writes the same bundle to ``models/`` for places without MLflow.
 Loading a pickle runs code, so a bundle whose SHA-256 digest does not match its card
-is refused before it is unpickled.
+is refused before it is unpickled (:func:`read_bundle`, the one trust point).
+
+This module is the format only; it imports no other model module. A model to use is
+loaded by :func:`churnlens._model_loader.load_model`, which also checks the model
+against its card.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlens._io import atomic_path, write_json
+from churnlens._io import atomic_path, json_ready, write_json
 from churnlens._version import __version__
-from churnlens.exceptions import DataValidationError, ModelError
+from churnlens.exceptions import ModelError
 
-__all__ = ["BUNDLE_CARD", "BUNDLE_MODEL", "ModelArtifact", "load_bundle", "save_bundle"]
+__all__ = ["BUNDLE_CARD", "BUNDLE_MODEL", "ModelArtifact", "read_bundle", "save_bundle"]
 
 BUNDLE_MODEL = "churnlens-model.joblib"
 BUNDLE_CARD = "churnlens-model.json"
@@ -93,28 +97,14 @@ class ModelArtifact:
             "as_of": str(self.as_of),
             "windows_days": list(self.windows_days),
             "features": self.feature_names,
-            "metrics": _json_safe(self.metrics),
-            "backtest": _json_safe(self.backtest),
-            "settings": _json_safe(self.settings),
+            "metrics": json_ready(self.metrics),
+            "backtest": json_ready(self.backtest),
+            "settings": json_ready(self.settings),
             "name": self.name,
             "version": self.version,
             "alias": self.alias,
             "run_id": self.run_id,
         }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
 
 
 def _sha256(path: Path) -> str:
@@ -155,8 +145,12 @@ def save_bundle(artifact: ModelArtifact, directory: str | os.PathLike[str]) -> P
     return write_json(card, folder / BUNDLE_CARD)
 
 
-def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
-    """Load a bundle (its folder or its JSON card), refusing a mismatched digest.
+def read_bundle(path: str | os.PathLike[str]) -> tuple[ModelArtifact, dict[str, Any]]:
+    """Read a bundle and its card, refusing a mismatched digest before unpickling.
+
+    This reads the format only. Every caller that wants a model to use goes through
+    :func:`churnlens._model_loader.load_model`, which also checks the model against
+    its card (features, horizon, windows, fitted-ness).
 
     Parameters
     ----------
@@ -165,8 +159,8 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
 
     Returns
     -------
-    ModelArtifact
-        The model, after its file's SHA-256 matched the card.
+    tuple of (ModelArtifact, dict)
+        The model, after its file's SHA-256 matched the card, and the card itself.
 
     Raises
     ------
@@ -174,8 +168,6 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
         No bundle there, an unreadable card, a missing model file, a digest mismatch
         (the file is never unpickled then) or a file that does not hold a model.
     """
-    import joblib
-
     given = Path(path)
     card_path = given / BUNDLE_CARD if given.is_dir() else given
     if not card_path.is_file():
@@ -188,6 +180,9 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{card_path}: the model card is not valid JSON ({exc}).") from exc
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path}: the model card is not a JSON object. Suggestion: "
+                         "export the bundle again from the registry.")
     model_file = card_path.parent / str(card.get("model_file", BUNDLE_MODEL))
     if not model_file.is_file():
         raise ModelError(f"{model_file}: the model file named by the card is missing.")
@@ -199,46 +194,12 @@ def load_bundle(path: str | os.PathLike[str]) -> ModelArtifact:
             "was changed or corrupted and is refused (loading a pickle runs code). "
             "Suggestion: export the bundle again from the registry."
         )
+    import joblib  # only once the digest is trusted
+
     try:
         artifact = joblib.load(model_file)
     except Exception as exc:  # unpickling can fail in many ways; all mean "unusable"
         raise ModelError(f"{model_file}: cannot be loaded ({type(exc).__name__}: {exc}).") from exc
     if not isinstance(artifact, ModelArtifact):
         raise ModelError(f"{model_file}: does not hold a churnlens model.")
-    return artifact
-
-
-def check_compatible(artifact: ModelArtifact, *, horizon_days: int | None = None) -> None:
-    """Refuse a model trained for another horizon than the one asked for."""
-    if horizon_days is not None and int(horizon_days) != artifact.horizon_days:
-        raise DataValidationError(
-            f"the model predicts churn over {artifact.horizon_days} days, not {horizon_days}. "
-            "Suggestion: train a model for that horizon, or drop the horizon option."
-        )
-
-
-def load_model(uri_or_path: str | os.PathLike[str], settings: Any = None) -> ModelArtifact:
-    """Load a churnlens model from the MLflow registry or an exported bundle folder.
-
-    Parameters
-    ----------
-    uri_or_path
-        ``models:/churnlens@champion``, ``models:/churnlens/3`` or ``runs:/ID/model``
-        (read from the registry; MLflow is only imported then), or a bundle folder or
-        card.
-    settings
-        :class:`~churnlens.MlflowSettings`-like object with ``tracking_uri`` (default
-        ``sqlite:///mlflow.db``); unused for bundles.
-
-    Returns
-    -------
-    ModelArtifact
-        The model, with ``name``, ``version`` and ``alias`` set when it came from the
-        registry. A bundle whose SHA-256 does not match its card is refused before it
-        is unpickled.
-    """
-    if str(uri_or_path).startswith(("models:/", "runs:/")):
-        from churnlens._tracking import load_model as load_registered
-
-        return load_registered(str(uri_or_path), settings)
-    return load_bundle(uri_or_path)
+    return artifact, card

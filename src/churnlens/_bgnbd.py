@@ -33,7 +33,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -299,7 +299,11 @@ def _aggregate(
     """
     rows = np.column_stack([x, t_x, T])
     unique, inverse = np.unique(rows, axis=0, return_inverse=True)
-    summed = np.bincount(inverse.ravel(), weights=weights, minlength=len(unique))
+    # With weights, bincount returns floats (numpy's stubs only know the integer case).
+    summed = cast(
+        "npt.NDArray[np.float64]",
+        np.bincount(inverse.ravel(), weights=weights, minlength=len(unique)),
+    )
     return unique[:, 0], unique[:, 1], unique[:, 2], summed
 
 

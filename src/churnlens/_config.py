@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from churnlens.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from churnlens._model import ChurnModel
 
 __all__ = [
     "DataSettings",
@@ -26,7 +29,6 @@ __all__ = [
     "SnapshotSettings",
     "load_config",
 ]
-
 
 
 class _Strict(BaseModel):
@@ -46,10 +48,18 @@ class DataSettings(_Strict):
         return self.model_dump()
 
 
-class FeatureSettings(_Strict):
-    """Windows (days) for the windowed counts and spend."""
+def _default_windows() -> tuple[int, ...]:
+    # Defined once, beside the feature SQL; read when settings are made, not when this
+    # module is imported (the feature modules import DuckDB and pandas).
+    from churnlens._features_sql import DEFAULT_WINDOWS_DAYS
 
-    windows_days: tuple[int, ...] = (30, 90, 180, 365)
+    return DEFAULT_WINDOWS_DAYS
+
+
+class FeatureSettings(_Strict):
+    """Windows (days) for the windowed counts and spend (default: the library's)."""
+
+    windows_days: tuple[int, ...] = Field(default_factory=_default_windows)
 
     @field_validator("windows_days")
     @classmethod
@@ -81,7 +91,14 @@ class SnapshotSettings(_Strict):
 
 
 class ModelSettings(_Strict):
-    """The churnlens model (BG/NBD + LightGBM + logistic blend) and drift handling."""
+    """The churnlens model (BG/NBD + LightGBM + logistic blend) and drift handling.
+
+    The one place where the model's parameters are configured: :meth:`build` makes the
+    :class:`~churnlens.ChurnModel` from them, so training never lists them again.
+    The defaults equal :class:`~churnlens.ChurnModel`'s own (a test checks it); they
+    are written here, not read from the model, so that reading settings does not
+    import scikit-learn.
+    """
 
     n_estimators: int = Field(default=3000, ge=1, le=20_000)
     learning_rate: float = Field(default=0.03, gt=0, le=1)
@@ -94,9 +111,32 @@ class ModelSettings(_Strict):
     logistic_weight: float = Field(default=0.5, ge=0, le=1)
     calibration: Literal["none", "isotonic", "sigmoid"] = "none"
     use_bgnbd: bool = True
-    recency_half_life_snapshots: float | None = Field(default=None, gt=0)
+    recency_half_life_snapshots: float | None = Field(
+        default=None, gt=0)
     random_state: int = 0
     n_jobs: int | None = Field(default=None, ge=1)
+
+    def build(self, *, horizon_days: int, validation_cutoffs: int) -> ChurnModel:
+        """An unfitted :class:`~churnlens.ChurnModel` with these parameters.
+
+        Parameters
+        ----------
+        horizon_days
+            The churn horizon (``Settings.horizon_days``).
+        validation_cutoffs
+            Latest snapshot cutoffs held out for early stopping and calibration
+            (``Settings.snapshots.validation_count``).
+
+        Examples
+        --------
+        >>> model = ModelSettings(n_estimators=10).build(horizon_days=30, validation_cutoffs=1)
+        >>> model.n_estimators, model.horizon_days
+        (10, 30)
+        """
+        from churnlens._model import ChurnModel
+
+        return ChurnModel(horizon_days=horizon_days, validation_cutoffs=validation_cutoffs,
+                          **self.model_dump())
 
 
 class MlflowSettings(_Strict):
@@ -150,11 +190,22 @@ class Settings(_Strict):
     horizon_days: int = Field(default=91, ge=1, le=3660)
     backtest_steps: int = Field(default=1, ge=0, le=12)
     data: DataSettings = DataSettings()
-    features: FeatureSettings = FeatureSettings()
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
     snapshots: SnapshotSettings = SnapshotSettings()
     model: ModelSettings = ModelSettings()
     mlflow: MlflowSettings = MlflowSettings()
     scoring: ScoringSettings = ScoringSettings()
+
+    def build_model(self) -> ChurnModel:
+        """The unfitted :class:`~churnlens.ChurnModel` these settings describe.
+
+        Examples
+        --------
+        >>> Settings().build_model().horizon_days
+        91
+        """
+        return self.model.build(horizon_days=self.horizon_days,
+                                validation_cutoffs=self.snapshots.validation_count)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:
         """A copy with dotted-key overrides applied (``{"model.learning_rate": 0.1}``)."""

@@ -1,9 +1,9 @@
-"""Exact per-customer feature contributions of a churn model, fast enough for millions.
+"""Exact per-row contributions of a LightGBM booster's trees, fast enough for millions.
 
-The reasons of a score come from each feature's contribution to the churn log-odds
-(:meth:`churnlens.ChurnModel.contributions`). Its tree part is LightGBM's
-``pred_contrib`` (path-dependent TreeSHAP), which costs about a microsecond per row
-and per tree: 5 minutes for a million customers and a few hundred trees.
+The one implementation of the tree part of :meth:`churnlens.ChurnModel.explain` (and so
+of the reasons of every score). LightGBM's own ``pred_contrib`` (path-dependent
+TreeSHAP) costs about a microsecond per row and per tree: 5 minutes for a million
+customers and a few hundred trees.
 
 Why a shortcut is exact: TreeSHAP reads a row only through the direction the row
 takes at each split node of a tree (left or right; it visits every node). So a
@@ -20,6 +20,11 @@ Going tree by tree costs ~50 µs per tree whatever the rows: fine for a million 
 patterns are computed in one pass and the terms gathered in one ``bincount``, which
 adds them in the same order (tree by tree): the same numbers, bit for bit.
 
+The same direction patterns also give each row's leaf in every tree, so the booster's
+raw score comes from the same pass (:meth:`TreeContributions.explain`): the leaf values
+added tree by tree from 0, as LightGBM's predict adds them, so the score is LightGBM's
+bit for bit and the model's risk needs no second prediction.
+
 Trees with categorical splits or too many splits fall back to ``pred_contrib``.
 """
 
@@ -29,9 +34,8 @@ import threading
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-__all__ = ["PREDICT_LOCK", "TreeContributions", "contribution_values", "model_contributions"]
+__all__ = ["PREDICT_LOCK", "TreeContributions", "tree_contributions"]
 
 # LightGBM's predict sets the booster's iteration range (start_iteration,
 # num_iteration) as shared state before predicting, so two threads predicting with
@@ -76,9 +80,14 @@ class TreeContributions:
         best = int(getattr(booster, "best_iteration", 0) or 0)
         self.n_trees = best if best > 0 else int(booster.current_iteration())
         self.n_features = int(dump["max_feature_idx"]) + 1
-        self.trees = [_flatten(info["tree_structure"])
-                      for info in dump["tree_info"][: self.n_trees]]
-        self.fast = all(t is not None and len(t) <= _MAX_SPLITS for t in self.trees)
+        flat = [_flatten(info["tree_structure"]) for info in dump["tree_info"][: self.n_trees]]
+        self.fast = all(t is not None and len(t) <= _MAX_SPLITS for t in flat)
+        # The split nodes of each tree (only read when ``fast``).
+        self.trees: list[list[tuple[int, float, bool, str]]] = [t or [] for t in flat]
+        # Per tree: the leaf value each direction pattern leads to.
+        self._leaves = [_leaf_values(info["tree_structure"], len(splits))
+                        for info, splits in zip(dump["tree_info"][: self.n_trees], self.trees,
+                                                strict=True)] if self.fast else []
         # Per tree: contributions of each pattern seen so far, on the tree's columns
         # (one row per used feature, then the bias), and which patterns are known.
         self._tables: list[np.ndarray | None] = [None] * self.n_trees
@@ -130,37 +139,59 @@ class TreeContributions:
         self._pair_column = np.concatenate([np.asarray(u, dtype=np.int64) for u in used])
         self._bias_start = np.asarray(
             [starts[t] + len(u) * sizes[t] for t, u in enumerate(used)], dtype=np.int64)
+        self._flat_leaf = np.concatenate(self._leaves)  # indexed like _flat_known
 
     def compute(self, matrix: np.ndarray) -> np.ndarray:
         """``pred_contrib`` of the first ``n_trees`` trees: ``(rows, features + 1)``."""
+        return self.explain(matrix)[0]
+
+    def explain(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The contributions of :meth:`compute` and the booster's raw score, in one pass.
+
+        The raw score is LightGBM's ``predict(raw_score=True)`` of the first ``n_trees``
+        trees, bit for bit: each row's leaf values added tree by tree from 0.
+        """
         matrix = np.asarray(matrix, dtype=np.float64)
         if not self.fast:
-            return np.asarray(self.booster.predict(matrix, num_iteration=self.n_trees,
-                                                   pred_contrib=True))
+            with self._lock:  # see PREDICT_LOCK
+                contrib = self.booster.predict(matrix, num_iteration=self.n_trees,
+                                               pred_contrib=True)
+                raw = self.booster.predict(matrix, num_iteration=self.n_trees, raw_score=True)
+            return np.asarray(contrib), np.asarray(raw, dtype=np.float64)
         n = matrix.shape[0]
         if 0 < n <= _ROWS_ACROSS_TREES:
             return self._compute_across_trees(matrix)
         out = np.zeros((self.n_features + 1, n))  # one contiguous row per feature
+        raw = np.zeros(n)
         if n == 0:
-            return out.T
+            return out.T, raw
         columns = np.asfortranarray(matrix)  # each feature contiguous
         nan = {f: np.isnan(columns[:, f]) for f in {s[0] for t in self.trees for s in t}}
         bias = 0.0
+        # Buffers reused by every tree (fresh arrays per tree cost 20% more time). The
+        # codes are intp: what take() indexes with, so it does not convert them.
+        codes = np.empty(n, dtype=np.intp)
+        shifted = np.empty(n, dtype=np.intp)
+        gathered = np.empty(n)
         for t, splits in enumerate(self.trees):
-            codes = np.zeros(n, dtype=np.int32)
+            codes.fill(0)
             for bit, (feature, threshold, default_left, missing) in enumerate(splits):
                 left = _goes_left(columns[:, feature], nan[feature], threshold, default_left,
                                   missing)
-                codes |= left.view(np.uint8).astype(np.int32) << bit
+                np.left_shift(left, bit, out=shifted, dtype=np.intp)
+                codes |= shifted
             table, used = self._table(t, columns, codes)
             for j, feature in enumerate(used):
-                out[feature] += table[j][codes]
+                np.take(table[j], codes, out=gathered, mode="clip")  # codes < table size
+                out[feature] += gathered
             # The bias (the tree's expected value) is the same for every row.
             bias += table[-1][codes[0]]
+            np.take(self._leaves[t], codes, out=gathered, mode="clip")
+            raw += gathered
         out[-1] = bias
-        return out.T
+        return out.T, raw
 
-    def _compute_across_trees(self, matrix: np.ndarray) -> np.ndarray:
+    def _compute_across_trees(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`compute` for a few rows: every tree at once instead of tree by tree.
 
         The per-tree loop costs ~50 µs a tree whatever the rows (20 ms for 400 trees
@@ -191,7 +222,9 @@ class TreeContributions:
         for value in self._flat[self._bias_start + codes[0]].tolist():
             bias += value
         out[-1] = bias
-        return out.T
+        # Each row's leaves added in tree order (cumsum is sequential), as LightGBM does.
+        leaves = self._flat_leaf[self._known_start + codes]
+        return out.T, np.cumsum(leaves, axis=1)[:, -1]
 
     def _table(self, t: int, matrix: np.ndarray, codes: np.ndarray
                ) -> tuple[np.ndarray, list[int]]:
@@ -201,10 +234,10 @@ class TreeContributions:
         used = sorted({s[0] for s in splits})
         size = 1 << len(splits)
         with self._lock:
-            if self._tables[t] is None:
-                self._tables[t] = np.zeros((len(used) + 1, size))
-                self._known[t] = np.zeros(size, dtype=bool)
             table, known = self._tables[t], self._known[t]
+            if table is None or known is None:
+                table = self._tables[t] = np.zeros((len(used) + 1, size))
+                known = self._known[t] = np.zeros(size, dtype=bool)
         present = np.bincount(codes, minlength=size).astype(bool)
         if not (present & ~known).any():
             return table, used
@@ -239,6 +272,30 @@ def _flatten(node: dict[str, Any]) -> list[tuple[int, float, bool, str]] | None:
     return splits
 
 
+def _leaf_values(node: dict[str, Any], n_splits: int) -> np.ndarray:
+    """The leaf value each direction pattern of a tree leads to (bit ``b`` set: left at
+    the ``b``-th split node in :func:`_flatten`'s order)."""
+    bits: dict[int, int] = {}
+    stack = [node]
+    while stack:  # the order of _flatten
+        current = stack.pop()
+        if "split_index" in current:
+            bits[id(current)] = len(bits)
+            stack.extend((current["left_child"], current["right_child"]))
+    codes = np.arange(1 << n_splits)
+    out = np.zeros(codes.size)
+    walk = [(node, np.ones(codes.size, dtype=bool))]
+    while walk:
+        current, rows = walk.pop()
+        if "split_index" not in current:
+            out[rows] = float(current["leaf_value"])
+            continue
+        left = ((codes >> bits[id(current)]) & 1).astype(bool)
+        walk.extend(((current["left_child"], rows & left),
+                     (current["right_child"], rows & ~left)))
+    return out
+
+
 def _goes_left(values: np.ndarray, nan: np.ndarray, threshold: float, default_left: bool,
                missing: str) -> np.ndarray:
     """LightGBM's ``NumericalDecision`` (tree.h), vectorised: True where a row goes left."""
@@ -255,96 +312,17 @@ def _goes_left(values: np.ndarray, nan: np.ndarray, threshold: float, default_le
 _CACHE: dict[int, TreeContributions] = {}
 
 
-def _tree_contributions(booster: Any) -> TreeContributions:
-    """One :class:`TreeContributions` per booster in this process (tables are reused)."""
+def tree_contributions(booster: Any) -> TreeContributions:
+    """One :class:`TreeContributions` per booster in this process (tables are reused).
+
+    Parameters
+    ----------
+    booster
+        A fitted ``lightgbm.Booster``.
+    """
     found = _CACHE.get(id(booster))
     if found is None or found.booster is not booster:
         found = TreeContributions(booster)
         _CACHE.clear()  # one model at a time in practice; do not pin old ones
         _CACHE[id(booster)] = found
     return found
-
-
-def model_contributions(model: Any, features: pd.DataFrame, *,
-                        offset_center: float | None = None,
-                        inputs: pd.DataFrame | None = None,
-                        matrix: np.ndarray | None = None) -> pd.DataFrame:
-    """:meth:`ChurnModel.contributions`, with the fast exact tree part.
-
-    Parameters
-    ----------
-    model
-        A fitted :class:`churnlens.ChurnModel`.
-    features
-        Features frame (``compute_features``).
-    offset_center
-        ``ChurnModel.contributions`` credits BG/NBD's log-odds offset, centred on its
-        mean over the rows given, to ``bgnbd_p_purchase``. Pass the mean over the
-        whole scored base to get, chunk by chunk, what one call on the whole base
-        gives. ``None``: the mean over ``features`` (as ``ChurnModel.contributions``).
-    inputs, matrix
-        ``model.model_inputs(features)`` and its matrix of the model's features, when
-        the caller has them already.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One column per model feature plus ``bias``; each row sums to the blended
-        churn log-odds before any post-hoc calibration.
-    """
-    values = contribution_values(model, features, offset_center=offset_center, inputs=inputs,
-                                 matrix=matrix)
-    return pd.DataFrame(values, columns=[*model.feature_names_, "bias"], index=features.index)
-
-
-def contribution_values(model: Any, features: pd.DataFrame, *,
-                        offset_center: float | None = None,
-                        inputs: pd.DataFrame | None = None,
-                        matrix: np.ndarray | None = None,
-                        offset: np.ndarray | None = None,
-                        transformed: np.ndarray | None = None) -> np.ndarray:
-    """:func:`model_contributions` as an array, without the frame.
-
-    For a handful of rows, building the frame costs more than the numbers.
-
-    Parameters
-    ----------
-    model, features, offset_center, inputs, matrix
-        As for :func:`model_contributions`.
-    offset, transformed
-        BG/NBD's log-odds offset of each row and the logistic pipeline's transforms of
-        ``matrix``, when computed already (then ``inputs`` is not needed).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(rows, features + 1)``: the values of :func:`model_contributions`.
-    """
-    from churnlens._model import _linear_contributions, _matrix
-
-    if inputs is None and (matrix is None or offset is None):
-        inputs = model.model_inputs(features)
-    if matrix is None:
-        matrix = _matrix(inputs, model.feature_names_, type(model).__name__)
-    w = float(model.logistic_weight) if model.logistic_ is not None else 0.0
-    values = (1.0 - w) * _tree_contributions(model.booster_.booster_).compute(matrix)
-    if model.use_bgnbd:
-        if offset is None:
-            offset = model._offset(inputs)
-        k = model.feature_names_.index("bgnbd_p_purchase")
-        if offset_center is None:
-            offset_center = float(np.mean(offset)) if len(offset) else 0.0
-        values[:, k] += (1.0 - w) * (offset - offset_center)
-        values[:, -1] += (1.0 - w) * offset_center
-    if model.logistic_ is not None:
-        values += w * _linear_contributions(model.logistic_, matrix, len(model.feature_names_),
-                                            transformed)
-    return values
-
-
-def offset_sum(model: Any, features: pd.DataFrame) -> tuple[float, int]:
-    """Sum and count of BG/NBD's log-odds offset over ``features`` (for a base-wide mean)."""
-    if not getattr(model, "use_bgnbd", False) or not len(features):
-        return 0.0, len(features)
-    offset = model._offset(model.model_inputs(features))
-    return float(np.sum(offset)), len(offset)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnlens._config import Settings
 from churnlens._io import write_json, write_safe_csv, write_table
+from churnlens.exceptions import DataValidationError
 
 __all__ = ["DemoOutputs", "run_demo"]
 
@@ -48,7 +49,8 @@ def run_demo(
     """Run the whole job on synthetic data and write every output under ``out_dir``."""
     from churnlens._loading import load_transactions
     from churnlens._pipeline import train
-    from churnlens._scoring import at_risk_list, score_customers
+    from churnlens._rules import at_risk_list
+    from churnlens._scoring import score_customers
     from churnlens._synthetic import generate_transactions
 
     say = progress or (lambda _m: None)
@@ -62,7 +64,10 @@ def run_demo(
     say(f"generating {customers:,} synthetic customers (seed {seed})")
     write_table(generate_transactions(customers, seed=seed), paths["transactions"])
     transactions, cleaning = load_transactions(paths["transactions"])
-    as_of: dt.date = cleaning.last_day  # type: ignore[assignment]
+    if cleaning.last_day is None:  # the generator always writes purchases; say so if not
+        raise DataValidationError(f"{paths['transactions']}: the generated data hold no "
+                                  "purchase. Suggestion: ask for more customers.")
+    as_of: dt.date = cleaning.last_day
 
     run = train(paths["transactions"], as_of=as_of, settings=settings,
                 report_path=paths["report"], progress=say)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnlens._io import json_ready
 from churnlens.exceptions import DataValidationError
 
 __all__ = [
@@ -220,8 +221,7 @@ class PredictedRetention:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as None)."""
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return json_ready(dataclasses.asdict(self))
 
 
 def predict_retention(

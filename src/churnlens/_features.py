@@ -1,9 +1,11 @@
 """Point-in-time features, churn labels and training snapshots.
 
 Every feature is defined once, as SQL, in :mod:`churnlens._features_sql`; this module
-validates the inputs and runs those statements on the embedded engine (DuckDB, for
-pandas frames and files) or on Spark (for a PySpark DataFrame, which gives a
-PySpark DataFrame back, computed natively by Spark SQL).
+checks its own arguments (dates, windows), takes transactions clean from the loader
+(:func:`churnlens._loading.ensure_clean`: the one transactions contract) and runs those
+statements on the embedded engine (DuckDB, for pandas frames and files) or on Spark
+(for a PySpark DataFrame, which gives a PySpark DataFrame back, computed natively by
+Spark SQL). pandas results come sorted by customer id (and cutoff).
 
 Time rules (``retention.md``): a cutoff or as-of date includes its whole day; the
 features at ``as_of`` read the transactions with day ``<= as_of`` only, so adding
@@ -18,7 +20,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -33,7 +35,7 @@ from churnlens._features_sql import (
     last_day_sql,
     sequence_select_sql,
 )
-from churnlens._loading import AMOUNT, CUSTOMER, TIMESTAMP, amounts_in_range, load_transactions
+from churnlens._loading import AMOUNT, CUSTOMER, TIMESTAMP, ensure_clean, load_transactions
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError
 
@@ -48,7 +50,7 @@ __all__ = [
     "feature_table_markdown",
 ]
 
-DateLike = str | dt.date | pd.Timestamp
+DateLike: TypeAlias = str | dt.date | pd.Timestamp
 # A pandas DataFrame (clean or raw), a CSV/Parquet path, or a PySpark DataFrame.
 Transactions = Any
 
@@ -91,7 +93,9 @@ def compute_features(
         :data:`FEATURES` in order (see ``docs/features.md``). Counts and day numbers
         that are always defined are ``int64``; everything else is ``float64`` with NaN
         where undefined (gap statistics of a single-purchase customer, for example).
-        Rows come in no particular order.
+        pandas rows are sorted by ``customer_id`` (ascending, as ``sort_values``
+        orders the ids: numbers by value, text by code point) with a fresh
+        ``RangeIndex``, so callers need not re-sort; a Spark result has no order.
 
     Examples
     --------
@@ -99,7 +103,7 @@ def compute_features(
     >>> tx = pd.DataFrame({"customer_id": ["A", "A", "B"],
     ...                    "timestamp": ["2024-01-10", "2024-03-05", "2024-02-01"],
     ...                    "amount": [30.0, 20.0, 50.0]})
-    >>> f = compute_features(tx, "2024-03-31").sort_values("customer_id").reset_index(drop=True)
+    >>> f = compute_features(tx, "2024-03-31")
     >>> f[["customer_id", "frequency", "recency_days", "tenure_days", "monetary_total"]]
       customer_id  frequency  recency_days  tenure_days  monetary_total
     0           A          2            26           81            50.0
@@ -145,7 +149,8 @@ def compute_labels(
         ``customer_id``, ``cutoff`` (date), ``churned``: 1 if the customer has no
         purchase occasion in ``(c, c+H]``, 0 if they have one, missing (``<NA>``,
         nullable ``Int8``; NULL on Spark) if ``c + H > observed_until``. One row per
-        customer acquired by ``c``, in no particular order.
+        customer acquired by ``c``; pandas rows sorted by ``customer_id`` (as
+        :func:`compute_features`).
 
     Examples
     --------
@@ -154,7 +159,7 @@ def compute_labels(
     ...                    "timestamp": ["2024-01-10", "2024-05-20", "2024-02-01"],
     ...                    "amount": [30.0, 25.0, 50.0]})
     >>> labels = compute_labels(tx, "2024-03-31", 91, observed_until="2024-06-30")
-    >>> labels.sort_values("customer_id").reset_index(drop=True)
+    >>> labels
       customer_id     cutoff  churned
     0           A 2024-03-31        0
     1           B 2024-03-31        1
@@ -207,8 +212,8 @@ def build_snapshots(
     pandas.DataFrame or pyspark.sql.DataFrame
         One row per (customer acquired by the cutoff, cutoff): ``customer_id``,
         ``cutoff`` (date), the features of :func:`compute_features`, then ``churned``
-        (1, 0, or missing when the horizon is not fully observed). Rows come in no
-        particular order.
+        (1, 0, or missing when the horizon is not fully observed). pandas rows are
+        sorted by ``cutoff``, then ``customer_id`` (as :func:`compute_features`).
 
     Examples
     --------
@@ -219,7 +224,7 @@ def build_snapshots(
     >>> snapshots = build_snapshots(tx, ["2024-01-31", "2024-03-31"], horizon_days=91,
     ...                             observed_until="2024-06-30")
     >>> columns = ["customer_id", "cutoff", "frequency", "recency_days", "churned"]
-    >>> snapshots.sort_values(["cutoff", "customer_id"])[columns].reset_index(drop=True)
+    >>> snapshots[columns]
       customer_id     cutoff  frequency  recency_days  churned
     0           A 2024-01-31          1            21        1
     1           A 2024-03-31          1            81        0
@@ -311,7 +316,13 @@ def features_document() -> str:
         "acquired by `as_of` (first purchase occasion on or before it), computed from "
         "the transactions with day `<= as_of` only: `customer_id`, `as_of`, then the "
         "features below in this order. `build_snapshots` returns the same features "
-        "per `(customer_id, cutoff)` plus the label `churned`.\n\n"
+        "per `(customer_id, cutoff)` plus the label `churned`. pandas results come "
+        "sorted by `customer_id` (snapshots: by `cutoff`, then `customer_id`), so "
+        "callers never re-sort; Spark results have no order.\n\n"
+        "The transactions are those of `churnlens.load_transactions` (the one "
+        "transactions contract, in `churnlens._loading`): a frame that does not meet it "
+        "yet (text dates, a time zone, integer amounts...) goes through the loader "
+        "first, with its rules and errors; time zones are converted to UTC.\n\n"
         "A **purchase occasion** is a distinct (customer, day) whose net amount is "
         "positive; refunds (negative amounts) reduce money totals but never create an "
         "occasion "
@@ -401,7 +412,9 @@ def _tidy_pandas(out: pd.DataFrame, customer_dtype: Any) -> pd.DataFrame:
             out[column] = out[column].astype("int64")
     if "churned" in out:
         out["churned"] = out["churned"].astype("Int8")
-    return out
+    # The documented order: by customer id (within each cutoff for snapshots).
+    keys = ["cutoff", CUSTOMER] if "cutoff" in out else [CUSTOMER]
+    return out.sort_values(keys, kind="stable", ignore_index=True)
 
 
 def _is_spark(obj: Any) -> bool:
@@ -410,7 +423,7 @@ def _is_spark(obj: Any) -> bool:
 
 
 def _pandas_transactions(transactions: Transactions) -> pd.DataFrame:
-    """Clean transactions for DuckDB: already clean frames are used as they are."""
+    """Clean transactions for DuckDB: the loader's contract, checked by the loader."""
     if isinstance(transactions, str | os.PathLike):
         # Follow-up: read Parquet/CSV out of core with DuckDB instead of pandas.
         return load_transactions(transactions).transactions
@@ -420,23 +433,7 @@ def _pandas_transactions(transactions: Transactions) -> pd.DataFrame:
             f"DataFrame, got {type(transactions).__name__}. Suggestion: load them with "
             "churnlens.load_transactions."
         )
-    if _is_clean(transactions):
-        return transactions
-    return load_transactions(transactions).transactions
-
-
-def _is_clean(frame: pd.DataFrame) -> bool:
-    """Whether a frame already meets the contract that load_transactions establishes."""
-    if not all(col in frame.columns for col in _REQUIRED):
-        return False
-    stamps, amounts, ids = frame[TIMESTAMP], frame[AMOUNT], frame[CUSTOMER]
-    return bool(
-        pd.api.types.is_datetime64_dtype(stamps)  # naive (tz-aware is not this dtype)
-        and pd.api.types.is_float_dtype(amounts)
-        and not stamps.isna().any()
-        and amounts_in_range(amounts.to_numpy()).all()
-        and not ids.isna().any()
-    )
+    return ensure_clean(transactions)
 
 
 def _check_windows(windows_days: Sequence[int]) -> tuple[int, ...]:

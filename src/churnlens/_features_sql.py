@@ -351,7 +351,7 @@ def features_select_sql(
         sql = feature.sql.format(w=int(w)) if w is not None else feature.sql
         typed = f"CAST({sql} AS BIGINT)" if feature.dtype == "int64" else double.format(sql=sql)
         columns.append(f"{typed} AS {name}")
-    if labelled:
+    if horizon_days is not None:  # labelled
         columns.append(_label_sql(int(horizon_days), observed_until or "NULL"))
     body = ",\n       ".join(columns)
     return f"""

@@ -2,6 +2,9 @@
 
 Everything downstream (features, retention, training, scoring, the API) reads
 transactions through :func:`load_transactions`, so the rules live here and only here.
+A frame already in memory is checked with :func:`is_clean` and, when it does not meet
+the contract yet, loaded by :func:`ensure_clean`: later stages call that and never
+check transactions (ids, dates, time zones, amounts) themselves.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import dataclasses
 import datetime as dt
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -21,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnlens._engine import MAX_ABS_AMOUNT
+from churnlens._io import json_ready
 from churnlens._validation import (
     format_bad_rows,
     parse_date,
@@ -31,10 +36,13 @@ from churnlens._validation import (
 from churnlens.exceptions import DataValidationError, EmptyDataError
 
 __all__ = [
+    "MISSING_ID_TEXT",
     "CleaningReport",
     "LoadResult",
     "TransactionSource",
+    "ensure_clean",
     "history_until",
+    "is_clean",
     "load_transactions",
     "on_or_before",
 ]
@@ -46,7 +54,7 @@ AMOUNT = "amount"
 ORDER = "order_id"
 QUANTITY = "quantity"
 
-TransactionSource = str | os.PathLike[str] | pd.DataFrame
+TransactionSource: TypeAlias = str | os.PathLike[str] | pd.DataFrame
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv", ".tsv.gz", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -55,7 +63,7 @@ _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 _OFFSET_PATTERN = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)\s*$"
 # How a missing id reads once it has been through text: pandas' str(nan), SQL NULL,
 # R's NA, Excel's #N/A. Such ids are missing (dropped and counted), not a customer.
-_MISSING_ID_TEXT = ("", "nan", "none", "null", "<na>", "na", "n/a", "#n/a", "nat")
+MISSING_ID_TEXT = ("", "nan", "none", "null", "<na>", "na", "n/a", "#n/a", "nat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +121,7 @@ class CleaningReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (dates as ISO strings)."""
-        out = dataclasses.asdict(self)
-        for key in ("first_day", "last_day", "as_of"):
-            out[key] = out[key].isoformat() if out[key] is not None else None
+        out = json_ready(dataclasses.asdict(self))
         out["rows_dropped"] = self.rows_dropped
         return out
 
@@ -218,8 +224,8 @@ def load_transactions(
     (['007', '007'], 1, 1)
     """
     columns = {CUSTOMER: customer_col, TIMESTAMP: time_col, AMOUNT: amount_col}
-    optional = {ORDER: order_col, QUANTITY: quantity_col}
-    optional = {role: name for role, name in optional.items() if name}
+    given = {ORDER: order_col, QUANTITY: quantity_col}
+    optional = {role: name for role, name in given.items() if name}
     extras = {name: name for name in extra_cols}
     wanted = {**columns, **optional, **extras}
     as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
@@ -315,6 +321,79 @@ def history_until(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp) -> 
     """The clean ``transactions`` on or before ``as_of`` (the frame itself if all are)."""
     keep = on_or_before(transactions[TIMESTAMP], as_of)
     return transactions if keep.all() else transactions.loc[keep]
+
+
+# --- the contract for frames already in memory ------------------------------------
+
+
+def is_clean(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` already meets the contract that :func:`load_transactions` establishes.
+
+    The columns ``customer_id``, ``timestamp`` and ``amount`` are present; timestamps
+    are timezone-naive datetimes (values with an offset are converted to UTC by the
+    loader, so a time zone means "not loaded yet"), none missing; amounts are floats,
+    finite and within the engine's range; customer ids are integers or text, none
+    missing, blank or reading as missing (``"NA"``, ``"null"``...).
+
+    Examples
+    --------
+    >>> raw = pd.DataFrame({"customer_id": ["a"], "timestamp": ["2024-01-10"],
+    ...                     "amount": [3.0]})
+    >>> is_clean(raw), is_clean(load_transactions(raw).transactions)
+    (False, True)
+    """
+    if not all(column in frame.columns for column in (CUSTOMER, TIMESTAMP, AMOUNT)):
+        return False
+    stamps, amounts, ids = frame[TIMESTAMP], frame[AMOUNT], frame[CUSTOMER]
+    if not (
+        pd.api.types.is_datetime64_dtype(stamps)  # naive (tz-aware is not this dtype)
+        and pd.api.types.is_float_dtype(amounts)
+        and not stamps.isna().any()
+        and amounts_in_range(amounts.to_numpy(dtype="float64", na_value=np.nan)).all()
+        and not ids.isna().any()
+    ):
+        return False
+    if pd.api.types.is_integer_dtype(ids) and not pd.api.types.is_bool_dtype(ids):
+        return True
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":
+        return False  # categories, floats, mixed objects: the loader decides what they are
+    return not _missing_id_text(ids).any()
+
+
+def ensure_clean(transactions: pd.DataFrame, *, extra_cols: Sequence[str] = ()) -> pd.DataFrame:
+    """``transactions`` as :func:`load_transactions` leaves them.
+
+    A frame that already meets the contract (:func:`is_clean`) is returned as it is,
+    with all its columns; any other frame goes through :func:`load_transactions`
+    (keeping ``extra_cols``), with its rules and its errors. Features, retention and
+    scoring call this instead of checking transactions themselves.
+
+    Parameters
+    ----------
+    transactions
+        Clean or raw transactions with the standard column names.
+    extra_cols
+        Other columns the caller reads (for example a segment column).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Clean transactions.
+
+    Raises
+    ------
+    DataValidationError
+        Not a DataFrame, or raw rows that break the contract (see
+        :func:`load_transactions`).
+    """
+    if not isinstance(transactions, pd.DataFrame):
+        raise DataValidationError(
+            f"transactions must be a pandas DataFrame, got {type(transactions).__name__}. "
+            "Suggestion: read files with churnlens.load_transactions first."
+        )
+    if is_clean(transactions) and all(c in transactions.columns for c in extra_cols):
+        return transactions
+    return load_transactions(transactions, extra_cols=tuple(extra_cols)).transactions
 
 
 def _read_source(
@@ -510,13 +589,28 @@ def _clean_customer_ids(ids: pd.Series, source: str, column: str, file_rows: boo
         ids = ids.map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v))
                       else str(v))
     ids = ids.astype(object).where(ids.notna(), None) if kind == "mixed" else ids
-    # Blank ids and the text a missing value turns into ("nan", "NULL"...) are missing.
-    text = pc.utf8_lower(pc.utf8_trim_whitespace(_arrow_text(ids)))
-    blank = pc.fill_null(pc.is_in(text, value_set=pa.array(_MISSING_ID_TEXT)), False)
-    blank = pd.Series(blank.to_numpy(), index=ids.index)
+    blank = _missing_id_text(ids)
     if blank.any():
-        ids = ids.mask(blank)
+        ids = ids.mask(pd.Series(blank, index=ids.index))
     return ids
+
+
+def _missing_id_text(ids: pd.Series) -> np.ndarray:
+    """Which text ids are blank or the text a missing value turns into ("nan", "NULL"...)."""
+    text = _arrow_text(ids)
+    # Only short ids or ids with surrounding spaces can be one of those words: look at
+    # those alone (ids of real data are rarely either, so this is fast).
+    longest = max(len(word) for word in MISSING_ID_TEXT)
+    maybe = pc.or_(pc.less_equal(pc.utf8_length(text), longest),
+                   pc.or_(pc.utf8_is_space(pc.utf8_slice_codeunits(text, 0, 1)),
+                          pc.utf8_is_space(pc.utf8_slice_codeunits(text, -1))))
+    maybe = np.asarray(pc.fill_null(maybe, False).to_numpy(zero_copy_only=False), dtype=bool)
+    missing = np.zeros(len(ids), dtype=bool)
+    if maybe.any():
+        words = pc.utf8_lower(pc.utf8_trim_whitespace(pc.filter(text, pa.array(maybe))))
+        found = pc.fill_null(pc.is_in(words, value_set=pa.array(MISSING_ID_TEXT)), False)
+        missing[maybe] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+    return missing
 
 
 def _arrow_text(values: pd.Series) -> pa.ChunkedArray:
@@ -712,3 +806,70 @@ def _count_repeats(hashes: np.ndarray) -> int:
 def day_numbers(timestamps: pd.Series) -> np.ndarray:
     """Calendar day of each timestamp as days since 1970-01-01 (int32)."""
     return timestamps.to_numpy().astype("datetime64[D]").astype(np.int32)
+
+
+# --- the same rules for values already in memory (the API) -------------------------
+
+
+class CleanValues(NamedTuple):
+    """Values checked and normalised by the loader's rules (see :func:`clean_values`)."""
+
+    customer_ids: pd.Series | None
+    timestamps: pd.Series | None
+    amounts: pd.Series | None
+
+
+def clean_values(
+    customer_ids: pd.Series | None = None,
+    timestamps: pd.Series | None = None,
+    amounts: pd.Series | None = None,
+    *,
+    source: str = "values",
+) -> CleanValues:
+    """Apply :func:`load_transactions`' rules for ids, timestamps and amounts to values.
+
+    For callers that hold the values in memory rather than in a table (the HTTP API):
+    the same code as the loader, so the same values are kept, dropped or refused. The
+    series given are checked independently and may have different lengths (one id per
+    customer, one timestamp and amount per purchase).
+
+    Parameters
+    ----------
+    customer_ids
+        Customer ids as given.
+    timestamps
+        Timestamps as ISO 8601 text or datetime values.
+    amounts
+        Amounts (numbers or text).
+    source
+        Where the values come from, for messages.
+
+    Returns
+    -------
+    CleanValues
+        ``customer_ids`` with the ids the loader reads as missing (``"NA"``, ``"null"``,
+        blanks...) as NA (the loader drops their rows); ``timestamps`` naive, UTC offsets
+        converted to UTC; ``amounts`` as float64. None for a series not given.
+
+    Raises
+    ------
+    DataValidationError
+        Where :func:`load_transactions` would raise (unparseable timestamps, amounts that
+        are not numbers or beyond +-``MAX_ABS_AMOUNT``), with its message.
+
+    Examples
+    --------
+    >>> ids, stamps, amounts = clean_values(
+    ...     pd.Series(["C1", "NA"]), pd.Series(["2024-02-01T10:00:00+02:00"]),
+    ...     pd.Series([12.5]))
+    >>> ids.isna().tolist(), str(stamps.iloc[0]), amounts.tolist()
+    ([False, True], '2024-02-01 08:00:00', [12.5])
+    """
+    ids = stamps = numbers = None
+    if customer_ids is not None:
+        ids = _clean_customer_ids(customer_ids, source, CUSTOMER, False)
+    if timestamps is not None:
+        stamps, _ = _parse_timestamps(timestamps, source, TIMESTAMP, False, None)
+    if amounts is not None:
+        numbers = _parse_amounts(amounts, source, AMOUNT, False)
+    return CleanValues(ids, stamps, numbers)

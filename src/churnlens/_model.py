@@ -10,6 +10,7 @@ purchase occasion in the ``horizon_days`` after the as-of date.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -20,11 +21,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from churnlens.exceptions import DataValidationError, NotFittedError
+from churnlens.exceptions import DataValidationError, ModelError, NotFittedError
 
 __all__ = [
     "NON_FEATURE_COLUMNS",
     "ChurnModel",
+    "Explanation",
     "LogisticBaseline",
     "RecencyBaseline",
     "default_feature_names",
@@ -37,6 +39,8 @@ NON_FEATURE_COLUMNS = frozenset({"customer_id", "as_of", "cutoff", "churned", "s
 _EPS = 1e-6
 # Up to this many rows, LightGBM predicts straight from the booster (see _tree_logit).
 _DIRECT_PREDICT_ROWS = 4096
+# How far the contributions of a row may be from its log-odds (float rounding is ~1e-14).
+_LOG_ODDS_TOLERANCE = 1e-9
 
 
 def default_feature_names(frame: pd.DataFrame) -> list[str]:
@@ -76,8 +80,8 @@ CALIBRATIONS = ("none", "isotonic", "sigmoid")
 
 
 def _is_int(value: Any, low: int) -> bool:
-    return (isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-            and value >= low)
+    return bool(isinstance(value, int | np.integer)
+                and not isinstance(value, bool | np.bool_) and value >= low)
 
 
 def _is_real(value: Any, low: float, high: float | None = None, *, low_open: bool = False
@@ -134,6 +138,42 @@ def _labels(y: Any) -> np.ndarray:
 def _two_columns(risk: np.ndarray) -> np.ndarray:
     risk = np.clip(risk, 0.0, 1.0)
     return np.column_stack([1.0 - risk, risk])
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """A :class:`ChurnModel`'s churn risk and exact feature contributions, from one pass.
+
+    Attributes
+    ----------
+    churn_risk
+        ``(rows,)``: the model's churn risk, identical to ``predict_proba(X)[:, 1]``.
+    log_odds
+        ``(rows,)``: the blended churn log-odds before any post-hoc calibration,
+        identical to ``decision_function(X)``.
+    contributions
+        ``(rows, features + 1)``: each feature's contribution to ``log_odds`` (one
+        column per name of ``feature_names``, then the bias); each row adds up to its
+        ``log_odds`` (to float rounding, checked to 1e-9).
+    feature_names
+        The model's features (``feature_names_``, BG/NBD's included).
+    feature_values
+        ``(rows, features)``: the values the model read, one column per feature.
+    index
+        The index of the explained frame.
+    """
+
+    churn_risk: np.ndarray
+    log_odds: np.ndarray
+    contributions: np.ndarray
+    feature_names: list[str]
+    feature_values: np.ndarray
+    index: pd.Index
+
+    def contributions_frame(self) -> pd.DataFrame:
+        """The contributions as a frame: one column per feature plus ``bias``."""
+        return pd.DataFrame(self.contributions, columns=[*self.feature_names, "bias"],
+                            index=self.index)
 
 
 class ChurnModel(ClassifierMixin, BaseEstimator):
@@ -430,10 +470,12 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         return _logit(1.0 - inputs["bgnbd_p_purchase"].to_numpy(dtype=np.float64))
 
     def _blended_logit(self, matrix: np.ndarray, offset: np.ndarray, *,
-                       transformed: np.ndarray | None = None) -> np.ndarray:
+                       transformed: np.ndarray | None = None,
+                       tree_raw: np.ndarray | None = None) -> np.ndarray:
         """The blended churn log-odds; ``transformed``: the logistic pipeline's
-        transforms of ``matrix`` (:func:`_linear_transformed`), when computed already."""
-        tree = self._tree_logit(matrix) + offset
+        transforms of ``matrix`` (:func:`_linear_transformed`), and ``tree_raw``:
+        LightGBM's raw score of ``matrix``, when computed already."""
+        tree = (self._tree_logit(matrix) if tree_raw is None else tree_raw) + offset
         if self.logistic_ is None:
             return tree
         if transformed is None:
@@ -446,11 +488,15 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     def _tree_logit(self, matrix: np.ndarray) -> np.ndarray:
         """LightGBM's raw score. For a few rows straight from the booster: the
         scikit-learn wrapper's input checks cost 5x the prediction of 32 rows; the
-        numbers are the same (the wrapper calls the same predict)."""
-        if len(matrix) <= _DIRECT_PREDICT_ROWS:
-            return self.booster_.booster_.predict(matrix, raw_score=True, num_threads=1,
-                                                  verbose=-1)
-        return self.booster_.predict_proba(matrix, raw_score=True)
+        numbers are the same (the wrapper calls the same predict). Under
+        ``PREDICT_LOCK``: LightGBM's predict is not thread-safe (see there)."""
+        from churnlens._contributions import PREDICT_LOCK
+
+        with PREDICT_LOCK:
+            if len(matrix) <= _DIRECT_PREDICT_ROWS:
+                return np.asarray(self.booster_.booster_.predict(
+                    matrix, raw_score=True, num_threads=1, verbose=-1))
+            return np.asarray(self.booster_.predict_proba(matrix, raw_score=True))
 
     def _inputs_matrix(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``_matrix(self.model_inputs(X), self.feature_names_)`` and ``self._offset`` of
@@ -473,21 +519,98 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         _check_fitted(self, "booster_")
         return self._with_bgnbd(X)
 
+    def bgnbd_offset(self, X: pd.DataFrame) -> np.ndarray:
+        """BG/NBD's churn log-odds of each row: the score LightGBM boosts from.
+
+        Zeros when the model does not use BG/NBD. Its mean over a scored base is what
+        :meth:`explain` takes as ``offset_center``.
+        """
+        _check_fitted(self, "booster_")
+        if not self.use_bgnbd:
+            return np.zeros(len(X))
+        return _logit(1.0 - _bgnbd_columns(self.bgnbd_, X)[:, 1])
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """The blended churn log-odds of each row, before any post-hoc calibration."""
+        _check_fitted(self, "booster_")
+        return self._blended_logit(*self._inputs_matrix(X))
+
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """Blended churn probability before any post-hoc calibration."""
-        _check_fitted(self, "booster_")
-        return self._raw_score_of(*self._inputs_matrix(X))
-
-    def _raw_score_of(self, matrix: np.ndarray, offset: np.ndarray, *,
-                      transformed: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`raw_score` from the inputs' matrix and BG/NBD offset (and the logistic
-        transforms), when a caller has them already: the reasons, which need them too."""
-        return _sigmoid(self._blended_logit(matrix, offset, transformed=transformed))
+        return _sigmoid(self.decision_function(X))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """``[P(retained), P(churned)]`` for each row of ``X``."""
         _check_fitted(self, "calibrator_")  # before reading it: NotFittedError, not AttributeError
         return self._proba_of(self.raw_score(X))
+
+    def explain(self, X: pd.DataFrame, *, offset_center: float | None = None) -> Explanation:
+        """Churn risk and each feature's exact contribution to it, in one pass.
+
+        The contributions are to the blended churn log-odds: LightGBM's exact tree
+        contributions (path-dependent TreeSHAP, the numbers of its ``pred_contrib``),
+        the logistic part's exact linear terms (missing-value indicators folded into
+        their feature), and BG/NBD's offset, credited to ``bgnbd_p_purchase`` relative
+        to ``offset_center`` (the rest goes to the bias), each weighted as in the blend.
+        The risk comes from the same pass (the trees' leaves the contributions follow)
+        and is ``predict_proba(X)[:, 1]`` bit for bit; no second prediction is made.
+
+        Parameters
+        ----------
+        X
+            Features frame (:func:`churnlens.compute_features`).
+        offset_center
+            ``None``: the mean of :meth:`bgnbd_offset` over ``X``. Pass the mean over a
+            whole scored base so that each row's contributions do not depend on which
+            other rows are explained with it (chunks, API requests).
+
+        Returns
+        -------
+        Explanation
+            ``churn_risk``, ``log_odds``, ``contributions`` (features + bias) and the
+            feature values read.
+
+        Raises
+        ------
+        ModelError
+            If a row's contributions do not add up to its log-odds (a bug: refused
+            rather than shown).
+
+        Examples
+        --------
+        >>> explanation = model.explain(features)  # doctest: +SKIP
+        >>> explanation.contributions.sum(axis=1)  # explanation.log_odds  # doctest: +SKIP
+        """
+        from churnlens._contributions import tree_contributions
+
+        _check_fitted(self, "calibrator_")
+        matrix, offset = self._inputs_matrix(X)
+        transformed = (_linear_transformed(self.logistic_, matrix)
+                       if self.logistic_ is not None else None)
+        values, tree_raw = tree_contributions(self.booster_.booster_).explain(matrix)
+        w = float(self.logistic_weight) if self.logistic_ is not None else 0.0
+        values *= 1.0 - w  # in place: one (rows, features) array less at the peak
+        if self.use_bgnbd:
+            k = self.feature_names_.index("bgnbd_p_purchase")
+            if offset_center is None:
+                offset_center = float(np.mean(offset)) if len(offset) else 0.0
+            values[:, k] += (1.0 - w) * (offset - offset_center)
+            values[:, -1] += (1.0 - w) * offset_center
+        if self.logistic_ is not None:
+            values += w * _linear_contributions(self.logistic_, matrix,
+                                                len(self.feature_names_), transformed)
+        log_odds = self._blended_logit(matrix, offset, transformed=transformed,
+                                       tree_raw=tree_raw)
+        gap = np.abs(values.sum(axis=1) - log_odds)
+        if len(gap) and not gap.max() <= _LOG_ODDS_TOLERANCE:
+            raise ModelError(
+                "the model's feature contributions do not add up to its churn log-odds "
+                f"(largest difference {np.nanmax(gap):.3g}); this model cannot be explained "
+                "by churnlens. Suggestion: score with --no-reasons and report it.")
+        return Explanation(churn_risk=self._proba_of(_sigmoid(log_odds))[:, 1],
+                           log_odds=log_odds, contributions=values,
+                           feature_names=list(self.feature_names_), feature_values=matrix,
+                           index=X.index)
 
     def _proba_of(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from :meth:`raw_score`."""
@@ -500,26 +623,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-customer contributions of each feature to the blended churn log-odds.
 
-        LightGBM's exact tree contributions (``pred_contrib``), the logistic part's
-        exact linear terms, and BG/NBD's offset (credited to ``bgnbd_p_purchase``),
-        weighted as in the blend. One column per feature plus ``bias``; each row sums
-        to the blended log-odds before any post-hoc calibration.
+        :meth:`explain`'s contributions as a frame: one column per feature plus
+        ``bias``; each row sums to the blended log-odds before any post-hoc calibration.
         """
-        _check_fitted(self, "booster_")
-        inputs = self._with_bgnbd(X)
-        matrix = _matrix(inputs, self.feature_names_, "ChurnModel")
-        w = float(self.logistic_weight) if self.logistic_ is not None else 0.0
-        tree = self.booster_.predict_proba(matrix, pred_contrib=True)
-        values = (1.0 - w) * tree
-        if self.use_bgnbd:
-            offset = self._offset(inputs)
-            k = self.feature_names_.index("bgnbd_p_purchase")
-            center = float(np.mean(offset)) if len(offset) else 0.0
-            values[:, k] += (1.0 - w) * (offset - center)
-            values[:, -1] += (1.0 - w) * center
-        if self.logistic_ is not None:
-            values += w * _linear_contributions(self.logistic_, matrix, len(self.feature_names_))
-        return pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
+        return self.explain(X).contributions_frame()
 
     @property
     def feature_importances_(self) -> pd.Series:

@@ -24,7 +24,7 @@ import datetime as dt
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ _TABLE_SQL = (
 _KEEP_ROWS = 100_000
 
 Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def _plain(values: np.ndarray) -> np.ndarray:
@@ -52,9 +53,9 @@ def _plain(values: np.ndarray) -> np.ndarray:
     if not isinstance(values, np.ma.MaskedArray):
         return values
     if values.dtype.kind == "f" or np.ma.is_masked(values):
-        return values.astype(np.float64).filled(np.nan)
+        masked = cast(np.ma.MaskedArray, values.astype(np.float64))  # still masked
+        return masked.filled(np.nan)
     return values.data
-Result = TypeVar("Result")
 
 
 class FeatureQuery:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from churnlens._artifact import ModelArtifact, save_bundle
 from churnlens._config import Settings
+from churnlens._io import json_ready, write_table
 from churnlens._loading import CleaningReport, TransactionSource, load_transactions
 from churnlens._training import BacktestResult, FittedModels, backtest, fit_models
 from churnlens._validation import parse_date
@@ -72,21 +73,13 @@ class TrainingRun:
             "training_cutoffs": [str(c) for c in self.fitted.cutoffs],
             "snapshot_rows": self.fitted.snapshot_rows,
             "customers_at_as_of": len(self.fitted.features),
-            "validation": _clean(self.fitted.validation),
+            "validation": json_ready(self.fitted.validation),
             "backtest": self.backtest.to_dict()["runs"] if self.backtest else [],
             "report": str(self.report_path) if self.report_path else None,
             "bundle": str(self.bundle_path) if self.bundle_path else None,
             "cleaning": self.cleaning.to_dict(),
             "notes": self.notes,
         }
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def train(
@@ -199,7 +192,7 @@ def train(
                 plot_files[f"plots/{file.name}"] = file
             bt_csv = Path(tmp) / "backtest.csv"
             if backtest_result is not None:
-                backtest_result.table().to_csv(bt_csv, index=False)
+                write_table(backtest_result.table(), bt_csv)
                 plot_files["backtest.csv"] = bt_csv
             registration = log_training_run(
                 artifact, settings.mlflow,

@@ -16,6 +16,10 @@ net amount):
 
 A rate whose denominator is 0 is NaN (``null`` in JSON), never an error.
 
+Transactions follow the one contract of :mod:`churnlens._loading`: a frame that does
+not meet it yet (text dates, a time zone...) goes through the loader first
+(:func:`churnlens._loading.ensure_clean`); nothing here checks them again.
+
 All counting runs in DuckDB on the shared ``daily_sql`` (one row per customer and
 day), so there is no Python loop over customers; a series of periods is one query.
 
@@ -38,7 +42,7 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from typing import Any, ClassVar, NamedTuple, overload
+from typing import Any, ClassVar, NamedTuple, TypeAlias, overload
 
 import duckdb
 import numpy as np
@@ -52,12 +56,20 @@ from churnlens._engine import (
     from_day_number,
     is_occasion_sql,
 )
+from churnlens._io import json_ready
+from churnlens._loading import ensure_clean
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError, EmptyDataError
 
-__all__ = ["RetentionRates", "cohort_table", "retention_rates", "retention_series"]
+__all__ = [
+    "RetentionRates",
+    "cohort_table",
+    "retention_rates",
+    "retention_series",
+    "with_rates",
+]
 
-DateLike = str | dt.date | pd.Timestamp
+DateLike: TypeAlias = str | dt.date | pd.Timestamp
 
 COUNT_COLUMNS = ("S", "E", "N", "reactivated")
 RATE_COLUMNS = ("crr", "cohort_retention", "churn_rate", "repeat_rate", "simple_ratio")
@@ -135,7 +147,7 @@ class RetentionRates:
         >>> rates.to_dict()["crr"] is None, rates.to_dict()["start"]
         (True, '2024-03-31')
         """
-        return {key: _json_value(getattr(self, key)) for key in RESULT_KEYS}
+        return {key: json_ready(getattr(self, key)) for key in RESULT_KEYS}
 
 
 # --- public functions -------------------------------------------------------------
@@ -223,12 +235,13 @@ def retention_rates(
     frame = _rates_frame(data, periods)
     if segment_col is None:
         row = frame.iloc[0]
+        values: dict[str, Any] = {k: int(row[k]) for k in COUNT_COLUMNS}
+        values.update({k: float(row[k]) for k in RATE_COLUMNS})
         return RetentionRates(
             start=from_day_number(t0),
             end=from_day_number(t1),
             window_days=int(row["window_days"]),
-            **{k: int(row[k]) for k in COUNT_COLUMNS},
-            **{k: float(row[k]) for k in RATE_COLUMNS},
+            **values,
         )
     return frame[[segment_col, *RESULT_KEYS]].reset_index(drop=True)
 
@@ -390,13 +403,8 @@ class _Prepared(NamedTuple):
 
 
 def _prepare(transactions: pd.DataFrame, segment_col: str | None) -> _Prepared:
-    """Check the transactions and keep only the columns the queries read."""
-    if not isinstance(transactions, pd.DataFrame):
-        raise DataValidationError(
-            f"transactions must be a pandas DataFrame, got {type(transactions).__name__}. "
-            "Suggestion: read files with churnlens.load_transactions first."
-        )
-    required = {name: name for name in _REQUIRED}
+    """Clean transactions (the loader's contract) with only the columns the queries read."""
+    required = dict(zip(_REQUIRED, _REQUIRED, strict=True))
     if segment_col is not None:
         if not isinstance(segment_col, str) or not segment_col:
             raise ChurnlensError(f"segment_col must be a column name, got {segment_col!r}.")
@@ -408,50 +416,25 @@ def _prepare(transactions: pd.DataFrame, segment_col: str | None) -> _Prepared:
                 "columns. Suggestion: rename that column before passing it."
             )
         required["segment"] = segment_col
-    try:
-        require_columns(list(transactions.columns), required, source="the transactions")
-    except DataValidationError as exc:
-        hint = (f" To keep {segment_col!r}, load with "
-                f"load_transactions(..., extra_cols=[{segment_col!r}]).") if segment_col else ""
-        raise type(exc)(f"{exc}{hint}") from None
-    timestamps = transactions["timestamp"]
-    if not pd.api.types.is_datetime64_any_dtype(timestamps):
-        raise DataValidationError(
-            f"column 'timestamp' of the transactions holds {timestamps.dtype}, not "
-            "datetimes. Suggestion: pass the transactions through "
-            "churnlens.load_transactions, which parses and checks them."
-        )
-    if getattr(timestamps.dt, "tz", None) is not None:
-        timestamps = timestamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    if not pd.api.types.is_numeric_dtype(transactions["amount"]) or pd.api.types.is_bool_dtype(
-        transactions["amount"]
-    ):
-        raise DataValidationError(
-            f"column 'amount' of the transactions holds {transactions['amount'].dtype}, "
-            "not numbers. Suggestion: pass the transactions through "
-            "churnlens.load_transactions."
-        )
-    for name in _REQUIRED:
-        column = timestamps if name == "timestamp" else transactions[name]
-        missing = int(column.isna().sum())
-        if missing:
-            raise DataValidationError(
-                f"column {name!r} of the transactions has {missing:,} missing values. "
-                "Suggestion: pass the transactions through churnlens.load_transactions, "
-                "which drops rows without a customer id and reports bad values."
-            )
+        if isinstance(transactions, pd.DataFrame):
+            try:
+                require_columns(list(transactions.columns), required,
+                                source="the transactions")
+            except DataValidationError as exc:
+                hint = (f" To keep {segment_col!r}, load with "
+                        f"load_transactions(..., extra_cols=[{segment_col!r}]).")
+                raise type(exc)(f"{exc}{hint}") from None
+    clean = ensure_clean(transactions, extra_cols=(segment_col,) if segment_col else ())
+    timestamps = clean["timestamp"]
     frame = pd.DataFrame(
-        {
-            "customer_id": transactions["customer_id"],
-            "timestamp": timestamps,
-            "amount": transactions["amount"].astype("float64"),
-        }
+        {"customer_id": clean["customer_id"], "timestamp": timestamps,
+         "amount": clean["amount"].astype("float64")}
     )
     if segment_col is not None:
-        frame["segment"] = transactions[segment_col]
+        frame["segment"] = clean[segment_col]
     first_day = day_number(timestamps.min()) if len(frame) else None
     last_day = day_number(timestamps.max()) if len(frame) else None
-    segment_dtype = transactions[segment_col].dtype if segment_col is not None else None
+    segment_dtype = clean[segment_col].dtype if segment_col is not None else None
     return _Prepared(frame, segment_col, segment_dtype, first_day, last_day)
 
 
@@ -757,7 +740,7 @@ def _rates_frame(data: _Prepared, periods: list[_Period]) -> pd.DataFrame:
         }
     )
     frame = info.merge(counts, on="period_id", how="right", validate="one_to_many")
-    return _with_rates(frame).drop(columns=["period_id"])
+    return with_rates(frame).drop(columns=["period_id"])
 
 
 def _full_grid(counts: pd.DataFrame, n_periods: int) -> pd.DataFrame:
@@ -799,8 +782,9 @@ def _positions(values: pd.Series, ordered: list[Any]) -> np.ndarray:
     return np.array([missing if _is_missing(v) else lookup[v] for v in values], dtype=np.int64)
 
 
-def _with_rates(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the rates (percent; NaN where the denominator is 0).
+def with_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the rates (percent; NaN where the denominator is 0) to counts ``S, E, N,
+    retained, repeat_buyers, acquired``: the one place the formulas of retention.md live.
 
     Each ratio is ``100 * count / denominator`` with a single rounding, so exact
     ratios such as 3/5 come out as exactly 60.0.
@@ -913,44 +897,11 @@ def _cohort_wide(
     return table
 
 
-# --- JSON -------------------------------------------------------------------------
+# --- helpers ----------------------------------------------------------------------
 
 
 def _is_missing(value: Any) -> bool:
     if value is None or value is pd.NA or value is pd.NaT:
         return True
     return isinstance(value, float) and math.isnan(value)
-
-
-def _json_value(value: Any) -> Any:
-    """A JSON-ready scalar: ISO dates, Python numbers, ``None`` for NaN/NA."""
-    if _is_missing(value):
-        return None
-    if isinstance(value, dt.datetime):  # pandas Timestamps included
-        midnight = value.hour == value.minute == value.second == value.microsecond == 0
-        return value.date().isoformat() if midnight else value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else float(value)
-    return value
-
-
-def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of a result frame as JSON-ready dictionaries (NaN as ``None``).
-
-    Examples
-    --------
-    >>> frame_records(pd.DataFrame({"x": [1.5, float("nan")], "n": [1, 2]}))
-    [{'x': 1.5, 'n': 1}, {'x': None, 'n': 2}]
-    """
-    columns = [str(c) for c in frame.columns]
-    return [
-        dict(zip(columns, (_json_value(v) for v in row), strict=True))
-        for row in frame.itertuples(index=False, name=None)
-    ]
 

@@ -4,11 +4,12 @@
   SQL, the same definitions as DuckDB).
 - Model: the artifact is broadcast once; ``mapInPandas`` scores each Arrow batch
   with :func:`churnlens._scoring.score_batch`, vectorised (risk, bands, expected
-  value and the reasons' exact contributions), never one customer at a time. This is
+  value and the reasons' exact contributions, :meth:`churnlens.ChurnModel.explain`),
+  never one customer at a time. This is
   the native equivalent of ``mlflow.pyfunc.spark_udf`` on the registered pyfunc (a
   test checks they agree), and it also gives the reasons.
 - RFM segments need ranks over the whole base: the exact integer rule of
-  :mod:`churnlens._scoring`, computed from per-value counts and a running sum, so
+  :mod:`churnlens._rules`, computed from per-value counts and a running sum, so
   both engines give the same segment to every customer.
 - The one base-wide quantity the reasons use (the mean BG/NBD offset) is computed in
   a first pass, as the embedded engine does.
@@ -33,15 +34,14 @@ import pandas as pd
 from churnlens._artifact import ModelArtifact
 from churnlens._config import ScoringSettings, Settings
 from churnlens._engine import daily_sql, day_number, is_occasion_sql
+from churnlens._reasons import REASON_COLUMNS
+from churnlens._rules import BANDS, SEGMENT_RULES
 from churnlens._scoring import (
-    BANDS,
     BASE_COLUMNS,
-    REASON_COLUMNS,
-    SEGMENT_RULES,
     ScoreResult,
-    build_summary,
     check_as_of,
     score_batch,
+    summary_document,
 )
 from churnlens.exceptions import DataValidationError, EmptyDataError
 
@@ -50,7 +50,7 @@ __all__ = ["score_file_with_spark", "score_spark", "summarise_spark"]
 Progress = Callable[[str], None]
 _RFM = (("r_score", "CAST(recency_days AS DOUBLE)", True),
         ("f_score", "CAST(frequency AS DOUBLE)", False),
-        # the cents rule of churnlens._scoring.monetary_cents, in Spark SQL
+        # the cents rule of churnlens._rules.monetary_cents, in Spark SQL
         ("m_score", "floor(round(monetary_total, 6) * 100.0 + 0.5)", False))
 
 
@@ -88,8 +88,7 @@ def score_spark(
     from churnlens._features import compute_features
 
     say = progress or (lambda _m: None)
-    as_of_ts = check_as_of(artifact, as_of, allow_past=allow_past)
-    day = as_of_ts.date()
+    day = check_as_of(artifact, as_of, allow_past=allow_past)
     spark = transactions.sparkSession
     say(f"computing features at {day} on Spark")
     features = compute_features(transactions, day, windows_days=artifact.windows_days)
@@ -152,12 +151,10 @@ def _score_table(features: Any, expression: str, *, descending: bool) -> Any:
 
 def _offset_sums(shared: Any) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from churnlens._contributions import offset_sum
-
         total, count = 0.0, 0
         for batch in batches:
-            part, n = offset_sum(shared.value.model, batch)
-            total, count = total + part, count + n
+            offset = shared.value.model.bgnbd_offset(batch)
+            total, count = total + float(np.sum(offset)), count + len(offset)
         yield pd.DataFrame({"total": [total], "n": [count]})
 
     return run
@@ -179,16 +176,16 @@ def _batch_scorer(shared: Any, as_of: dt.date, settings: ScoringSettings, reason
 # --- summary ------------------------------------------------------------------------
 
 
-def summarise_spark(scores: Any, transactions: Any, as_of: str | dt.date,
+def summarise_spark(scores: Any, transactions: Any, as_of: dt.date,
                     artifact: ModelArtifact) -> dict[str, Any]:
-    """The summary of :func:`churnlens._scoring.summarise`, from Spark aggregates.
+    """The summary of the embedded engine's scores, from Spark aggregates.
 
     ``transactions`` (a Spark DataFrame, as given to :func:`score_spark`) gives the last
     actual retention rates of the horizon before ``as_of``.
     """
     from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 
-    day = pd.Timestamp(as_of).date()
+    day = as_of
     horizon = artifact.horizon_days
     active = F.col("recency_days") < horizon
     p = F.greatest(F.least(F.col("churn_risk"), F.lit(1.0)), F.lit(0.0))
@@ -215,7 +212,7 @@ def summarise_spark(scores: Any, transactions: Any, as_of: str | dt.date,
         stay_active=float(row["stay_active"] or 0.0), var_active=float(row["var_active"] or 0.0),
         stay_all=float(row["stay_all"] or 0.0), var_all=float(row["var_all"] or 0.0),
         lost_active=float(row["lost_active"] or 0.0))
-    return build_summary(
+    return summary_document(
         as_of=day, artifact=artifact, customers=n,
         bands={b: int(row[f"band_{b}"] or 0) for b in BANDS},
         segments={rule.segment: segments.get(rule.segment, 0) for rule in SEGMENT_RULES},
@@ -282,7 +279,7 @@ def last_actual_rates(transactions: Any, as_of: dt.date, horizon_days: int) -> A
     """
     import uuid
 
-    from churnlens._retention import RetentionRates, _with_rates
+    from churnlens._retention import RetentionRates, with_rates
 
     t1 = day_number(as_of)
     t0 = t1 - int(horizon_days)
@@ -297,7 +294,7 @@ def last_actual_rates(transactions: Any, as_of: dt.date, horizon_days: int) -> A
         counts = transactions.sparkSession.sql(sql).collect()[0].asDict()
     finally:
         transactions.sparkSession.catalog.dropTempView(view)
-    frame = _with_rates(pd.DataFrame({k: [int(v)] for k, v in counts.items()}))
+    frame = with_rates(pd.DataFrame({k: [int(v)] for k, v in counts.items()}))
     rates = frame.iloc[0]
     return RetentionRates(
         start=as_of - dt.timedelta(days=horizon_days), end=as_of, window_days=int(horizon_days),
@@ -330,17 +327,17 @@ def score_file_with_spark(
     """
     settings = settings or Settings()
     say = progress or (lambda _m: None)
-    as_of_ts = check_as_of(artifact, as_of, allow_past=allow_past)
+    day = check_as_of(artifact, as_of, allow_past=allow_past)
     spark, owned = _session(master, say)
     try:
-        tx, cleaning = read_transactions(spark, transactions, as_of_ts.date(), settings)
-        scores = score_spark(tx, as_of_ts.date(), artifact, settings=settings.scoring,
+        tx, cleaning = read_transactions(spark, transactions, day, settings)
+        scores = score_spark(tx, day, artifact, settings=settings.scoring,
                              allow_past=allow_past, reasons=reasons, progress=say)
         scores = scores.persist()
         say("collecting the scores")
         frame = _collect(scores)
         say("summarising on Spark")
-        summary = summarise_spark(scores, tx, as_of_ts.date(), artifact)
+        summary = summarise_spark(scores, tx, day, artifact)
         summary["cleaning"] = cleaning
         summary["engine"] = "spark"
         scores.unpersist()
@@ -383,7 +380,7 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     """
     from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 
-    from churnlens._loading import _MISSING_ID_TEXT
+    from churnlens._loading import MISSING_ID_TEXT
     from churnlens._validation import require_columns
 
     source = Path(path)
@@ -411,7 +408,7 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
         return F.expr(f"try_cast(`{wanted[role]}` AS {target.upper()})")
 
     ids = F.col(f"`{wanted['customer_id']}`")
-    blank = ids.isNull() | F.lower(F.trim(ids.cast("string"))).isin(list(_MISSING_ID_TEXT))
+    blank = ids.isNull() | F.lower(F.trim(ids.cast("string"))).isin(list(MISSING_ID_TEXT))
     tx = raw.select(
         F.when(blank, None).otherwise(ids).alias("customer_id"),
         parsed("timestamp", "timestamp").alias("timestamp"),

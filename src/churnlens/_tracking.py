@@ -1,7 +1,9 @@
-"""MLflow: log training runs, register models, promote by measured metric, load back.
+"""MLflow: log training runs, register models, promote by measured metric.
 
 Imported only by the functions that need MLflow (importing MLflow is slow), and it
 configures nothing at import: the tracking URI is set from settings by each call.
+Loading a registered model back is :func:`churnlens._model_loader.load_model` (the one
+door, also used here to load the champion a new model is compared with).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
-import math
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,16 +20,19 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
-from churnlens._artifact import ModelArtifact, load_bundle, save_bundle
+from churnlens._artifact import ModelArtifact, save_bundle
 from churnlens._config import MlflowSettings
 from churnlens._evaluation import classification_metrics
+from churnlens._io import json_ready
+from churnlens._model_loader import load_model
+from churnlens._registry import sqlite_path
 from churnlens.exceptions import ModelError
 
 __all__ = [
     "ChurnlensPyfunc",
     "Registration",
-    "load_model",
     "log_training_run",
 ]
 
@@ -37,15 +41,15 @@ _RUNTIME_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn",
                           "joblib", "duckdb", "mlflow")
 
 
-class ChurnlensPyfunc(mlflow.pyfunc.PythonModel):
+class ChurnlensPyfunc(PythonModel):
     """MLflow pyfunc: a features frame in, a ``churn_risk`` column out.
 
     It works under ``mlflow.pyfunc.load_model`` and ``mlflow.pyfunc.spark_udf``.
     """
 
     def load_context(self, context: Any) -> None:
-        """Load the bundle (its digest is checked before unpickling)."""
-        self.artifact = load_bundle(context.artifacts["bundle"])
+        """Load the bundle through the one door (digest first, then card checks)."""
+        self.artifact = load_model(context.artifacts["bundle"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None
                 ) -> pd.DataFrame:
@@ -84,16 +88,9 @@ def _experiment_id(client: mlflow.MlflowClient, settings: MlflowSettings) -> str
     existing = client.get_experiment_by_name(settings.experiment)
     if existing is not None:
         return str(existing.experiment_id)
-    database = _sqlite_path(settings.tracking_uri)
+    database = sqlite_path(settings.tracking_uri)
     location = (database.parent / "mlruns").as_uri() if database is not None else None
     return str(client.create_experiment(settings.experiment, artifact_location=location))
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI (``None`` for other stores)."""
-    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
-        return None
-    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +111,7 @@ class Registration:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        out = dataclasses.asdict(self)
-        for key in ("candidate_metric", "champion_metric"):
-            if isinstance(out[key], float) and math.isnan(out[key]):
-                out[key] = None
-        return out
+        return json_ready(dataclasses.asdict(self))  # a NaN metric becomes None
 
 
 def log_training_run(
@@ -263,49 +256,3 @@ def _promote(
     return {"alias": alias, "promoted": promoted, "reason": reason,
             "champion_metric": champion_metric,
             "previous_champion_version": str(current.version) if current is not None else None}
-
-
-def load_model(uri_or_path: str | Path, settings: MlflowSettings | None = None) -> ModelArtifact:
-    """Load a churnlens model from the registry (``models:/name@alias``,
-    ``models:/name/version``, ``runs:/id/model``) or from an exported bundle folder.
-
-    The bundle's digest is checked before anything is unpickled.
-    """
-    text = str(uri_or_path)
-    if not text.startswith(("models:/", "runs:/")):
-        return load_bundle(text)
-    settings = settings or MlflowSettings()
-    database = _sqlite_path(settings.tracking_uri)
-    if database is not None and not database.is_file():
-        # Connecting would create an empty store there: a stray file for a typo.
-        raise ModelError(
-            f"no MLflow store at {database} (from {settings.tracking_uri}), so no model "
-            f"{text}. Suggestion: train one with churnlens train, or point --tracking-uri at "
-            "the store the model was registered in."
-        )
-    client = _configure(settings)
-    name = version = alias = run_id = None
-    if text.startswith("models:/"):
-        ref = text[len("models:/"):]
-        try:
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                found = client.get_model_version_by_alias(name, alias)
-            else:
-                name, _, number = ref.partition("/")
-                found = client.get_model_version(name, number)
-        except mlflow.exceptions.MlflowException as exc:
-            raise ModelError(
-                f"no model {text} in the registry at {settings.tracking_uri}. Suggestion: train "
-                "one with churnlens train (or point --tracking-uri at the right store)."
-            ) from exc
-        version, run_id = str(found.version), found.run_id
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp)
-            artifact = load_bundle(Path(local) / "artifacts" / "bundle")
-    except mlflow.exceptions.MlflowException as exc:
-        raise ModelError(f"cannot download {text} from {settings.tracking_uri}: {exc}") from exc
-    artifact.name, artifact.version, artifact.alias = name, version, alias
-    artifact.run_id = run_id or (text.split("/")[1] if text.startswith("runs:/") else None)
-    return artifact

@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnlens._config import Settings
 from churnlens._evaluation import classification_metrics, predict_retention
+from churnlens._io import json_ready
 from churnlens._loading import history_until
 from churnlens._model import ChurnModel, LogisticBaseline, RecencyBaseline
 from churnlens._validation import parse_date
@@ -174,26 +175,17 @@ def fit_models(
         history, cutoffs, horizon_days=horizon, windows_days=windows,
         observed_until=as_of_ts.date(),
     )
-    # The engine returns rows in no particular order, and LightGBM's bagging draws rows
-    # by position: a canonical order makes the same seed give the same model.
-    snapshots = (snapshots.loc[snapshots["churned"].notna()]
-                 .sort_values(["cutoff", "customer_id"], kind="stable").reset_index(drop=True))
+    # Snapshots come sorted by (cutoff, customer_id), and LightGBM's bagging draws rows
+    # by position: that canonical order makes the same seed give the same model.
+    snapshots = snapshots.loc[snapshots["churned"].notna()].reset_index(drop=True)
     labels = snapshots["churned"].astype(np.int64)
     say(f"features at the as-of date {as_of_ts.date()}")
-    features = (compute_features(history, as_of_ts.date(), windows_days=windows)
-                .sort_values("customer_id", kind="stable").reset_index(drop=True))
+    features = compute_features(history, as_of_ts.date(), windows_days=windows)
 
     m = settings.model
     say(f"fitting LightGBM on {len(snapshots):,} snapshot rows")
-    model = ChurnModel(
-        horizon_days=horizon, n_estimators=m.n_estimators, learning_rate=m.learning_rate,
-        num_leaves=m.num_leaves, min_child_samples=m.min_child_samples, subsample=m.subsample,
-        colsample_bytree=m.colsample_bytree, reg_lambda=m.reg_lambda,
-        early_stopping_rounds=m.early_stopping_rounds, logistic_weight=m.logistic_weight,
-        calibration=m.calibration, validation_cutoffs=settings.snapshots.validation_count,
-        recency_half_life_snapshots=m.recency_half_life_snapshots,
-        use_bgnbd=m.use_bgnbd, random_state=m.random_state, n_jobs=m.n_jobs,
-    ).fit(snapshots, labels, cutoff="cutoff", as_of=as_of_ts.date(), reference=features)
+    model = settings.build_model().fit(snapshots, labels, cutoff="cutoff",
+                                       as_of=as_of_ts.date(), reference=features)
 
     say("fitting baselines: recency, logistic regression, BG/NBD")
     baselines: dict[str, Any] = {
@@ -321,13 +313,9 @@ class BacktestResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``churnlens backtest --json``."""
-        def clean(metrics: dict[str, float]) -> dict[str, float | None]:
-            return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                    for k, v in metrics.items()}
-
         return {"runs": [
             {"as_of": str(run["as_of"]), "horizon_days": self.horizon_days,
-             "models": {name: clean(m) for name, m in run["models"].items()}}
+             "models": {name: json_ready(m) for name, m in run["models"].items()}}
             for run in self.runs
         ]}
 

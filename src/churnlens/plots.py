@@ -287,7 +287,7 @@ def _cohort_layout(cohorts: pd.DataFrame) -> tuple[list[Any], str | None]:
             "pass the output of churnlens.cohort_table."
         )
     months = [c for c in cohorts.columns if _month_number(c) is not None]
-    months.sort(key=_month_number)
+    months.sort(key=_month_number)  # type: ignore[arg-type]  # never None for these
     if not months:
         raise ChurnlensError("the cohort table has no month columns (0, 1, 2, ...).")
     others = [c for c in cohorts.columns if c not in (*required, *months)]

@@ -8,38 +8,37 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
-from churnlens._loading import load_transactions
-from churnlens._synthetic import generate_transactions
-from churnlens.cli._app import (
-    AmountColOpt,
-    AsOfOpt,
-    CustomerColOpt,
+from churnlens.cli._app import Steps, app, handle_errors, metrics_table, stderr, stdout
+from churnlens.cli._options import (
+    CustomersOpt,
+    DataEndOpt,
+    DataStartOpt,
+    FolderOutOpt,
     JsonOpt,
-    TimeColOpt,
-    TimeFormatOpt,
-    TransactionsOpt,
-    app,
-    handle_errors,
-    stderr,
-    stdout,
+    OptionalAsOfOpt,
+    OutTableOpt,
+    SeedOpt,
+    TrackingOpt,
+    TransactionInput,
+    parse_optional_day,
+    reads_transactions,
 )
 
 
 @app.command()
 @handle_errors
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv or .parquet).")],
-    customers: Annotated[int, typer.Option("--customers", "-n", help="Customers to simulate.")
-                         ] = 10_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same file).")] = 0,
-    start: Annotated[str, typer.Option("--start", help="First day of the data.")] = "2023-01-01",
-    end: Annotated[str, typer.Option("--end", help="Last day of the data.")] = "2024-12-31",
+    out: OutTableOpt,
+    customers: CustomersOpt = 10_000,
+    seed: SeedOpt = 0,
+    start: DataStartOpt = "2023-01-01",
+    end: DataEndOpt = "2024-12-31",
 ) -> None:
     """Write realistic synthetic purchase transactions."""
+    from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
+    from churnlens._synthetic import generate_transactions
+
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     began = time.perf_counter()
     with stderr().status(f"simulating {customers:,} customers"):
@@ -56,20 +55,17 @@ def generate(
 
 @app.command()
 @handle_errors
+@reads_transactions
 def validate(
-    transactions: TransactionsOpt,
-    customer_col: CustomerColOpt = "customer_id",
-    time_col: TimeColOpt = "timestamp",
-    amount_col: AmountColOpt = "amount",
-    time_format: TimeFormatOpt = None,
-    as_of: AsOfOpt = None,
+    source: TransactionInput,
+    as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a transactions file against the data contract and print the cleaning report."""
-    _, report = load_transactions(
-        transactions, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
-        time_format=time_format, as_of=as_of,
-    )
+    from rich.table import Table
+    from rich.text import Text
+
+    _, report = source.load(as_of=parse_optional_day(as_of))
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
@@ -83,21 +79,18 @@ def validate(
 @app.command()
 @handle_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every output.")
-                   ] = Path("demo-output"),
-    customers: Annotated[int, typer.Option("--customers", "-n", help="Synthetic customers.")
-                         ] = 20_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
-    tracking_uri: Annotated[str, typer.Option("--tracking-uri", help="MLflow tracking URI.")
-                            ] = "sqlite:///mlflow.db",
+    out: FolderOutOpt = Path("demo-output"),
+    customers: CustomersOpt = 20_000,
+    seed: SeedOpt = 42,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Run the main job end to end on synthetic data: train, backtest, register, score."""
     from churnlens._config import load_config
     from churnlens._demo import headline, run_demo
-    from churnlens.cli._train import _metrics_table, _Steps
 
     settings = load_config(overrides={"mlflow.tracking_uri": tracking_uri})
-    with _Steps() as steps:
+    tracking_uri = settings.mlflow.tracking_uri
+    with Steps() as steps:
         outputs = run_demo(out, customers=customers, seed=seed, settings=settings,
                            progress=steps)
     numbers = headline(outputs)
@@ -105,7 +98,7 @@ def demo(
     keys = ("auc", "brier", "lift_top_decile", "predicted_retention", "actual_retention",
             "predicted_crr", "actual_crr")
     for run in numbers["backtest"]:
-        console.print(_metrics_table(
+        console.print(metrics_table(
             f"backtest: trained at {run['as_of']}, evaluated on the next "
             f"{run['horizon_days']} days", run["models"], keys))
     reg = numbers["registration"]
@@ -134,9 +127,10 @@ def demo(
 @handle_errors
 def dataset(
     name: Annotated[str, typer.Argument(help="Dataset name: cdnow (full) or cdnow-sample.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv or .parquet).")],
+    out: OutTableOpt,
 ) -> None:
     """Write a bundled real dataset in churnlens' standard columns (needs [datasets])."""
+    from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
     from churnlens._validation import require_choice
     from churnlens.datasets import load_cdnow, load_cdnow_sample
 

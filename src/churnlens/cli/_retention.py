@@ -4,59 +4,41 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from churnlens._io import check_output_path, write_table
-from churnlens._loading import LoadResult, load_transactions
-from churnlens._retention import (
-    COUNT_COLUMNS,
-    RATE_COLUMNS,
-    RetentionRates,
-    cohort_table,
-    coverage_note,
-    frame_records,
-    retention_rates,
-    retention_series,
-)
-from churnlens._validation import parse_date
-from churnlens.cli._app import (
-    AmountColOpt,
-    AsOfOpt,
-    CustomerColOpt,
+from churnlens.cli._app import app, handle_errors, stderr, stdout
+from churnlens.cli._options import (
+    CsvOpt,
+    FigureOutOpt,
+    HistoryEndOpt,
     JsonOpt,
-    TimeColOpt,
-    TimeFormatOpt,
-    TransactionsOpt,
-    app,
-    handle_errors,
-    stderr,
-    stdout,
+    OptionalAsOfOpt,
+    PeriodEndOpt,
+    PeriodStartOpt,
+    SegmentColOpt,
+    TransactionInput,
+    parse_optional_day,
+    reads_transactions,
 )
 from churnlens.exceptions import ChurnlensError
 
-SegmentColOpt = Annotated[
-    str | None,
-    typer.Option("--segment-col",
-                 help="Customer attribute column (such as country) to split the results by."),
-]
-CsvOpt = Annotated[
-    Path | None, typer.Option("--csv", help="Also write the table to this .csv file.")
-]
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
+
+    from churnlens._loading import LoadResult
+    from churnlens._retention import RetentionRates
 
 
 @app.command()
 @handle_errors
+@reads_transactions
 def retention(
-    transactions: TransactionsOpt,
-    start: Annotated[str | None, typer.Option(
-        "--start", help="Day before the period (YYYY-MM-DD): the period is (start, end].")] = None,
-    end: Annotated[str | None, typer.Option(
-        "--end", help="Last day of the period (YYYY-MM-DD).")] = None,
+    source: TransactionInput,
+    start: PeriodStartOpt = None,
+    end: PeriodEndOpt = None,
     every: Annotated[str | None, typer.Option(
         "--every", help="A series of consecutive periods: quarter, month, year or Nd "
                         "(such as 28d). --start/--end then limit its range.")] = None,
@@ -67,14 +49,20 @@ def retention(
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="With --every: draw CRR and cohort retention over time "
                        "(.png, .svg or .pdf).")] = None,
-    customer_col: CustomerColOpt = "customer_id",
-    time_col: TimeColOpt = "timestamp",
-    amount_col: AmountColOpt = "amount",
-    time_format: TimeFormatOpt = None,
-    as_of: AsOfOpt = None,
+    as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Customer retention rate (CRR) and related rates for one period or a series."""
+    import pandas as pd
+
+    from churnlens._io import check_output_path, frame_records
+    from churnlens._retention import (
+        COUNT_COLUMNS,
+        RATE_COLUMNS,
+        coverage_note,
+        retention_rates,
+        retention_series,
+    )
     from churnlens.plots import FIGURE_SUFFIXES
 
     if every is None and (start is None or end is None):
@@ -87,12 +75,13 @@ def retention(
         raise ChurnlensError("--plot draws a series. Suggestion: add --every quarter.")
     csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
     plot_path = check_output_path(plot, suffixes=FIGURE_SUFFIXES) if plot is not None else None
-    loaded = _load(transactions, customer_col, time_col, amount_col, time_format, as_of,
-                   segment_col)
+    first = parse_optional_day(start, flag="--start")
+    last = parse_optional_day(end, flag="--end")
+    loaded = _load(source, as_of, segment_col)
     tx = loaded.transactions
 
     if every is not None:
-        series = retention_series(tx, every, window_days=window_days, start=start, end=end,
+        series = retention_series(tx, every, window_days=window_days, start=first, end=last,
                                   segment_col=segment_col)
         figure = None
         if plot_path is not None:
@@ -107,12 +96,12 @@ def retention(
             _print_series(series, every, segment_col)
         return
 
-    assert start is not None
-    assert end is not None
-    note = coverage_note(loaded.report.first_day, loaded.report.last_day, start, end,
+    assert first is not None
+    assert last is not None
+    note = coverage_note(loaded.report.first_day, loaded.report.last_day, first, last,
                          window_days)
     if segment_col is None:
-        rates = retention_rates(tx, start, end, window_days=window_days)
+        rates = retention_rates(tx, first, last, window_days=window_days)
         _write(pd.DataFrame([rates.to_dict()]), csv_path)
         if note:
             stderr().print(f"note: {note}.", markup=False, highlight=False)
@@ -121,12 +110,11 @@ def retention(
         else:
             _print_rates(rates)
         return
-    by_segment = retention_rates(tx, start, end, window_days=window_days,
+    by_segment = retention_rates(tx, first, last, window_days=window_days,
                                  segment_col=segment_col)
     _write(by_segment, csv_path)
     if note:
         stderr().print(f"note: {note}.", markup=False, highlight=False)
-    first, last = parse_date(start, name="start").date(), parse_date(end, name="end").date()
     window = window_days or (last - first).days
     if as_json:
         _print_json({"start": first.isoformat(), "end": last.isoformat(),
@@ -141,29 +129,26 @@ def retention(
 
 @app.command()
 @handle_errors
+@reads_transactions
 def cohorts(
-    transactions: TransactionsOpt,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Draw the cohort heatmap to this file (.png, .svg or .pdf).")] = None,
+    source: TransactionInput,
+    out: FigureOutOpt = None,
     csv: CsvOpt = None,
-    end: Annotated[str | None, typer.Option(
-        "--end", help="Ignore transactions after this day (YYYY-MM-DD).")] = None,
+    end: HistoryEndOpt = None,
     segment_col: SegmentColOpt = None,
-    customer_col: CustomerColOpt = "customer_id",
-    time_col: TimeColOpt = "timestamp",
-    amount_col: AmountColOpt = "amount",
-    time_format: TimeFormatOpt = None,
-    as_of: AsOfOpt = None,
+    as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Monthly acquisition cohorts: share of each cohort buying k months later."""
+    from churnlens._io import check_output_path, frame_records
+    from churnlens._retention import cohort_table
     from churnlens.plots import FIGURE_SUFFIXES
 
     out_path = check_output_path(out, suffixes=FIGURE_SUFFIXES) if out is not None else None
     csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
-    loaded = _load(transactions, customer_col, time_col, amount_col, time_format, as_of,
-                   segment_col)
-    table = cohort_table(loaded.transactions, end=end, segment_col=segment_col)
+    last = parse_optional_day(end, flag="--end")
+    loaded = _load(source, as_of, segment_col)
+    table = cohort_table(loaded.transactions, end=last, segment_col=segment_col)
     figure = None
     if out_path is not None:
         from churnlens.plots import plot_cohort_heatmap
@@ -186,12 +171,9 @@ def cohorts(
 # --- helpers ----------------------------------------------------------------------
 
 
-def _load(transactions: Path, customer_col: str, time_col: str, amount_col: str,
-          time_format: str | None, as_of: str | None, segment_col: str | None) -> LoadResult:
-    loaded = load_transactions(
-        transactions, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
-        time_format=time_format, as_of=as_of, extra_cols=(segment_col,) if segment_col else (),
-    )
+def _load(source: TransactionInput, as_of: str | None, segment_col: str | None) -> LoadResult:
+    loaded = source.load(as_of=parse_optional_day(as_of),
+                         extra_cols=(segment_col,) if segment_col else ())
     report = loaded.report
     stderr().print(
         f"read {report.rows_kept:,} transactions of {report.customers:,} customers "
@@ -209,6 +191,8 @@ def _write(table: pd.DataFrame, csv_path: Path | None, figure: Any = None,
 
         save_figure(figure, figure_path)
     if csv_path is not None:
+        from churnlens._io import write_table
+
         write_table(table, csv_path)
 
 
@@ -218,6 +202,8 @@ def _print_json(payload: dict[str, Any]) -> None:
 
 def _format(value: Any, column: str) -> str:
     """One table cell (``value`` from :func:`frame_records`, so NaN is ``None``)."""
+    from churnlens._retention import RATE_COLUMNS
+
     if value is None:
         return "n/a"
     if column in RATE_COLUMNS:
@@ -232,6 +218,10 @@ def _format(value: Any, column: str) -> str:
 
 
 def _print_rates(rates: RetentionRates) -> None:
+    from rich.table import Table
+
+    from churnlens._retention import COUNT_COLUMNS, RATE_COLUMNS, RetentionRates
+
     table = Table(title=f"retention in ({rates.start}, {rates.end}], "
                         f"activity window {rates.window_days} days")
     table.add_column("figure")
@@ -251,6 +241,8 @@ def _print_rates(rates: RetentionRates) -> None:
 
 
 def _print_series(series: pd.DataFrame, every: str, segment_col: str | None) -> None:
+    from churnlens._retention import COUNT_COLUMNS, RATE_COLUMNS
+
     columns = ["period", *([segment_col] if segment_col else []), *COUNT_COLUMNS,
                *RATE_COLUMNS, "complete"]
     view = series.assign(complete=series["complete"].map({True: "yes", False: "NO"}))
@@ -262,6 +254,10 @@ def _print_series(series: pd.DataFrame, every: str, segment_col: str | None) -> 
 
 
 def _print_table(frame: pd.DataFrame, columns: list[Any], *, title: str) -> None:
+    from rich.table import Table
+
+    from churnlens._io import frame_records
+
     table = Table(title=title)
     for column in columns:
         table.add_column(str(column), justify="left" if column in ("period", "cohort")
@@ -273,6 +269,8 @@ def _print_table(frame: pd.DataFrame, columns: list[Any], *, title: str) -> None
 
 def _print_wide(table: Table) -> None:
     """Print a table; into a file or a pipe at its natural width, not squeezed to 80."""
+    from rich.console import Console
+
     console = stdout()
     if not console.is_terminal:
         natural = console.measure(table, options=console.options.update_width(10_000))
@@ -281,6 +279,8 @@ def _print_wide(table: Table) -> None:
 
 
 def _print_meanings() -> None:
+    from churnlens._retention import COUNT_COLUMNS, RATE_COLUMNS, RetentionRates
+
     for key in (*COUNT_COLUMNS, *RATE_COLUMNS):
         stdout().print(f"  {key}: {RetentionRates.DESCRIPTIONS[key]}", highlight=False,
                        markup=False)

@@ -7,37 +7,33 @@ import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
-from rich.table import Table
 
-from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json
-from churnlens.cli._app import (
-    AmountColOpt,
-    CustomerColOpt,
-    TimeColOpt,
-    TimeFormatOpt,
-    TransactionsOpt,
-    app,
-    handle_errors,
-    stderr,
-    stdout,
+from churnlens.cli._app import Steps, app, handle_errors, stderr, stdout
+from churnlens.cli._options import (
+    AsOfOpt,
+    ExpectedHorizonOpt,
+    ModelOpt,
+    OutTableOpt,
+    TrackingOpt,
+    TransactionInput,
+    parse_day,
+    reads_transactions,
 )
-from churnlens.cli._train import ConfigOpt, TrackingOpt, _Steps, settings_from_cli
 from churnlens.exceptions import ChurnlensError
 
-ModelOpt = Annotated[str, typer.Option(
-    "--model", "-m", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a bundle "
-    "folder.")]
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
 def _terminate_cleanly() -> Iterator[None]:
     """SIGTERM (a batch scheduler's kill) unwinds like Ctrl-C: no output is written and
     temporary files are removed. (SIGKILL cannot be caught: the output is written only
-    after all computation, to a temporary name, and renamed; see ``write_output``.)"""
+    after all computation, to a temporary name, and renamed; see
+    ``churnlens._io.write_table``.)"""
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -54,10 +50,11 @@ def _terminate_cleanly() -> Iterator[None]:
 
 @app.command()
 @handle_errors
+@reads_transactions
 def score(
-    transactions: TransactionsOpt,
-    as_of: Annotated[str, typer.Option("--as-of", help="Scoring date (YYYY-MM-DD).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Scores file (.parquet or .csv).")],
+    source: TransactionInput,
+    as_of: AsOfOpt,
+    out: OutTableOpt,
     model: ModelOpt = "models:/churnlens@champion",
     json_summary: Annotated[bool, typer.Option("--json-summary", help="Print the summary as "
                                                "one JSON object.")] = False,
@@ -65,47 +62,42 @@ def score(
                                              "model's training as-of (backfills).")] = False,
     no_reasons: Annotated[bool, typer.Option("--no-reasons", help="Skip the per-customer "
                                              "reasons (faster).")] = False,
-    horizon_days: Annotated[int | None, typer.Option(
-        "--horizon-days", help="Refuse a model trained for another horizon.")] = None,
+    horizon_days: ExpectedHorizonOpt = None,
     engine: Annotated[str, typer.Option("--engine", help="duckdb (embedded) or spark.")
                       ] = "duckdb",
     master: Annotated[str, typer.Option("--master", help="Spark master with --engine spark.")
                       ] = "local[2]",
     tracking_uri: TrackingOpt = None,
-    config: ConfigOpt = None,
-    customer_col: CustomerColOpt = "customer_id",
-    time_col: TimeColOpt = "timestamp",
-    amount_col: AmountColOpt = "amount",
-    time_format: TimeFormatOpt = None,
 ) -> None:
     """Score every customer at an as-of date and write one row per customer."""
-    from churnlens._scoring import load_scoring_model, score_file, write_output
+    from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json, write_table
+    from churnlens._model_loader import load_model
+    from churnlens._scoring import score_file
     from churnlens._validation import require_choice
 
     require_choice(engine, name="--engine", allowed=("duckdb", "spark"))
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
-    settings = settings_from_cli(
-        config, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
-        time_format=time_format, **{"mlflow.tracking_uri": tracking_uri},
-    )
-    with _terminate_cleanly(), _Steps() as steps:
+    as_of_date = parse_day(as_of)
+    settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
+    transactions = source.path
+    with _terminate_cleanly(), Steps() as steps:
         steps(f"loading the model {model}")
-        artifact = load_scoring_model(model, settings.mlflow, horizon_days=horizon_days)
+        artifact = load_model(model, settings.mlflow, horizon_days=horizon_days)
         if engine == "spark":
             from churnlens._spark_scoring import score_file_with_spark
 
             result = score_file_with_spark(
-                transactions, as_of, artifact, settings=settings, master=master,
+                transactions, as_of_date, artifact, settings=settings, master=master,
                 allow_past=allow_past, reasons=not no_reasons, progress=steps,
             )
         else:
-            result = score_file(transactions, as_of, artifact, settings=settings,
+            result = score_file(transactions, as_of_date, artifact, settings=settings,
                                 allow_past=allow_past, reasons=not no_reasons, progress=steps)
         steps(f"writing {target}")
         summary = result.summary
         metadata = {"model": json.dumps(summary["model"], sort_keys=True),
                     "as_of": summary["as_of"], "horizon_days": str(artifact.horizon_days)}
-        write_output(result.scores, target, metadata=metadata)
+        write_table(result.scores, target, metadata=metadata)
         if target.suffix.lower() == ".csv":
             write_json(summary, target.with_name(target.name + ".summary.json"))
     summary["output"] = str(target)
@@ -116,6 +108,8 @@ def score(
 
 
 def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
     out = stdout()
     m = summary["model"]
     out.print(f"scored {summary['customers_scored']:,} customers at {summary['as_of']} with "
@@ -145,7 +139,7 @@ def _pct(value: float | None) -> str:
 def at_risk(
     scores: Annotated[Path, typer.Option("--scores", "-s", help="Scores written by churnlens "
                                          "score.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="List file (.csv or .parquet).")],
+    out: OutTableOpt,
     top: Annotated[int | None, typer.Option("--top", help="Keep the first N.")] = None,
     min_risk: Annotated[float | None, typer.Option("--min-risk", help="Only risk >= R.")
                         ] = None,
@@ -157,19 +151,22 @@ def at_risk(
                     ] = "churn_risk",
 ) -> None:
     """Write the list of at-risk customers for a campaign (spreadsheet-safe CSV)."""
-    from churnlens._scoring import at_risk_list, write_output
+    from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
+    from churnlens._rules import at_risk_list
 
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     frame = _read_scores(scores)
     chosen = at_risk_list(frame, top=top, min_risk=min_risk, segment=segment, band=band,
                           sort=sort)
     with _terminate_cleanly():
-        write_output(chosen, target, spreadsheet_safe=True)
+        write_table(chosen, target, spreadsheet_safe=True)
     stderr().print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
                    highlight=False)
 
 
 def _read_scores(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file():
         raise ChurnlensError(f"{path}: no such scores file. Suggestion: run churnlens score "
                              "first.")

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import gc
 import ipaddress
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from churnlens.cli._app import (
-    AmountColOpt,
-    CustomerColOpt,
-    TimeColOpt,
-    TimeFormatOpt,
-    TransactionsOpt,
-    app,
-    handle_errors,
-    stderr,
+from churnlens.cli._app import app, handle_errors, stderr
+from churnlens.cli._options import (
+    ModelOpt,
+    OptionalAsOfOpt,
+    TrackingOpt,
+    TransactionInput,
+    parse_optional_day,
+    reads_transactions,
 )
-from churnlens.cli._score import ModelOpt
-from churnlens.cli._train import ConfigOpt, TrackingOpt, settings_from_cli
 from churnlens.exceptions import ChurnlensError
 
 
@@ -36,45 +32,38 @@ def is_loopback(host: str) -> bool:
 
 @app.command()
 @handle_errors
+@reads_transactions
 def serve(
-    transactions: TransactionsOpt,
+    source: TransactionInput,
     model: ModelOpt = "models:/churnlens@champion",
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Score the base at this date "
-                                              "(default: the data's last day).")] = None,
+    as_of: OptionalAsOfOpt = None,
     tracking_uri: TrackingOpt = None,
-    config: ConfigOpt = None,
-    customer_col: CustomerColOpt = "customer_id",
-    time_col: TimeColOpt = "timestamp",
-    amount_col: AmountColOpt = "amount",
-    time_format: TimeFormatOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")
                          ] = "warning",
 ) -> None:
     """Serve churn risk, at-risk lists and retention over HTTP (docs at /docs)."""
     import uvicorn
 
-    from churnlens._api import API_KEYS_ENV, ServingState, _api_keys, create_app, load_state
+    from churnlens.api import API_KEYS_ENV, ServingState, api_keys, create_app, load_state
 
-    if not is_loopback(host) and not _api_keys():
+    if not is_loopback(host) and not api_keys():
         raise ChurnlensError(
             f"refusing to listen on {host} without API keys. Suggestion: set {API_KEYS_ENV}="
             "key1,key2 (clients send X-API-Key), or bind to 127.0.0.1."
         )
     if not 0 < port < 65536:
         raise ChurnlensError(f"--port must be between 1 and 65535, got {port}.")
-    settings = settings_from_cli(
-        config, customer_col=customer_col, time_col=time_col, amount_col=amount_col,
-        time_format=time_format, **{"mlflow.tracking_uri": tracking_uri},
-    )
-    source = Path(transactions)
+    as_of_date = parse_optional_day(as_of)
+    settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
+    transactions = source.path
 
     def loader() -> ServingState:  # re-run by POST /reload
-        return load_state(source, model, settings, as_of=as_of)
+        return load_state(transactions, model, settings, as_of=as_of_date)
 
     console = stderr()
-    with console.status(f"loading {model} and scoring {source}"):
+    with console.status(f"loading {model} and scoring {transactions}"):
         initial = loader()
     console.print(f"serving {len(initial.scores):,} customers scored at {initial.as_of} with "
                   f"model version {initial.artifact.version or '-'} on http://{host}:{port} "

@@ -1,0 +1,322 @@
+"""Marketing rules: risk bands, expected value, RFM segments and at-risk lists.
+
+Every rule a marketer acts on is defined once here; the embedded scoring
+(:mod:`churnlens._scoring`) applies these functions and the Spark engine
+(:mod:`churnlens._spark_scoring`) applies the same definitions in Spark SQL:
+
+- **risk band**: ``high`` if ``churn_risk >= scoring.high_risk`` (0.7), ``medium`` if
+  ``>= scoring.medium_risk`` (0.4), else ``low``.
+- **expected value**: expected net spend in the horizon *if the customer stays*:
+  ``monetary_mean * max(1, frequency / (tenure_days + H) * H)``. The occasion rate is
+  the customer's own, shrunk towards one occasion per horizon for short histories
+  (a customer seen once yesterday is not expected to buy every day).
+- **value at risk** = ``churn_risk * expected_value``.
+- **RFM scores** 1-5 over the whole scored base: ``ceil(5 * rank / n)``, where
+  ``rank`` is the customer's average rank (1 = lowest; tied customers share the mean
+  of their positions) among the ``n`` scored customers with a value. Recency ranks
+  descending (the most recent customers score 5), frequency and monetary ascending;
+  monetary ranks on the total in whole cents (:func:`monetary_cents`), so ties are
+  ties whatever order an engine summed the amounts in. A missing value scores 1.
+  Computed in integers (``(5 * (lo + hi) + 2n - 1) // 2n`` with ``lo``, ``hi`` the
+  first and last tied position), so both engines agree exactly.
+- **segment**: the first rule of :data:`SEGMENT_RULES` that matches the scores.
+- **at-risk list**: scored customers filtered (risk, segment, band) and ranked by
+  ``churn_risk`` or ``value_at_risk``, descending, ties by customer id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnlens._config import ScoringSettings
+from churnlens.exceptions import ModelError
+
+__all__ = [
+    "BANDS",
+    "SEGMENT_RULES",
+    "SORT_KEYS",
+    "SegmentRule",
+    "at_risk_list",
+    "expected_value",
+    "monetary_cents",
+    "quintile_scores",
+    "rfm_scores",
+    "rfm_segment",
+    "risk_band",
+    "segment_from_scores",
+    "value_at_risk",
+]
+
+BANDS = ("high", "medium", "low")
+
+
+# --- risk bands, expected value -----------------------------------------------------
+
+
+def risk_band(churn_risk: Any, settings: ScoringSettings | None = None) -> np.ndarray:
+    """``high`` / ``medium`` / ``low`` for each risk (thresholds from settings).
+
+    Parameters
+    ----------
+    churn_risk
+        Churn risks in [0, 1].
+    settings
+        Thresholds: ``high`` from ``high_risk`` (0.7), ``medium`` from ``medium_risk``
+        (0.4); ``None`` uses the defaults.
+
+    Returns
+    -------
+    numpy.ndarray
+        One band name per risk.
+
+    Examples
+    --------
+    >>> risk_band([0.9, 0.7, 0.5, 0.4, 0.1]).tolist()
+    ['high', 'high', 'medium', 'medium', 'low']
+    """
+    s = settings or ScoringSettings()
+    risk = np.asarray(churn_risk, dtype=np.float64)
+    return np.where(risk >= s.high_risk, "high", np.where(risk >= s.medium_risk, "medium", "low"))
+
+
+def expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """Expected net spend in the horizon if the customer stays (see module docstring).
+
+    Parameters
+    ----------
+    features
+        Features with ``frequency``, ``tenure_days`` and ``monetary_mean``.
+    horizon_days
+        The churn horizon ``H``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``monetary_mean * max(1, frequency / (tenure_days + H) * H)`` per customer
+        (negative baskets count as 0).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"frequency": [1, 10], "tenure_days": [0, 365],
+    ...                   "monetary_mean": [40.0, 20.0]})
+    >>> expected_value(f, 91).round(2).tolist()
+    [40.0, 39.91]
+    """
+    freq = features["frequency"].to_numpy(dtype=np.float64)
+    tenure = features["tenure_days"].to_numpy(dtype=np.float64)
+    basket = np.maximum(features["monetary_mean"].to_numpy(dtype=np.float64), 0.0)
+    occasions = np.maximum(1.0, freq / (tenure + horizon_days) * horizon_days)
+    return np.nan_to_num(basket * occasions)
+
+
+def value_at_risk(churn_risk: Any, expected: Any) -> np.ndarray:
+    """``churn_risk * expected_value``: the spend lost if the customer churns.
+
+    Examples
+    --------
+    >>> value_at_risk([0.5, 0.1], [40.0, 10.0]).tolist()
+    [20.0, 1.0]
+    """
+    return np.asarray(churn_risk, dtype=np.float64) * np.asarray(expected, dtype=np.float64)
+
+
+# --- RFM -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentRule:
+    """A segment and its conditions on the R, F, M scores (all must hold).
+
+    ``conditions`` are ``(score, operator, value)`` with score ``"R"``, ``"F"`` or
+    ``"M"`` and operator ``">="``, ``"<="`` or ``"="``.
+    """
+
+    segment: str
+    conditions: tuple[tuple[str, str, int], ...]
+
+    @property
+    def rule(self) -> str:
+        """The rule as documented, e.g. ``R >= 4 and F >= 4``."""
+        return " and ".join(f"{s} {op} {v}" for s, op, v in self.conditions)
+
+    def matches(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """Boolean mask of the customers the rule matches."""
+        ops: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+            ">=": np.greater_equal, "<=": np.less_equal, "=": np.equal}
+        mask = np.ones(len(scores["R"]), dtype=bool)
+        for score, op, value in self.conditions:
+            mask &= ops[op](scores[score], value)
+        return mask
+
+    def sql(self, columns: dict[str, str]) -> str:
+        """The rule as a SQL condition on the score columns (for Spark)."""
+        return " AND ".join(f"{columns[s]} {op} {v}" for s, op, v in self.conditions)
+
+
+# First match wins; every combination of scores matches some rule (a test checks).
+SEGMENT_RULES: tuple[SegmentRule, ...] = (
+    SegmentRule("champions", (("R", ">=", 4), ("F", ">=", 4))),
+    SegmentRule("loyal", (("R", ">=", 3), ("F", ">=", 4))),
+    SegmentRule("new", (("R", ">=", 4), ("F", "=", 1))),
+    SegmentRule("promising", (("R", ">=", 4),)),
+    SegmentRule("big spenders at risk", (("R", "<=", 2), ("M", ">=", 4))),
+    SegmentRule("at risk", (("R", "<=", 2), ("F", ">=", 3))),
+    SegmentRule("lost", (("R", "=", 1),)),
+    SegmentRule("hibernating", (("R", "=", 2),)),
+    SegmentRule("needs attention", (("R", "=", 3),)),
+)
+
+
+def quintile_scores(values: Any, *, descending: bool = False) -> np.ndarray:
+    """Scores 1-5: ``ceil(5 * average rank / n)`` in exact integer arithmetic.
+
+    Missing values score 1 and do not count in ``n``.
+
+    Examples
+    --------
+    >>> quintile_scores([10, 20, 20, 30, 40]).tolist()
+    [1, 3, 3, 4, 5]
+    >>> quintile_scores([10, 20, 20, 30, 40], descending=True).tolist()
+    [5, 4, 4, 2, 1]
+    """
+    x = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(x)
+    out = np.ones(x.shape, dtype=np.int64)
+    known = x[present]
+    n = known.size
+    if n == 0:
+        return out
+    ordered = np.sort(known)
+    below = np.searchsorted(ordered, known, side="left")  # values < x
+    upto = np.searchsorted(ordered, known, side="right")  # values <= x
+    if descending:
+        below, upto = n - upto, n - below
+    lo, hi = below + 1, upto  # first and last position of x's ties (1-based)
+    out[present] = (5 * (lo + hi) + 2 * n - 1) // (2 * n)
+    return out
+
+
+def monetary_cents(values: Any) -> np.ndarray:
+    """Money in whole cents, as float (what the monetary score ranks).
+
+    Snapped to 6 decimals first, so totals that two engines summed in a different
+    order (19.344999999999 and 19.345000000001) get the same cents.
+    """
+    return np.floor(np.round(np.asarray(values, dtype=np.float64), 6) * 100.0 + 0.5)
+
+
+def rfm_scores(features: pd.DataFrame) -> pd.DataFrame:
+    """``r_score``, ``f_score``, ``m_score`` (1-5) over the customers given."""
+    return pd.DataFrame({
+        "r_score": quintile_scores(features["recency_days"], descending=True),
+        "f_score": quintile_scores(features["frequency"]),
+        "m_score": quintile_scores(monetary_cents(features["monetary_total"])),
+    }, index=features.index)
+
+
+def segment_from_scores(r: Any, f: Any, m: Any) -> np.ndarray:
+    """The segment of each customer from their R, F, M scores (first matching rule)."""
+    scores = {"R": np.asarray(r), "F": np.asarray(f), "M": np.asarray(m)}
+    segment = np.full(len(scores["R"]), None, dtype=object)
+    decided = np.zeros(len(segment), dtype=bool)
+    for rule in SEGMENT_RULES:
+        take = rule.matches(scores) & ~decided
+        segment[take] = rule.segment
+        decided |= take
+    return segment
+
+
+def rfm_segment(features: pd.DataFrame) -> pd.DataFrame:
+    """RFM scores (1-5) and the marketing segment of each customer.
+
+    Parameters
+    ----------
+    features
+        Features of the whole scored base, with ``recency_days``, ``frequency`` and
+        ``monetary_total`` (scores are quintiles over this base).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``r_score``, ``f_score``, ``m_score`` (5 = most recent / frequent / highest
+        spend) and ``segment``, the first matching rule of ``SEGMENT_RULES``.
+    """
+    scores = rfm_scores(features)
+    scores["segment"] = segment_from_scores(scores["r_score"], scores["f_score"],
+                                            scores["m_score"])
+    return scores
+
+
+# --- at-risk lists ------------------------------------------------------------------
+
+
+SORT_KEYS = ("churn_risk", "value_at_risk")
+
+
+def at_risk_list(
+    scores: pd.DataFrame,
+    *,
+    top: int | None = None,
+    min_risk: float | None = None,
+    segment: str | None = None,
+    band: str | None = None,
+    sort: str = "churn_risk",
+) -> pd.DataFrame:
+    """Filter and rank scored customers for a campaign.
+
+    Parameters
+    ----------
+    scores
+        Scores written by ``churnlens score`` /
+        :func:`churnlens._scoring.score_customers`.
+    top
+        Keep the first ``top`` rows after sorting.
+    min_risk
+        Keep customers with ``churn_risk >= min_risk``.
+    segment
+        Keep one RFM segment (an unknown name is an error listing the known ones).
+    band
+        Keep one risk band: ``high``, ``medium`` or ``low``.
+    sort
+        ``churn_risk`` or ``value_at_risk``, descending; ties by customer id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The chosen rows, in campaign order, with a fresh index.
+    """
+    from churnlens._validation import require_choice
+
+    require_choice(sort, name="sort", allowed=SORT_KEYS)
+    missing = [c for c in ("customer_id", "churn_risk", "value_at_risk") if c not in scores]
+    if missing:
+        raise ModelError(
+            f"the scores lack columns {missing}. Suggestion: pass a file written by "
+            "churnlens score."
+        )
+    keep = pd.Series(True, index=scores.index)
+    if min_risk is not None:
+        if not 0 <= min_risk <= 1:
+            raise ModelError(f"min_risk must be between 0 and 1, got {min_risk!r}.")
+        keep &= scores["churn_risk"] >= min_risk
+    if segment is not None:
+        known = sorted(scores["segment"].dropna().unique()) if "segment" in scores else []
+        if segment not in known:
+            raise ModelError(f"segment {segment!r} not found; segments in the scores: {known}.")
+        keep &= scores["segment"] == segment
+    if band is not None:
+        require_choice(band, name="band", allowed=BANDS)
+        keep &= scores["risk_band"] == band
+    if top is not None and top < 1:
+        raise ModelError(f"top must be at least 1, got {top}.")
+    chosen = scores.loc[keep]
+    order = np.lexsort((chosen["customer_id"].astype(str).to_numpy(), -chosen[sort].to_numpy()))
+    chosen = chosen.iloc[order]
+    if top is not None:
+        chosen = chosen.head(top)
+    return chosen.reset_index(drop=True)

@@ -1,0 +1,67 @@
+"""``/retention``: actual retention rates, the outlook of the coming horizon, the backtest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from churnlens._io import json_ready
+from churnlens.api.deps import E401, CurrentState, secured
+from churnlens.api.errors import unprocessable
+from churnlens.api.schemas import (
+    BacktestPeriod,
+    IsoDate,
+    Outlook,
+    RateWithInterval,
+    RetentionRatesOut,
+)
+
+router = APIRouter(tags=["retention"], dependencies=secured, responses=E401)
+
+
+@router.get("/retention", response_model=RetentionRatesOut)
+def retention(
+    state: CurrentState,
+    start: Annotated[IsoDate, Query(description="Day before the period (YYYY-MM-DD).")],
+    end: Annotated[IsoDate, Query(description="Last day of the period (YYYY-MM-DD).")],
+    window_days: Annotated[int | None, Query(ge=1, le=3660)] = None,
+) -> RetentionRatesOut:
+    """Actual retention rates (CRR, cohort retention, ...) of the period (start, end];
+    the same numbers as ``churnlens retention --json``."""
+    from churnlens._retention import retention_rates
+
+    if end <= start:
+        raise unprocessable("end must be after start", ("query", "end"))
+    rates = retention_rates(state.transactions, start, end, window_days=window_days)
+    return RetentionRatesOut(**json_ready(rates.to_dict()))
+
+
+@router.get("/retention/outlook", response_model=Outlook)
+async def outlook(state: CurrentState) -> Outlook:
+    """Predicted cohort retention and CRR for the coming horizon, beside the last
+    actual rates of the same length."""
+    summary = state.summary
+    predicted = summary["predicted"]
+    horizon = state.artifact.horizon_days
+    return Outlook(
+        as_of=state.as_of, horizon_days=horizon, period_start=state.as_of,
+        period_end=state.as_of + dt.timedelta(days=horizon),
+        active_customers=predicted["S"],
+        predicted_cohort_retention=RateWithInterval(
+            value=predicted["cohort_retention"], low=predicted["cohort_retention_low"],
+            high=predicted["cohort_retention_high"]),
+        predicted_crr=RateWithInterval(value=predicted["crr"], low=predicted["crr_low"],
+                                       high=predicted["crr_high"]),
+        last_actual=RetentionRatesOut(**json_ready(summary["last_actual"])),
+        expected_customers_lost=predicted["expected_lost"],
+        revenue_at_risk=summary["value_at_risk_total"],
+    )
+
+
+@router.get("/retention/backtest", response_model=list[BacktestPeriod])
+async def retention_backtest(state: CurrentState) -> list[BacktestPeriod]:
+    """Predicted vs actual retention for past periods, from the model's backtest."""
+    runs = (state.artifact.backtest or {}).get("runs", [])
+    return [BacktestPeriod(**json_ready(run)) for run in runs]

@@ -1,0 +1,299 @@
+"""Request and response models of the HTTP API, named by role.
+
+They check the shape and the types of a request (JSON types, ISO 8601 text, dates
+the whole stack handles). The data contract itself (which customer ids read as
+missing, how a UTC offset is converted, which amounts are too large) is the loader's:
+:mod:`churnlens.api.scoring` applies :mod:`churnlens._loading`'s rules to the values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from churnlens._engine import MAX_ABS_AMOUNT
+
+__all__ = [
+    "AtRiskItem",
+    "AtRiskPage",
+    "BacktestPeriod",
+    "CustomerHistory",
+    "CustomerScore",
+    "ErrorDetail",
+    "Health",
+    "ModelInfo",
+    "Outlook",
+    "Purchase",
+    "RateWithInterval",
+    "ReloadResult",
+    "RetentionRatesOut",
+    "ScoreRequest",
+    "ScoreResponse",
+    "StoredCustomer",
+    "Unscored",
+]
+
+MAX_CUSTOMERS = 10_000
+MAX_PURCHASES = 1_000_000
+# Dates the whole stack handles (pandas' nanosecond timestamps, plus a day of margin).
+DATE_MIN, DATE_MAX = dt.date(1678, 1, 1), dt.date(2261, 12, 31)
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    # Text only: pydantic would read a number (or a string of digits) as a Unix time.
+    if not isinstance(value, str):
+        raise ValueError("must be text: an ISO 8601 date or date-time such as 2024-03-05")
+    if not _ISO_DATE.match(value):
+        raise ValueError(f"not an ISO 8601 date or date-time: {value[:40]!r}")
+    return value
+
+
+def _iso_date_text(value: Any) -> Any:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value  # already a date (Python callers)
+    _iso_text(value)
+    if not _ISO_DATE.fullmatch(value):
+        raise ValueError(f"not a date YYYY-MM-DD: {value[:40]!r}")
+    return value
+
+
+def _in_range(day: dt.date) -> None:
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise ValueError(f"dates must be between {DATE_MIN} and {DATE_MAX}")
+
+
+def _timestamp_text(value: Any) -> str:
+    """An ISO 8601 date or date-time in range, kept as the text sent.
+
+    The text is converted (offsets to UTC) by the loader's timestamp rule when the
+    request is scored, so the API and ``load_transactions`` give the same time.
+    """
+    _iso_text(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or date-time: {value[:40]!r}") from None
+    # The wall-clock day: a UTC offset moves it by a day at most, inside the margin.
+    _in_range(parsed.date())
+    return value
+
+
+def _checked_date(value: dt.date) -> dt.date:
+    _in_range(value)
+    return value
+
+
+Timestamp = Annotated[str, BeforeValidator(_timestamp_text),
+                      WithJsonSchema({"type": "string", "format": "date-time"})]
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_text), AfterValidator(_checked_date)]
+CustomerId = (Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+              | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)])
+# The bound is the loader's (amounts_in_range, _engine.MAX_ABS_AMOUNT), checked with its
+# rule and message when the request is scored; the schema documents it.
+Amount = Annotated[float, Field(strict=True, allow_inf_nan=False),
+                   WithJsonSchema({"type": "number", "exclusiveMinimum": -MAX_ABS_AMOUNT,
+                                   "exclusiveMaximum": MAX_ABS_AMOUNT})]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Purchase(_Strict):
+    """One transaction: when, and how much (negative = refund)."""
+
+    timestamp: Timestamp = Field(
+        description="ISO 8601 date or date-time (2024-03-05, 2024-03-05T14:30:00+01:00). "
+                    "Times with an offset are converted to UTC; times without one are taken "
+                    "as given.", examples=["2024-03-05T14:30:00+01:00"])
+    amount: Amount = Field(description="Net amount; negative for a refund.", examples=[20.0])
+
+
+class CustomerHistory(_Strict):
+    """A customer's purchase history."""
+
+    customer_id: CustomerId = Field(examples=["C0000042"])
+    purchases: list[Purchase]
+
+
+class ScoreRequest(_Strict):
+    """Customers to score at an as-of date (purchases after it are ignored)."""
+
+    as_of: IsoDate = Field(description="Scoring date, YYYY-MM-DD (its whole day included).",
+                           examples=["2024-06-30"])
+    customers: list[CustomerHistory] = Field(
+        description=f"At most {MAX_CUSTOMERS:,} customers and {MAX_PURCHASES:,} purchases in "
+                    "all (413 beyond); customer ids unique (compared as text).")
+
+
+class CustomerScore(BaseModel):
+    """Churn risk of one customer, with what it is worth and why."""
+
+    customer_id: str | int
+    churn_risk: float = Field(ge=0, le=1)
+    risk_band: Literal["high", "medium", "low"]
+    expected_value: float
+    value_at_risk: float
+    recency_days: int
+    frequency: int
+    reasons: list[str] = Field(description="Up to three features that raise the risk most "
+                                           "(empty when not asked for).")
+
+
+class Unscored(BaseModel):
+    """A customer the model cannot score, and why."""
+
+    customer_id: str | int
+    reason: str
+
+
+class ScoreResponse(BaseModel):
+    """Scores for the customers of a request, in request order."""
+
+    as_of: dt.date
+    model_version: str | None
+    horizon_days: int
+    results: list[CustomerScore]
+    unscored: list[Unscored]
+
+
+class Health(BaseModel):
+    """Service status."""
+
+    status: Literal["ok"]
+    churnlens_version: str
+    model_name: str | None
+    model_version: str | None
+    model_alias: str | None
+    data_as_of: dt.date
+    customers_scored: int
+    loaded_at: str
+    last_reload_error: str | None
+
+
+class ModelInfo(BaseModel):
+    """The loaded model: what it predicts, from what, and how good it is."""
+
+    name: str | None
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    horizon_days: int
+    as_of: dt.date
+    windows_days: list[int]
+    features: list[str]
+    metrics: dict[str, dict[str, float | None]]
+    backtest: list[dict[str, Any]]
+
+
+class AtRiskItem(BaseModel):
+    """One scored customer of the base (the columns of ``churnlens score``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customer_id: str | int
+    as_of: dt.date
+    churn_risk: float
+    risk_band: Literal["high", "medium", "low"]
+    expected_value: float
+    value_at_risk: float
+    recency_days: int
+    frequency: int
+    monetary_total: float
+    segment: str
+    reason_1: str = ""
+    reason_2: str = ""
+    reason_3: str = ""
+
+
+class StoredCustomer(BaseModel):
+    """A scored customer of the base, with their features."""
+
+    score: AtRiskItem
+    features: dict[str, float | int | str | None]
+
+
+class AtRiskPage(BaseModel):
+    """A page of the at-risk list."""
+
+    items: list[AtRiskItem]
+    total: int = Field(description="Customers in the whole filtered list.")
+    limit: int
+    offset: int
+
+
+class RetentionRatesOut(BaseModel):
+    """Actual retention rates of a period (percent; null where undefined)."""
+
+    start: dt.date
+    end: dt.date
+    window_days: int
+    S: int
+    E: int
+    N: int
+    reactivated: int
+    crr: float | None
+    cohort_retention: float | None
+    churn_rate: float | None
+    repeat_rate: float | None
+    simple_ratio: float | None
+
+
+class RateWithInterval(BaseModel):
+    """A predicted rate with its 95% interval (percent)."""
+
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+class Outlook(BaseModel):
+    """The coming horizon: predicted rates beside the last actual ones of the same length."""
+
+    as_of: dt.date
+    horizon_days: int
+    period_start: dt.date
+    period_end: dt.date
+    active_customers: int
+    predicted_cohort_retention: RateWithInterval
+    predicted_crr: RateWithInterval
+    last_actual: RetentionRatesOut
+    expected_customers_lost: float
+    revenue_at_risk: float
+
+
+class BacktestPeriod(BaseModel):
+    """Predicted vs actual retention of one past period, per model."""
+
+    as_of: dt.date
+    horizon_days: int
+    models: dict[str, dict[str, float | None]]
+
+
+class ReloadResult(BaseModel):
+    """Outcome of a reload."""
+
+    reloaded: bool
+    model_version: str | None
+    data_as_of: dt.date
+    customers_scored: int
+    error: str | None
+
+
+class ErrorDetail(BaseModel):
+    """An error."""
+
+    detail: str

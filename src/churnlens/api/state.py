@@ -1,0 +1,271 @@
+"""The served state: the model, the scored base and its indexes, and how it is reloaded.
+
+A :class:`ServingState` is one immutable snapshot (never changed once built, but for
+its cache of filtered lists). :class:`StateHolder` keeps the current one; ``/reload``
+builds a new one off to the side and swaps the reference, so requests in flight keep
+the snapshot they started with and none is dropped. A failed reload keeps the old
+snapshot serving and says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gc
+import json
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churnlens._artifact import ModelArtifact
+from churnlens._config import ScoringSettings, Settings
+from churnlens._io import json_ready
+
+__all__ = ["RowReader", "ServingState", "StateHolder", "build_state", "load_state"]
+
+# Filtered at-risk lists kept per state (each is an array of row positions).
+_MAX_CACHED_FILTERS = 64
+
+
+class RowReader:
+    """A frame's rows as JSON-ready values, read by position: a page costs O(its rows).
+
+    Each column gets a reader built once: numbers through numpy, Arrow text through
+    Arrow's ``take``, anything else (dates...) through its distinct values, converted
+    once (:func:`churnlens._io.json_ready`). Going through pandas row by row costs ten
+    times more per page.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.names = [str(c) for c in frame.columns]
+        self.readers = [self._reader(frame[c]) for c in frame.columns]
+
+    @staticmethod
+    def _reader(column: pd.Series) -> Callable[[np.ndarray], list[Any]]:
+        kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else ""
+        if kind == "f":
+            floats = column.to_numpy()
+            return lambda rows: [v if math.isfinite(v) else None for v in floats[rows].tolist()]
+        if kind in "iub":
+            numbers = column.to_numpy()
+            return lambda rows: numbers[rows].tolist()
+        if isinstance(column.array, pd.arrays.ArrowStringArray):
+            text = pa.chunked_array(column.array.__arrow_array__()).combine_chunks()
+            return lambda rows: text.take(pa.array(rows, pa.int64())).to_pylist()
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        values = [json_ready(v) for v in uniques] + [None]  # code -1 (missing) -> None
+        return lambda rows: [values[c] for c in codes[rows].tolist()]
+
+    def records(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """The rows at these positions, as dictionaries."""
+        rows = np.asarray(rows, dtype=np.int64)
+        columns = [read(rows) for read in self.readers]
+        return [dict(zip(self.names, row, strict=True))
+                for row in zip(*columns, strict=True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingState:
+    """Everything one version of the service answers from (never changed once built)."""
+
+    artifact: ModelArtifact
+    transactions: pd.DataFrame
+    scores: pd.DataFrame  # score_customers(...).scores; row i is features row i
+    features: pd.DataFrame
+    summary: dict[str, Any]
+    as_of: dt.date
+    loaded_at: str
+    index: dict[str, int]  # customer id as text -> row in scores
+    ranked: dict[str, np.ndarray]  # sort key -> rows of scores in at-risk order
+    scoring: ScoringSettings = dataclasses.field(default_factory=ScoringSettings)
+    # the scored base's mean BG/NBD offset: /score explains every customer against it,
+    # so reasons never depend on who else is in a batch (see score_batch)
+    offset_center: float | None = None
+    # filtered at-risk lists already computed: (sort, min_risk, segment, band) -> rows
+    filtered: dict[tuple[Any, ...], np.ndarray] = dataclasses.field(default_factory=dict)
+    score_rows: RowReader | None = None  # scores and features as JSON-ready columns
+    feature_rows: RowReader | None = None
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The stored score and features of one customer (id as text), or None."""
+        row = self.index.get(customer_id)
+        if row is None:
+            return None
+        if self.score_rows is not None and self.feature_rows is not None:
+            score = self.score_rows.records(np.array([row]))[0]
+            features = self.feature_rows.records(np.array([row]))[0]
+        else:
+            score = json_ready(self.scores.iloc[row].to_dict())
+            features = json_ready(self.features.iloc[row].to_dict())
+        return {"score": score, "features": features}
+
+    def cached_at_risk_rows(self, sort: str, min_risk: float | None, segment: str | None,
+                            band: str | None) -> np.ndarray | None:
+        """The at-risk rows of these filters if already known (no work), else None."""
+        if min_risk is None and segment is None and band is None:
+            return self.ranked[sort]
+        return self.filtered.get((sort, min_risk, segment, band))
+
+    def at_risk_rows(self, sort: str, min_risk: float | None, segment: str | None,
+                     band: str | None) -> np.ndarray:
+        """Rows of the at-risk list with these filters, in the library's order.
+
+        The order and the filters are :func:`churnlens._rules.at_risk_list`'s; the
+        result is cached per state.
+        """
+        from churnlens._rules import at_risk_list
+
+        rows = self.cached_at_risk_rows(sort, min_risk, segment, band)
+        if rows is None:
+            rows = at_risk_list(self.scores.assign(_row=np.arange(len(self.scores))),
+                                min_risk=min_risk, segment=segment, band=band, sort=sort,
+                                )["_row"].to_numpy()
+            if len(self.filtered) < _MAX_CACHED_FILTERS:
+                self.filtered[(sort, min_risk, segment, band)] = rows
+        return rows
+
+    def page_body(self, rows: np.ndarray, offset: int, limit: int) -> bytes:
+        """A page of the at-risk list (``AtRiskPage``) as JSON bytes."""
+        from churnlens._io import frame_records
+
+        page = rows[offset: offset + limit]
+        items = (self.score_rows.records(page) if self.score_rows is not None
+                 else frame_records(self.scores.iloc[page]))
+        payload = {"items": items, "total": len(rows), "limit": limit, "offset": offset}
+        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+
+def build_state(
+    artifact: ModelArtifact,
+    transactions: pd.DataFrame,
+    as_of: str | dt.date | None = None,
+    *,
+    scoring: ScoringSettings | None = None,
+) -> ServingState:
+    """Score the base at ``as_of`` (default: the data's last day) and index it.
+
+    Parameters
+    ----------
+    artifact
+        The model.
+    transactions
+        Clean transactions (:func:`churnlens.load_transactions`).
+    as_of
+        Scoring date.
+    scoring
+        Risk band thresholds.
+
+    Returns
+    -------
+    ServingState
+        The scored base, its at-risk orders and its indexes.
+    """
+    from churnlens._rules import SORT_KEYS, at_risk_list
+    from churnlens._scoring import score_customers
+
+    scoring = scoring or ScoringSettings()
+    day = pd.Timestamp(as_of).date() if as_of else transactions["timestamp"].max().date()
+    result = score_customers(transactions, day, artifact, settings=scoring, allow_past=True)
+    scores = result.scores
+    rows = scores.assign(_row=np.arange(len(scores)))
+    # The at-risk order is the library's (at_risk_list); computed once per sort key so
+    # that a page costs O(limit), not a sort of the whole base.
+    ranked = {key: at_risk_list(rows, sort=key)["_row"].to_numpy() for key in SORT_KEYS}
+    offsets = artifact.model.bgnbd_offset(result.features)
+    offset_center = float(np.mean(offsets)) if len(offsets) else None
+    return ServingState(
+        artifact=artifact, transactions=transactions, scores=scores, features=result.features,
+        summary=result.summary, as_of=day,
+        loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        index={str(c): i for i, c in enumerate(scores["customer_id"].tolist())},
+        ranked=ranked, scoring=scoring, offset_center=offset_center,
+        score_rows=RowReader(scores), feature_rows=RowReader(result.features),
+    )
+
+
+def load_state(
+    transactions_source: Any,
+    model: str,
+    settings: Settings,
+    *,
+    as_of: str | dt.date | None = None,
+) -> ServingState:
+    """Load the model (every check of the one loader) and the transactions, score the base.
+
+    Parameters
+    ----------
+    transactions_source
+        A path or a frame, as :func:`churnlens.load_transactions` takes it.
+    model
+        A model URI (``models:/churnlens@champion``) or a bundle folder.
+    settings
+        Column names, tracking store and risk bands.
+    as_of
+        Scoring date (default: the data's last day).
+
+    Returns
+    -------
+    ServingState
+        The scored base.
+
+    Raises
+    ------
+    ModelError
+        The model cannot be loaded or fails a check (the same refusal as
+        ``churnlens score``).
+    DataValidationError
+        The transactions break the data contract.
+    """
+    from churnlens._loading import load_transactions
+    from churnlens._model_loader import load_model
+
+    artifact = load_model(model, settings.mlflow)
+    tx, _ = load_transactions(
+        transactions_source, **settings.data.loader_options(), as_of=as_of)
+    return build_state(artifact, tx, as_of, scoring=settings.scoring)
+
+
+class StateHolder:
+    """The state being served, and ``/reload``: build a new one, then swap.
+
+    Parameters
+    ----------
+    loader
+        Builds a fresh :class:`ServingState` (at start-up and on every reload).
+    initial
+        A state already loaded (skips the start-up load).
+    """
+
+    def __init__(self, loader: Callable[[], ServingState],
+                 initial: ServingState | None = None) -> None:
+        self.loader = loader
+        self.state: ServingState = initial or loader()
+        self.error: str | None = None  # why the last reload failed (None: it did not)
+        self._lock = threading.Lock()
+
+    def reload(self) -> tuple[ServingState, str | None]:
+        """Load a new state and serve it; on any failure keep the old one and say why.
+
+        Returns
+        -------
+        tuple
+            ``(state served now, None)`` after a reload, ``(old state, why not)`` after
+            a failure.
+        """
+        with self._lock:
+            try:
+                fresh = self.loader()
+            except Exception as exc:  # any failure: keep the old state, say why
+                self.error = f"{type(exc).__name__}: {exc}"
+                return self.state, self.error
+            self.state, self.error = fresh, None
+            if gc.get_freeze_count():  # `churnlens serve` froze the first state: refreeze
+                gc.unfreeze()          # so the old one can be collected, the new frozen
+                gc.collect()
+                gc.freeze()
+        return fresh, None
