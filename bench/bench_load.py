@@ -7,11 +7,15 @@ medians of wall time are compared (CPU time, user + system, is shown too):
 
 - ``churnlens.load_model`` of ``models:/churnlens@champion`` from a sqlite registry
   (every check: digest, card, signature, features, horizon);
-- ``churnlens.load_model`` of the exported bundle (the same model);
+- ``churnlens.load_model`` of the exported bundle (the same model); both read the
+  bundle's scoring form (``churnlens-scorer.npz``: arrays, NumPy only, no pickle);
+- ``churnlens.load_model(..., full=True)`` of the bundle: the fitted estimator from
+  the pickle (what training code and notebooks ask for);
 - peer: ``mlflow.pyfunc.load_model`` of the same registered model (no checks beyond
   the bundle's digest, which churnlens' pyfunc does);
-- floor: ``joblib.load`` of the bundle's model file, nothing else (the libraries the
-  pickled model is made of must be imported by any loader);
+- the pickle's floor: ``joblib.load`` of the bundle's model file, nothing else (the
+  libraries the pickled model is made of must be imported by any loader of the pickle;
+  the scoring form does without them);
 - ``churnlens --version`` and ``churnlens --help``.
 
 Each load process also times a second load of the same model, once the libraries are
@@ -76,6 +80,9 @@ if sys.argv[2:]:
 model = churnlens.load_model(
     sys.argv[1], MlflowSettings(tracking_uri=sys.argv[2]) if sys.argv[2:] else None)""",
     check="model.horizon_days")
+CHURNLENS_FULL_LOAD = _TIMED_LOAD.format(
+    load="import churnlens; model = churnlens.load_model(sys.argv[1], full=True)",
+    check="model.model.horizon_days_")
 MLFLOW_LOAD = _TIMED_LOAD.format(
     load="import mlflow.pyfunc; model = mlflow.pyfunc.load_model(sys.argv[1])",
     check="model.unwrap_python_model().artifact.horizon_days")
@@ -98,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "churnlens.load_model: registry champion": [python, "-c", CHURNLENS_LOAD, CHAMPION,
                                                     tracking_uri],
         "churnlens.load_model: bundle": [python, "-c", CHURNLENS_LOAD, str(bundle)],
+        "churnlens.load_model: bundle, full=True": [python, "-c", CHURNLENS_FULL_LOAD,
+                                                    str(bundle)],
         "mlflow.pyfunc.load_model: registry champion": [python, "-c", MLFLOW_LOAD, CHAMPION],
         "floor: joblib.load of the bundle file": [
             python, "-c", JOBLIB_LOAD, str(bundle / "churnlens-model.joblib")],
@@ -180,7 +189,7 @@ def _medians(results: list[dict[str, Any]]) -> dict[str, Any]:
 def cached_registry(customers: int) -> Path:
     """A sqlite MLflow store with one registered champion, and its bundle (seed 1)."""
     folder = DATA_DIR / f"registry_{customers}_seed1"
-    if not (folder / "bundle" / "churnlens-model.json").exists():
+    if not (folder / "bundle" / "churnlens-scorer.npz").exists():  # (older caches: none)
         import shutil
         import warnings
 

@@ -169,7 +169,7 @@ def run_floor(data: str, model: str, as_of: str) -> dict[str, Any]:
     from churnlens._features_sql import features_select_sql, sequence_select_sql
     from churnlens._model_loader import load_bundle
 
-    artifact = load_bundle(model)
+    artifact = load_bundle(model, full=True)  # the floor wants the LightGBM booster
     booster = artifact.model.booster_.booster_
     began = time.perf_counter()
     con = connect()

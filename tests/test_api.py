@@ -39,6 +39,7 @@ from churnlens.cli import app as cli_app
 from churnlens.exceptions import DataValidationError, ModelError
 
 KEY_A, KEY_B = "key-alpha-0123456789", "key-beta-9876543210"
+JSON = {"Content-Type": "application/json"}  # every POST says it sends JSON (else 415)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ SECURED = [
     ("GET", "/retention?start=2024-03-31&end=2024-06-30", None),
     ("GET", "/retention/outlook", None),
     ("GET", "/retention/backtest", None),
-    ("POST", "/reload", None),
+    ("POST", "/reload", {}),  # (POST needs Content-Type: application/json)
 ]
 
 
@@ -161,8 +162,8 @@ def test_no_request_field_is_a_path_or_a_model_uri(client: TestClient) -> None:
                 walk(media["schema"])
     assert names == {
         "as_of", "customers", "customer_id", "purchases", "timestamp", "amount", "reasons",
-        "limit", "offset", "min_risk", "segment", "band", "sort", "format", "start", "end",
-        "window_days",
+        "allow_past", "limit", "offset", "min_risk", "segment", "band", "sort", "format",
+        "start", "end", "window_days",
     }
     forbidden = ("path", "file", "uri", "url", "model", "dir", "source", "location")
     assert not [n for n in names if any(word in n.lower() for word in forbidden)]
@@ -223,7 +224,8 @@ def test_score_equals_the_library_on_new_customers(client: TestClient, state: Se
             {"timestamp": "2024-05-20 09:15:00", "amount": 12.0}]},
         {"customer_id": 42, "purchases": [{"timestamp": "2024-05-31T23:59:59", "amount": 9}]},
     ]}
-    payload = client.post("/score", json=body).json()
+    # (before the model's training as-of: a deliberate backfill)
+    payload = client.post("/score?allow_past=true", json=body).json()
     frame = pd.DataFrame({
         "customer_id": ["new-1"] * 4 + ["42"],
         "timestamp": pd.to_datetime(["2023-11-05", "2024-02-01 08:00", "2024-02-02 04:30",
@@ -327,6 +329,8 @@ def test_score_answers_the_same_on_the_direct_path_as_through_the_framework(
                     ).encode(), KEY_A),
         (json.dumps(score_body([("a", "2024-05-01", 1e12)])).encode(), KEY_A),
         (json.dumps(score_body([("a", "2024-05-01T10:00:00,5", 1.0)])).encode(), KEY_A),
+        # an as_of before the model's training as-of (the CLI's refusal)
+        (b'{"as_of": "2024-05-31", "customers": []}', KEY_A),
     ]
     for body, key in cases:
         headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
@@ -351,8 +355,9 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(
     async def send_all() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            together = await asyncio.gather(*(http.post("/score", json=b) for b in bodies))
-            alone = [await http.post("/score", json=b) for b in bodies]
+            url = "/score?allow_past=true"  # (one as_of is before the model's)
+            together = await asyncio.gather(*(http.post(url, json=b) for b in bodies))
+            alone = [await http.post(url, json=b) for b in bodies]
         return [*together, *alone]
 
     responses = asyncio.run(send_all())
@@ -862,7 +867,7 @@ def test_reload_swaps_the_state(state: ServingState, model: Any) -> None:
 
     with TestClient(create_app(loader, initial=state)) as c:
         assert later["n"] == 0  # the initial state was used as given
-        answer = c.post("/reload").json()
+        answer = c.post("/reload", headers=JSON).json()
         assert answer["reloaded"] is True and answer["error"] is None
         assert answer["data_as_of"] == "2024-05-31"
         assert c.get("/health").json()["data_as_of"] == "2024-05-31"
@@ -879,18 +884,19 @@ def test_a_failing_reload_keeps_the_old_state_and_says_so(state: ServingState) -
         return state
 
     with TestClient(create_app(loader, initial=state)) as c:
-        answer = c.post("/reload")
+        answer = c.post("/reload", headers=JSON)
         assert answer.status_code == 200
         payload = answer.json()
         assert payload["reloaded"] is False
         assert payload["error"] == "FileNotFoundError: models:/churnlens@champion is gone"
         assert payload["data_as_of"] == AS_OF
         assert payload["customers_scored"] == len(state.scores)
-        health = c.get("/health").json()
-        assert health["last_reload_error"] == payload["error"]
+        health = c.get("/health").json()  # (public: that it failed and when, no reason)
+        assert health["last_reload_error"].startswith("the last reload failed at ")
+        assert "gone" not in health["last_reload_error"]
         assert c.get("/at-risk?limit=1").status_code == 200  # still serving
         fail["now"] = False
-        assert c.post("/reload").json()["reloaded"] is True
+        assert c.post("/reload", headers=JSON).json()["reloaded"] is True
         assert c.get("/health").json()["last_reload_error"] is None
 
 
@@ -955,14 +961,14 @@ def test_reload_refuses_a_bundle_whose_card_disagrees_and_keeps_serving(
         {"customer_id": "a", "purchases": [{"timestamp": "2024-01-01", "amount": 5}]}]}
     with TestClient(create_app(loader, initial=state)) as c:
         before = c.post("/score", json=body).json()
-        answer = c.post("/reload")
+        answer = c.post("/reload", headers=JSON)
         assert answer.status_code == 200
         payload = answer.json()
         assert payload["reloaded"] is False
         assert payload["error"] == f"ModelError: {refused.value}"
         assert payload["customers_scored"] == len(state.scores)
         health = c.get("/health").json()
-        assert health["last_reload_error"] == payload["error"]
+        assert health["last_reload_error"].startswith("the last reload failed at ")
         assert health["loaded_at"] == state.loaded_at  # the old model keeps serving
         assert c.get("/model").json()["horizon_days"] == 91
         assert c.post("/score", json=body).json() == approx_floats(before)
@@ -1018,7 +1024,7 @@ def test_reload_under_load_drops_no_request(model: Any, state: ServingState) -> 
                 for _ in range(4):
                     await asyncio.sleep(0.5)
                     began = time.monotonic()
-                    r = await http.post("/reload")
+                    r = await http.post("/reload", headers=JSON)
                     reloading.append((began, time.monotonic()))
                     reload_answers.append(r.json())
                     statuses.append(r.status_code)
@@ -1068,8 +1074,8 @@ def test_serve_subprocess_answers_health(tmp_path: Path, model: Any) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/model").status_code == 401
         assert httpx.get(f"http://127.0.0.1:{port}/model",
                          headers={"X-API-Key": KEY_A}).status_code == 200
-        reloaded = httpx.post(f"http://127.0.0.1:{port}/reload", headers={"X-API-Key": KEY_A},
-                              timeout=60)
+        reloaded = httpx.post(f"http://127.0.0.1:{port}/reload",
+                              headers={"X-API-Key": KEY_A, **JSON}, timeout=60)
         assert reloaded.json()["reloaded"] is True
     finally:
         process.terminate()

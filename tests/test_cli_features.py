@@ -74,7 +74,7 @@ def test_parquet_output_with_mapped_columns_and_metadata(cli, golden_raw, tmp_pa
         (["--as-of", "2020-01-01"], "no transactions on or before"),
         (["--as-of", "2024-03-31", "--amount-col", "price"], "price"),
         (["--as-of", "2024-03-31", "--windows-days", "30,thirty"], "--windows-days"),
-        (["--as-of", "2024-03-31", "--windows-days", "0"], "windows_days"),
+        (["--as-of", "2024-03-31", "--windows-days", "0"], "--windows-days: 0"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(cli, golden_csv, tmp_path, args, message):

@@ -163,7 +163,7 @@ def test_cohorts_print_and_json(cli: CliRunner, golden_csv: Path) -> None:
         (["--start", "2024-02-30", "--end", GOLDEN_T1], "cannot read"),
         (["--start", GOLDEN_T0], "--start and --end"),
         (["--every", "week"], "every must be one of"),
-        (["--start", GOLDEN_T0, "--end", GOLDEN_T1, "--window-days", "0"], "window_days"),
+        (["--start", GOLDEN_T0, "--end", GOLDEN_T1, "--window-days", "0"], "--window-days: 0"),
         (["--start", GOLDEN_T0, "--end", GOLDEN_T1, "--segment-col", "country"], "country"),
         (["--start", GOLDEN_T0, "--end", GOLDEN_T1, "--plot", "x.png"], "--plot"),
     ],

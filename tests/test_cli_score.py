@@ -27,7 +27,8 @@ from churnlens.cli import app
 SEED = 11
 TRAIN_AS_OF = "2024-03-31"
 AS_OF = "2024-04-30"
-FORMULA_IDS = ['=HYPERLINK("x")', "+33 1 23", "-1", "@SUM(A1)", "\tTAB", "\rCR"]
+FORMULA_IDS = ['=HYPERLINK("x")', "+33 1 23", "-1", "@SUM(A1)", "\tTAB", "\rCR", "\nLF",
+               "\r=1+1", "\n=1+1"]
 FAST = {"backtest_steps": 0, "snapshots": {"count": 6},
         "model": {"n_estimators": 60, "min_child_samples": 40, "early_stopping_rounds": 20}}
 CHURNLENS = str(Path(sys.executable).with_name("churnlens"))
@@ -136,6 +137,33 @@ def test_at_risk_list_neutralizes_formula_ids(workdir, tmp_path):
     assert values == sorted(values, reverse=True)
 
 
+def test_score_csv_neutralizes_formula_ids(workdir, tmp_path):
+    """``score --out *.csv`` is a file people open: no cell may run as a formula, and a
+    CR or LF at the start of an id must not start a new row (issue 22)."""
+    exact, listing = tmp_path / "scores.parquet", tmp_path / "scores.csv"
+    assert score(workdir, exact, "--no-reasons")[0] == 0
+    code, _, err = score(workdir, listing, "--no-reasons")
+    assert code == 0, err
+    expected = pd.read_parquet(exact)
+    assert set(FORMULA_IDS) <= set(expected["customer_id"])  # Parquet keeps ids exact
+    frame = pd.read_csv(listing, dtype=str, keep_default_na=False)
+    with listing.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    # a reader that takes a bare CR or LF as a line end would see extra rows
+    with listing.open(encoding="utf-8") as fh:  # universal newlines: \r, \n, \r\n
+        physical = fh.read().splitlines()
+    for cells in (frame.to_numpy().tolist(), rows[1:]):
+        assert len(cells) == len(expected)
+        first_cells = [row[0] for row in cells]
+        assert not [c for c in first_cells if c.startswith(("=", "+", "-", "@", "\t", "\r",
+                                                             "\n"))]
+        for raw in FORMULA_IDS:
+            assert "'" + raw in first_cells, raw
+    # rows end in CRLF; the only other line breaks are the ones inside quoted ids
+    assert len(physical) == len(expected) + 1 + sum(
+        raw.count("\r") + raw.count("\n") for raw in FORMULA_IDS)
+
+
 def test_at_risk_filters_and_errors(workdir, tmp_path):
     out = tmp_path / "scores.parquet"
     assert score(workdir, out)[0] == 0
@@ -198,6 +226,9 @@ def test_unusable_models_are_refused_with_exit_2(workdir, tmp_path, case, messag
         (model / BUNDLE_MODEL).write_bytes(b"not a pickle")
         card = json.loads((model / BUNDLE_CARD).read_text())
         card["sha256"] = hashlib.sha256(b"not a pickle").hexdigest()
+        if card.get("scorer_file"):  # scoring reads the scorer form when there is one
+            (model / card["scorer_file"]).write_bytes(b"not a scorer")
+            card["scorer_sha256"] = hashlib.sha256(b"not a scorer").hexdigest()
         (model / BUNDLE_CARD).write_text(json.dumps(card))
     elif case == "horizon":
         extra = ["--horizon-days", "30"]
@@ -285,7 +316,7 @@ def test_a_killed_scoring_leaves_the_previous_output_intact(workdir, big_transac
     before = out.read_bytes()
     process = _start_score(workdir, big_transactions, out)
     _wait_for(process, "scoring")  # features done, customers being scored
-    time.sleep(1.0)
+    time.sleep(0.2)  # (scoring itself takes about a second: the kill must land inside it)
     process.send_signal(kill)
     code = process.wait(timeout=120)
     assert code == (-9 if kill == signal.SIGKILL else 130)

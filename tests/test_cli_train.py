@@ -167,7 +167,7 @@ def test_train_with_too_little_history_writes_nothing(
 
 @pytest.mark.parametrize(("args", "phrases"), [
     (["--config", "{bad}"], ["unknown key 'modle'"]),
-    (["--horizon-days", "0"], ["horizon_days"]),
+    (["--horizon-days", "0"], ["--horizon-days", "positive whole number"]),
     (["--as-of", "2024-13-01"], ["2024-13-01"]),
 ])
 def test_train_bad_options(inputs: dict[str, Path], tmp_path: Path, args: list[str],

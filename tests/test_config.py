@@ -103,3 +103,51 @@ def test_reading_settings_does_not_import_the_model() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# --- strict files (issue 22): encoding, repeated keys, types -----------------------------
+
+
+@pytest.mark.parametrize(("body", "fragments"), [
+    (b"horizon_days: 30\nhorizon_days: 60\n", ["'horizon_days' appears twice", "lines 1 and 2"]),
+    (b"model:\n  n_jobs: 1\n  n_jobs: 2\n", ["'n_jobs' appears twice", "lines 2 and 3"]),
+    ("horizon_days: 30 # é\n".encode("latin-1"), ["not UTF-8"]),
+    (b"horizon_days: true\n", ["horizon_days", "valid integer", "True"]),
+    (b'horizon_days: "12"\n', ["horizon_days", "'12'"]),
+    (b'scoring:\n  high_risk: "0.8"\n', ["scoring.high_risk", "'0.8'"]),
+    (b"mlflow:\n  enabled: 1\n", ["mlflow.enabled", "valid boolean"]),
+    (b"features:\n  windows_days: [30, false]\n", ["features.windows_days"]),
+    (b"horizon_days: [unclosed\n", ["not valid YAML"]),
+])
+def test_config_files_are_read_strictly(tmp_path, body, fragments) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_bytes(body)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message and "Suggestion:" in message and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_yaml_lists_and_whole_floats_stay_accepted(tmp_path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("features:\n  windows_days: [90, 30]\nmodel:\n  learning_rate: 1\n"
+                    "data:\n  delimiter: ';'\n")
+    settings = load_config(path)
+    assert settings.features.windows_days == (30, 90)
+    assert settings.model.learning_rate == 1.0
+    assert settings.data.loader_options()["delimiter"] == ";"
+
+
+def test_a_bad_override_is_blamed_on_its_option_not_the_file(tmp_path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("horizon_days: 30\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"horizon_days": 0}, option_names={"horizon_days": "--horizon-days"})
+    message = str(caught.value)
+    assert "the options given (--horizon-days)" in message
+    assert "--horizon-days: Input should be greater than or equal to 1" in message
+    assert str(path) not in message and "defaults" not in message
+    with pytest.raises(ConfigError, match="invalid configuration in the options given"):
+        load_config(overrides={"horizon_days": 0})

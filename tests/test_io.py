@@ -15,7 +15,9 @@ import pytest
 
 from churnlens import ChurnlensError
 from churnlens._io import (
+    COMMITTED,
     atomic_path,
+    check_output_folder,
     check_output_path,
     csv_text,
     frame_records,
@@ -251,3 +253,54 @@ def test_any_atomic_write_removes_temporaries_left_by_killed_writers(tmp_path: P
     assert not stale.exists()
     assert other.exists()
     assert target.read_text().strip().startswith("{")
+
+
+# --- outputs checked before the work (issue 22) ------------------------------------------
+
+
+def test_check_output_path_refuses_what_cannot_be_written(tmp_path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ChurnlensError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "out.csv", suffixes=(".csv",))
+    with pytest.raises(ChurnlensError, match="is a file, not a folder"):
+        check_output_path(tmp_path / "a-file" / "out.csv", suffixes=(".csv",))
+    with pytest.raises(ChurnlensError, match="cannot write in the folder /proc"):
+        check_output_path("/proc/out.csv", suffixes=(".csv",))  # not even root can
+    assert check_output_path(tmp_path / "out.csv", suffixes=(".csv",)) == tmp_path / "out.csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # the probe is gone
+
+
+def test_check_output_folder(tmp_path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ChurnlensError, match="is a file, not a folder"):
+        check_output_folder(tmp_path / "a-file")
+    with pytest.raises(ChurnlensError, match="a-file is a file, not a folder"):
+        check_output_folder(tmp_path / "a-file" / "bundle")
+    with pytest.raises(ChurnlensError, match="cannot write"):
+        check_output_folder("/proc/bundle")
+    assert check_output_folder(tmp_path / "new" / "bundle") == tmp_path / "new" / "bundle"
+    assert not (tmp_path / "new").exists()  # checked, not created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_committed_outputs_are_recorded(tmp_path) -> None:
+    COMMITTED.clear()
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
+    def half_written() -> None:
+        with atomic_path(tmp_path / "u.csv") as tmp:
+            tmp.write_text("half")
+            raise BoomError
+
+    with pytest.raises(BoomError):
+        half_written()
+    assert list(COMMITTED) == [tmp_path / "t.csv"]
+
+
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r", "\n"])
+def test_every_formula_prefix_is_neutralised(first) -> None:
+    import csv
+    import io
+
+    text = csv_text(pd.DataFrame({"id": [first + "1+1", "ok"]}), spreadsheet_safe=True)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows == [["id"], ["'" + first + "1+1"], ["ok"]]

@@ -117,6 +117,29 @@ def zip_named_csv(folder: Path) -> Path:
     return path
 
 
+def truncated_gz(rows: int) -> Callable[[Path], Path]:
+    """A gzip CSV cut in the middle (an interrupted download)."""
+
+    def make(folder: Path) -> Path:
+        body = HEADER + "".join(f"c{i:06d},2024-01-{1 + i % 28:02d},{i % 97}.5\n"
+                                for i in range(rows))
+        packed = gzip.compress(body.encode(), mtime=0)
+        path = folder / "tx.csv.gz"
+        path.write_bytes(packed[: len(packed) * 3 // 4])
+        return path
+
+    return make
+
+
+def latin1_after_64k(folder: Path) -> Path:
+    """UTF-8 for the first 64 KiB (where the header is read), Latin-1 further on."""
+    rows = "".join(f"c{i:06d},2024-01-01,1\n" for i in range(5000))
+    body = (HEADER + rows).encode() + "Zoë,2024-01-02,2\n".encode("latin-1")
+    path = folder / "tx.csv"
+    path.write_bytes(body)
+    return path
+
+
 def multibyte_across_64k(folder: Path) -> Path:
     """A valid UTF-8 file whose byte 65,536 falls inside a two-byte character."""
     rows = [HEADER]
@@ -247,8 +270,14 @@ CORPUS: list[Case] = [
     fails("mapping-flag-names-absent-column", text(ALIASES), MissingColumnError,
           "{path}", "'client'", "columns found: ['user_id', 'order_date', 'price']",
           customer_col="client", time_col="order_date", amount_col="price"),
+    # another separator is named, not reported as missing columns (issue 22)
     fails("semicolon-separated", text("customer_id;timestamp;amount\na;2024-01-01;1\n"),
-          MissingColumnError, "{path}", "columns found: ['customer_id;timestamp;amount']"),
+          DataValidationError, "{path}", "separated by ';', not ','", "--delimiter ';'"),
+    ok("semicolon-with-delimiter", text("customer_id;timestamp;amount\na;2024-01-01;1.5\n"
+                                        "b;2024-01-02;2\n"),
+       ids_are(["a", "b"]), delimiter=";"),
+    fails("tab-separated-named-csv", text("customer_id\ttimestamp\tamount\na\t2024-01-01\t1\n"),
+          DataValidationError, "separated by 'tab'", "--delimiter 'tab'"),
     fails("repeated-column-name", text("customer_id,timestamp,amount,amount\na,2024-01-01,1,2\n"),
           DataValidationError, "{path}", "'amount' at positions 3, 4"),
     # empty inputs
@@ -331,9 +360,17 @@ CORPUS: list[Case] = [
           "{path}", "all 2 rows have no customer id", "'customer_id'"),
     ok("leading-zero-ids", text(HEADER + "00042,2024-01-01,1\n0007,2024-01-01,2\n"),
        ids_are(["00042", "0007"])),
+    # the id rule (README "Customer ids"): a whole number written with a zero fraction
+    # is that number, as a float id from Parquet is; other text is kept exactly
     ok("number-like-ids-stay-text",
-       text(HEADER + "42,2024-01-01,1\n42.0,2024-01-01,1\n4.2e1,2024-01-01,1\n"),
-       all_of(ids_are(["42", "42.0", "4.2e1"]), report_has(customers=3))),
+       text(HEADER + "42,2024-01-01,1\n42.0,2024-01-01,1\n4.2e1,2024-01-01,1\n"
+            "007,2024-01-01,1\n007.0,2024-01-01,1\n1.5,2024-01-01,1\n-3.00,2024-01-01,1\n"),
+       all_of(ids_are(["42", "42", "4.2e1", "007", "007.0", "1.5", "-3"]),
+              report_has(customers=6))),
+    ok("parquet-text-ids-with-zero-fraction",
+       parquet({"customer_id": pa.array(["12.0", "12", "007"]),
+                "timestamp": pa.array(["2024-01-01"] * 3), "amount": pa.array([1.0] * 3)}),
+       all_of(ids_are(["12", "12", "007"]), report_has(customers=2))),
     ok("unicode-ids", text(HEADER + "Zoë,2024-01-01,1\n顧客-1,2024-01-01,2\n😀,2024-01-01,3\n"),
        ids_are(["Zoë", "顧客-1", "😀"])),
     ok("very-long-id", text(HEADER + f"{LONG_ID},2024-01-01,1\n"), ids_are([LONG_ID])),
@@ -361,6 +398,31 @@ CORPUS: list[Case] = [
           as_of="2023-12-31"),
     fails("unreadable-as-of", text(HEADER + "a,2024-01-01,1\n"), ChurnlensError,
           "as_of", "'not-a-date'", as_of="not-a-date"),
+    # dates outside churnlens._validation.PLAUSIBLE_DATES (issue 22)
+    fails("year-1-dates", text(HEADER + "a,2024-01-01,1\nb,0001-01-01,2\n"),
+          DataValidationError, "{path}", "'timestamp'",
+          "outside the supported range 1900-01-01 .. 2100-12-31", "row 2 (line 3): '0001-01-01'"),
+    fails("year-9999-dates-after-the-as-of", text(HEADER + "a,2024-01-01,1\nb,9999-12-31,2\n"),
+          DataValidationError, "{path}", "outside the supported range", "'9999-12-31'",
+          as_of="2024-06-30"),
+    fails("as-of-in-year-9999", text(HEADER + "a,2024-01-01,1\n"), ChurnlensError, "as_of",
+          "outside the supported dates 1900-01-01 .. 2100-12-31", as_of="9999-12-31"),
+    ok("dates-at-the-edges-of-the-range",
+       text(HEADER + "a,1900-01-01,1\nb,2100-12-31T23:59:59,2\n"),
+       times_are(["1900-01-01", "2100-12-31 23:59:59"], 0)),
+    # time formats the parser does not support are named as such (issue 22)
+    fails("time-format-epoch-seconds", text(HEADER + "a,1704067200,1\n"), DataValidationError,
+          "'%s'", "--time-format", "not supported", "unit='s'", time_format="%s"),
+    fails("time-format-unknown-directive", text(HEADER + "a,2024-01-01,1\n"),
+          DataValidationError, "%Q", "not supported", time_format="%Y-%m-%d %Q"),
+    fails("time-format-stray-percent", text(HEADER + "a,2024-01-01,1\n"), DataValidationError,
+          "'%Y-%m-%d %'", "not supported", time_format="%Y-%m-%d %"),
+    fails("excel-serial-dates", text(HEADER + "a,45000,1\nb,45017.5,2\n"), DataValidationError,
+          "{path}", "Excel serial day numbers", "origin='1899-12-30'"),
+    fails("parquet-excel-serial-dates",
+          parquet({"customer_id": pa.array(["a"]), "timestamp": pa.array([45000.0]),
+                   "amount": pa.array([1.0])}),
+          DataValidationError, "{path}", "Excel serial day numbers"),
     fails("as-of-parsed-as-year-1", text(HEADER + "a,2024-01-01,1\n"), ChurnlensError,
           "as_of", "'31st of March'", "outside the supported dates", as_of="31st of March"),
     # not CSV at all
@@ -379,6 +441,12 @@ CORPUS: list[Case] = [
           DataValidationError, "{path}", "cannot read as CSV", "Expected 3 columns"),
     fails("directory", folder_itself, DataValidationError, "{path}", "is a directory"),
     fails("missing-path", missing_path, DataValidationError, "{path}", "no such file"),
+    fails("truncated-csv-gz", truncated_gz(rows=50), DataValidationError, "{path}",
+          "Truncated compressed stream", "again"),
+    fails("truncated-csv-gz-after-the-header", truncated_gz(rows=40_000), DataValidationError,
+          "{path}", "Truncated compressed stream", "again"),
+    fails("latin-1-after-the-first-64k", latin1_after_64k, DataValidationError, "{path}",
+          "not UTF-8", "iconv"),
     fails("not-gzip-named-csv-gz", text(HEADER + "a,2024-01-01,1\n", name="tx.csv.gz"),
           DataValidationError, "{path}"),
     # other CSV dialects that load
@@ -464,7 +532,8 @@ def cli() -> CliRunner:
 
 
 _FLAGS = {"customer_col": "--customer-col", "time_col": "--time-col",
-          "amount_col": "--amount-col", "as_of": "--as-of", "time_format": "--time-format"}
+          "amount_col": "--amount-col", "as_of": "--as-of", "time_format": "--time-format",
+          "delimiter": "--delimiter"}
 
 
 def cli_args(path: Path, kwargs: dict[str, Any]) -> list[str]:
@@ -1022,3 +1091,44 @@ def test_not_clean_frames_go_through_the_loader(change: Callable[[pd.DataFrame],
             _loading.ensure_clean(changed)
     else:
         pd.testing.assert_frame_equal(_loading.ensure_clean(changed), expected)
+
+
+# --- one customer, one id, whatever the file format (README "Customer ids") -----------------
+
+
+def by_text_id(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows keyed by the text of the id (integer ids sort as numbers, text as text)."""
+    out = frame.assign(customer_id=frame["customer_id"].astype(str))
+    return out.sort_values("customer_id").reset_index(drop=True)
+
+
+def test_the_same_id_is_one_customer_in_csv_and_parquet(tmp_path: Path) -> None:
+    """Integer ids with a gap are floats in pandas: CSV gets "1.0", Parquet gets 1.0 (or
+    1 when stored as integers). All three load as the same customers, with the same
+    text, the same counts and the same features; text ids keep their leading zeros."""
+    from churnlens import compute_features
+
+    raw = pd.DataFrame({
+        "customer_id": [1.0, 2.0, None, 1.0, 10.0, 2.0],
+        "timestamp": pd.to_datetime(["2024-01-02", "2024-01-05", "2024-01-06", "2024-02-01",
+                                     "2024-02-03", "2024-03-01"]),
+        "amount": [10.0, 20.0, 5.0, 7.5, 3.0, 1.0],
+    })
+    raw.to_csv(tmp_path / "floats.csv", index=False)
+    assert "\n1.0," in (tmp_path / "floats.csv").read_text()  # what pandas writes
+    raw.to_parquet(tmp_path / "floats.parquet", index=False)
+    raw.astype({"customer_id": "Int64"}).to_parquet(tmp_path / "ints.parquet", index=False)
+    raw.astype({"customer_id": "Int64"}).to_csv(tmp_path / "ints.csv", index=False)
+    loaded = {name: load_transactions(tmp_path / name)
+              for name in ("floats.csv", "floats.parquet", "ints.parquet", "ints.csv")}
+    features = {name: compute_features(tx, "2024-03-31") for name, (tx, _) in loaded.items()}
+    for name, (tx, report) in loaded.items():
+        assert tx["customer_id"].astype(str).tolist() == ["1", "2", "1", "10", "2"], name
+        assert report.customers == 3 and report.dropped_missing_customer_id == 1, name
+        pd.testing.assert_frame_equal(by_text_id(features[name]),
+                                      by_text_id(features["floats.csv"]))
+    # text stays text: leading zeros and non-whole numbers are ids as written
+    (tmp_path / "text.csv").write_text(HEADER + "007,2024-01-01,1\n007.0,2024-01-01,1\n"
+                                                "1.5,2024-01-01,1\n")
+    assert load_transactions(tmp_path / "text.csv").transactions["customer_id"].tolist() == [
+        "007", "007.0", "1.5"]

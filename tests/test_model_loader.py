@@ -346,3 +346,76 @@ def test_promotion_loads_the_champion_through_the_same_door(registry, raw):
     assert registration.champion_metric is None
     assert f"the champion cannot be scored on this data ({refused.value})" in registration.reason
     assert "horizon_days = 30" in registration.reason
+
+
+# --- the scoring form (churnlens-scorer.npz) ----------------------------------------------
+
+
+def test_scoring_loads_the_scorer_with_the_models_scores(artifact, bundle, raw, tmp_path):
+    from churnlens._artifact import BUNDLE_SCORER
+    from churnlens._model import ChurnModel
+    from churnlens._scorer import ChurnScorer
+
+    scoring, full = load_model(bundle), load_model(bundle, full=True)
+    assert isinstance(scoring.model, ChurnScorer) and isinstance(full.model, ChurnModel)
+    features = churnlens.compute_features(churnlens.load_transactions(raw).transactions,
+                                          SCORE_AS_OF)
+    expected = artifact.churn_risk(features)
+    np.testing.assert_array_equal(scoring.churn_risk(features), expected)
+    np.testing.assert_array_equal(full.churn_risk(features), expected)
+    np.testing.assert_array_equal(scoring.model.explain(features).contributions,
+                                  artifact.model.explain(features).contributions)
+    np.testing.assert_array_equal(scoring.full_model().predict_proba(features),
+                                  artifact.model.predict_proba(features))
+    for name in ("horizon_days", "as_of", "windows_days", "churnlens_version"):
+        assert getattr(scoring, name) == getattr(artifact, name)
+    assert scoring.feature_names == artifact.feature_names
+    assert scoring.card()["model_class"] == "ChurnModel"
+    # exporting what was loaded for scoring writes the full bundle again
+    again = save_bundle(scoring, tmp_path / "again").parent
+    assert (again / BUNDLE_SCORER).is_file()
+    assert isinstance(load_model(again, full=True).model, ChurnModel)
+    np.testing.assert_array_equal(load_model(again).churn_risk(features), expected)
+
+
+def test_a_tampered_scorer_file_is_refused_on_every_path(bundle):
+    from churnlens._artifact import BUNDLE_SCORER
+
+    with (bundle / BUNDLE_SCORER).open("ab") as fh:
+        fh.write(b"tampered")
+    for full in (False, True):
+        with pytest.raises(ModelError, match="does not match the card"):
+            load_model(bundle, full=full)
+    (bundle / BUNDLE_SCORER).unlink()
+    with pytest.raises(ModelError, match="scorer file named by the card is missing"):
+        load_model(bundle)
+
+
+def test_bundles_without_a_scorer_load_from_their_pickle(artifact, bundle):
+    from churnlens._artifact import BUNDLE_SCORER
+    from churnlens._model import ChurnModel
+
+    (bundle / BUNDLE_SCORER).unlink()
+    card = json.loads((bundle / BUNDLE_CARD).read_text())
+    del card["scorer_file"], card["scorer_sha256"]
+    (bundle / BUNDLE_CARD).write_text(json.dumps(card))
+    loaded = load_model(bundle)
+    assert isinstance(loaded.model, ChurnModel)
+    assert loaded.full_model() is loaded.model
+    assert loaded.feature_names == artifact.feature_names
+
+
+@pytest.mark.slow
+def test_loading_for_scoring_imports_no_model_library(bundle):
+    code = ("import sys\n"
+            "import churnlens._model_loader\n"
+            "light = [m for m in ('pandas', 'sklearn') if m in sys.modules]\n"
+            "import churnlens\n"
+            "a = churnlens.load_model(sys.argv[1])\n"
+            "heavy = [m for m in ('sklearn', 'lightgbm', 'mlflow', 'joblib', 'scipy',\n"
+            "                     'pandas', 'duckdb')\n"
+            "         if m in sys.modules]\n"
+            "print(type(a.model).__name__, light, heavy)")
+    out = subprocess.run([sys.executable, "-c", code, str(bundle)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["ChurnScorer", "[]", "[]"]

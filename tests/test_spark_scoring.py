@@ -202,3 +202,13 @@ def test_spark_read_refuses_bad_timestamps(spark, tmp_path, artifact):
     tx, cleaning = read_transactions(spark, path, pd.Timestamp(AS_OF).date(), load_config())
     assert cleaning["dropped_missing_customer_id"] == 1
     assert [r["customer_id"] for r in tx.collect()] == ["007"]  # ids stay text
+
+
+def test_spark_read_follows_the_delimiter_setting(spark, tmp_path):
+    from churnlens._spark_scoring import read_transactions
+
+    path = tmp_path / "semicolons.csv"
+    path.write_text("customer_id;timestamp;amount\n007;2024-01-02;10\n008;2024-01-03;5\n")
+    settings = load_config(overrides={"data.delimiter": ";"})
+    tx, _ = read_transactions(spark, path, pd.Timestamp(AS_OF).date(), settings)
+    assert sorted(r["customer_id"] for r in tx.select("customer_id").collect()) == ["007", "008"]

@@ -173,7 +173,7 @@ def test_bad_parameters(kwargs: dict, fragment: str) -> None:
         ("t", [], "(no extension)"),
         ("no-such-folder/t.csv", [], "does not exist"),
         ("folder.csv", [], "is a directory"),
-        ("t.csv", ["--customers", "0"], "n_customers"),
+        ("t.csv", ["--customers", "0"], "--customers: 0 is not a positive whole number"),
         ("t.parquet", ["--start", "not-a-date"], "start"),
     ],
 )

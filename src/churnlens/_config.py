@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,12 +37,16 @@ class _Strict(BaseModel):
 
 
 class DataSettings(_Strict):
-    """Column names of the transactions and how to read their timestamps."""
+    """Column names of the transactions and how to read them.
+
+    ``delimiter`` is the CSV field separator (default: ``,``, a tab for ``.tsv``).
+    """
 
     customer_col: str = "customer_id"
     time_col: str = "timestamp"
     amount_col: str = "amount"
     time_format: str | None = None
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
 
     def loader_options(self) -> dict[str, Any]:
         """These settings as keyword arguments of :func:`churnlens.load_transactions`."""
@@ -60,6 +65,12 @@ class FeatureSettings(_Strict):
     """Windows (days) for the windowed counts and spend (default: the library's)."""
 
     windows_days: tuple[int, ...] = Field(default_factory=_default_windows)
+
+    @field_validator("windows_days", mode="before")
+    @classmethod
+    def _list_is_a_tuple(cls, value: Any) -> Any:
+        # YAML has lists, not tuples; strict validation (see load_config) checks the items
+        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("windows_days")
     @classmethod
@@ -213,9 +224,16 @@ class Settings(_Strict):
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    option_names: Mapping[str, str] | None = None,
 ) -> Settings:
     """Read settings from a YAML file (default: the packaged defaults) plus overrides.
+
+    Validation is strict: a value must have the type of its key (``true`` is not a
+    number, ``"12"`` is not an integer), a key may appear once per mapping, and the
+    file must be UTF-8.
 
     Parameters
     ----------
@@ -224,6 +242,9 @@ def load_config(
     overrides
         Dotted keys, for example ``{"horizon_days": 30, "mlflow.enabled": False}``;
         ``None`` values are ignored (an option the user did not give).
+    option_names
+        The name the user gave each override (``{"horizon_days": "--horizon-days"}``),
+        so that a bad value is blamed on the option, not on the file or the defaults.
 
     Returns
     -------
@@ -233,8 +254,8 @@ def load_config(
     Raises
     ------
     ConfigError
-        For a missing file, invalid YAML, an unknown key or a bad value; the message
-        names every problem.
+        For a missing or non-UTF-8 file, invalid YAML, a repeated key, an unknown key or
+        a bad value; the message names every problem, its key and where it came from.
 
     Examples
     --------
@@ -245,27 +266,72 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"{file}: no such config file. Suggestion: check the path.")
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML ({exc}).") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: the top level must be a mapping of settings.")
-        data = loaded or {}
-    merged = _merge(data, _nest({k: v for k, v in (overrides or {}).items() if v is not None}))
-    return _validate(merged, source=source)
+        data = _read_yaml(Path(path))
+        _validate(data, source=source)  # the file's own problems are the file's
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not given:
+        return _validate(data, source=source)
+    names = dict(option_names or {})
+    blamed = ", ".join(names.get(key, key) for key in given)
+    return _validate(_merge(data, _nest(given)), source=f"the options given ({blamed})",
+                     names=names)
 
 
-def _validate(data: dict[str, Any], *, source: str) -> Settings:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key repeated in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{self.name}: the key {key!r} appears twice (lines {seen[key]} and "
+                    f"{line}); YAML would silently keep the last. Suggestion: keep one."
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such config file. Suggestion: check the path.")
     try:
-        return Settings.model_validate(data)
+        text = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: not UTF-8 text (byte {exc.start}: {exc.reason}). Suggestion: save "
+            "the config file as UTF-8."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read ({exc.strerror or exc}). Suggestion: check "
+                          "its permissions.") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(file)
+    try:
+        loaded = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({' '.join(str(exc).split())}). "
+                          "Suggestion: compare with configs/default.yaml.") from None
+    finally:
+        loader.dispose()
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of settings. "
+                          "Suggestion: compare with configs/default.yaml.")
+    return loaded or {}
+
+
+def _validate(data: dict[str, Any], *, source: str,
+              names: Mapping[str, str] | None = None) -> Settings:
+    try:
+        # strict: no bool for a number, no text for a number (YAML's types are kept)
+        return Settings.model_validate(data, strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            where = (names or {}).get(where, where)
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key {where!r}")
             else:

@@ -26,14 +26,22 @@ added tree by tree from 0, as LightGBM's predict adds them, so the score is Ligh
 bit for bit and the model's risk needs no second prediction.
 
 Trees with categorical splits or too many splits fall back to ``pred_contrib``.
+
+:meth:`TreeContributions.complete` tabulates every pattern a row can reach, after
+which the trees need no booster: :meth:`~TreeContributions.to_arrays` /
+:meth:`~TreeContributions.from_arrays` are the trees of a model's scoring form
+(:mod:`churnlens._scorer`), scored with NumPy alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
 import numpy as np
+
+from churnlens.exceptions import ModelError
 
 __all__ = ["PREDICT_LOCK", "TreeContributions", "tree_contributions"]
 
@@ -50,6 +58,8 @@ _MAX_SPLITS = 16  # 2**16 patterns per tree at most; larger trees use pred_contr
 # Up to this many rows, all trees are evaluated at once (memory: ~16 bytes per row, tree
 # and used feature); above, tree by tree, vectorised over the rows.
 _ROWS_ACROSS_TREES = 128
+# LightGBM's missing_type of a split, in the order saved by TreeContributions.to_arrays.
+_MISSING_TYPES = ("None", "Zero", "NaN")
 
 
 class TreeContributions:
@@ -93,6 +103,7 @@ class TreeContributions:
         self._tables: list[np.ndarray | None] = [None] * self.n_trees
         self._known: list[np.ndarray | None] = [None] * self.n_trees
         self._lock = PREDICT_LOCK  # chunks may be explained in parallel threads
+        self.completed = False  # every reachable pattern tabulated (complete())
         if self.fast and self.n_trees:
             self._layout()
 
@@ -140,6 +151,177 @@ class TreeContributions:
         self._bias_start = np.asarray(
             [starts[t] + len(u) * sizes[t] for t, u in enumerate(used)], dtype=np.int64)
         self._flat_leaf = np.concatenate(self._leaves)  # indexed like _flat_known
+
+    def complete(self) -> None:
+        """Fill every tree's table for every direction pattern a row can take.
+
+        After this, :meth:`explain` and :meth:`raw_score` never call the booster again,
+        so the trees can be saved as plain arrays (:meth:`to_arrays`) and scored
+        without LightGBM. A row's pattern depends on each used feature only through
+        which side of each threshold (and of LightGBM's zero band, and NaN) it lies
+        on, so one value per such interval and per point between them reaches every
+        pattern any row can take; LightGBM's ``pred_contrib`` gives each pattern's
+        contributions from one such row, as :meth:`_table` does for scored rows.
+
+        Raises
+        ------
+        ModelError
+            If the trees are not tabulable (categorical splits or more than
+            ``_MAX_SPLITS`` splits in a tree).
+        """
+        if not self.fast:
+            raise ModelError(
+                "the LightGBM trees cannot be tabulated (a categorical split, or more than "
+                f"{_MAX_SPLITS} splits in a tree). Suggestion: keep num_leaves <= "
+                f"{_MAX_SPLITS + 1}; such a model is scored with LightGBM.")
+        if not self.n_trees:
+            raise ModelError("the booster has no trees to tabulate. Suggestion: train again.")
+        for t, splits in enumerate(self.trees):
+            used = sorted({s[0] for s in splits})
+            options = []
+            for feature in used:
+                nodes = [s for s in splits if s[0] == feature]
+                points = {-_ZERO, 0.0, _ZERO, *(s[1] for s in nodes)}
+                candidates = sorted({v for p in points
+                                     for v in (p, np.nextafter(p, np.inf),
+                                               np.nextafter(p, -np.inf))})
+                values = np.asarray([*candidates, np.nan])
+                nan = np.isnan(values)
+                sides = np.column_stack([_goes_left(values, nan, threshold, default_left,
+                                                    missing)
+                                         for _, threshold, default_left, missing in nodes])
+                _, first = np.unique(sides, axis=0, return_index=True)
+                options.append(values[np.sort(first)])
+            grid = np.asarray(list(itertools.product(*options)), dtype=np.float64)
+            rows = np.zeros((len(grid), self.n_features))
+            rows[:, used] = grid
+            self._table(t, rows, self._codes(splits, rows))
+        self.completed = True
+
+    def _codes(self, splits: list[tuple[int, float, bool, str]], matrix: np.ndarray
+               ) -> np.ndarray:
+        """Each row's direction pattern in one tree (bit ``b``: left at split ``b``)."""
+        codes = np.zeros(matrix.shape[0], dtype=np.intp)
+        for bit, (feature, threshold, default_left, missing) in enumerate(splits):
+            column = matrix[:, feature]
+            left = _goes_left(column, np.isnan(column), threshold, default_left, missing)
+            codes |= left.astype(np.intp) << bit
+        return codes
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The trees and their complete tables as plain arrays (:meth:`from_arrays`).
+
+        Raises
+        ------
+        ModelError
+            If a table is not complete (call :meth:`complete` first).
+        """
+        if not self.completed:
+            raise ModelError("the tree tables are not complete. Suggestion: call "
+                             "complete() first.")
+        splits = [s for tree in self.trees for s in tree]
+        return {
+            "tree_splits": np.asarray([len(t) for t in self.trees], dtype=np.int64),
+            "split_feature": np.asarray([s[0] for s in splits], dtype=np.int64),
+            "split_threshold": np.asarray([s[1] for s in splits], dtype=np.float64),
+            "split_default_left": np.asarray([s[2] for s in splits], dtype=bool),
+            "split_missing": np.asarray([_MISSING_TYPES.index(s[3]) for s in splits],
+                                        dtype=np.int64),
+            "leaf_values": np.asarray(self._flat_leaf, dtype=np.float64),
+            "tables": np.asarray(self._flat, dtype=np.float64),
+            "tables_known": np.asarray(self._flat_known, dtype=bool),
+            "n_features": np.asarray(self.n_features, dtype=np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> TreeContributions:
+        """Trees saved by :meth:`to_arrays`, scored without LightGBM.
+
+        Parameters
+        ----------
+        arrays
+            A mapping with the arrays of :meth:`to_arrays` (e.g. an ``np.load`` result).
+
+        Raises
+        ------
+        ModelError
+            If the arrays do not describe consistent trees.
+        """
+        self = cls.__new__(cls)
+        self.booster = None
+        try:
+            counts = [int(c) for c in np.asarray(arrays["tree_splits"])]
+            feature = np.asarray(arrays["split_feature"], dtype=np.int64)
+            threshold = np.asarray(arrays["split_threshold"], dtype=np.float64)
+            default_left = np.asarray(arrays["split_default_left"], dtype=bool)
+            missing = np.asarray(arrays["split_missing"], dtype=np.int64)
+            leaves = np.asarray(arrays["leaf_values"], dtype=np.float64)
+            tables = np.asarray(arrays["tables"], dtype=np.float64)
+            known = np.asarray(arrays["tables_known"], dtype=bool)
+            self.n_features = int(arrays["n_features"])
+            ends = np.cumsum([0, *counts])
+            self.trees = [
+                [(int(feature[i]), float(threshold[i]), bool(default_left[i]),
+                  _MISSING_TYPES[int(missing[i])]) for i in range(ends[t], ends[t + 1])]
+                for t in range(len(counts))]
+            leaf_ends = np.cumsum([0, *(1 << c for c in counts)])
+            self._leaves = [leaves[leaf_ends[t]: leaf_ends[t + 1]].copy()
+                            for t in range(len(counts))]
+            valid = (len(leaves) == leaf_ends[-1] and len(self.trees) > 0
+                     and all(c <= _MAX_SPLITS for c in counts)
+                     and all(0 <= s[0] < self.n_features for t in self.trees for s in t))
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            raise ModelError(f"the saved trees are unreadable ({exc}).") from exc
+        if not valid:
+            raise ModelError("the saved trees are inconsistent (sizes or feature indices).")
+        self.n_trees = len(self.trees)
+        self.fast = True
+        self._tables = [None] * self.n_trees
+        self._known = [None] * self.n_trees
+        self._lock = PREDICT_LOCK
+        self._layout()
+        if tables.shape != self._flat.shape or known.shape != self._flat_known.shape:
+            raise ModelError("the saved tree tables do not match the saved trees.")
+        self._flat[:] = tables
+        self._flat_known[:] = known
+        self.completed = True
+        return self
+
+    def raw_score(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's raw score alone: :meth:`explain`'s, bit for bit, cheaper."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if not self.fast:
+            with self._lock:  # see PREDICT_LOCK
+                return np.asarray(self.booster.predict(
+                    matrix, num_iteration=self.n_trees, raw_score=True), dtype=np.float64)
+        n = matrix.shape[0]
+        if 0 < n <= _ROWS_ACROSS_TREES:
+            values = matrix[:, self._split_feature]  # as in _compute_across_trees
+            nan = np.isnan(values)
+            left = (values <= self._threshold) | (nan & self._nan_left)
+            zero = self._zero_type & ((np.abs(values) <= _ZERO) | nan)
+            left = np.where(zero, self._default_left, left)
+            codes = (left * self._bit).sum(axis=2)
+            leaves = self._flat_leaf[self._known_start + codes]
+            return np.cumsum(leaves, axis=1)[:, -1]
+        raw = np.zeros(n)
+        if n == 0:
+            return raw
+        columns = np.asfortranarray(matrix)
+        nan = {f: np.isnan(columns[:, f]) for f in {s[0] for t in self.trees for s in t}}
+        codes = np.empty(n, dtype=np.intp)
+        shifted = np.empty(n, dtype=np.intp)
+        gathered = np.empty(n)
+        for t, splits in enumerate(self.trees):
+            codes.fill(0)
+            for bit, (feature, threshold, default_left, missing) in enumerate(splits):
+                left = _goes_left(columns[:, feature], nan[feature], threshold, default_left,
+                                  missing)
+                np.left_shift(left, bit, out=shifted, dtype=np.intp)
+                codes |= shifted
+            np.take(self._leaves[t], codes, out=gathered, mode="clip")
+            raw += gathered
+        return raw
 
     def compute(self, matrix: np.ndarray) -> np.ndarray:
         """``pred_contrib`` of the first ``n_trees`` trees: ``(rows, features + 1)``."""
@@ -245,6 +427,11 @@ class TreeContributions:
             missing = np.flatnonzero(present & ~known)
             if not missing.size:  # another thread filled them meanwhile
                 return table, used
+            if self.booster is None:  # saved trees: every reachable pattern is tabulated
+                raise ModelError(
+                    f"tree {t} of the saved model has no contributions for a direction "
+                    "pattern of these rows; the saved trees are incomplete. Suggestion: "
+                    "export the bundle again with this churnlens version.")
             where = np.zeros(size, dtype=np.int64)
             where[codes] = np.arange(codes.size)
             # One thread: on a few rows, starting LightGBM's thread pool costs ~20 ms.

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import duckdb
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: the SQL pieces stay cheap to import (model loading)
+    import duckdb
+    import pandas as pd
 
 __all__ = [
     "AMOUNT_UNITS",
@@ -47,7 +48,8 @@ MAX_ABS_AMOUNT = 1e12
 _EXACT_INTEGER = {"duckdb": "HUGEINT", "spark": "DECIMAL(38,0)"}
 _QUOTE = {"duckdb": '"{}"', "spark": "`{}`"}
 
-_EPOCH = pd.Timestamp("1970-01-01")
+_EPOCH_DATE = dt.date(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH_DATE.toordinal()
 _DAY_SQL: dict[str, str] = {
     "duckdb": "CAST(CAST({col} AS DATE) - DATE '1970-01-01' AS INTEGER)",
     "spark": "datediff(CAST({col} AS DATE), DATE '1970-01-01')",
@@ -62,6 +64,8 @@ def connect(
     ``threads`` defaults to the machine's cores; ``memory_limit`` to DuckDB's own
     default (80% of RAM), beyond which DuckDB spills to a temporary directory.
     """
+    import duckdb
+
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
     if memory_limit:
@@ -109,10 +113,12 @@ def daily_sql(table: str, dialect: Dialect = "duckdb") -> str:
 
 
 def day_number(date: dt.date | pd.Timestamp) -> int:
-    """Days since 1970-01-01 of a date."""
-    return int((pd.Timestamp(date).normalize() - _EPOCH).days)
+    """Days since 1970-01-01 of a date (a date-time counts by its calendar day)."""
+    import pandas as pd
+
+    return int((pd.Timestamp(date).normalize() - pd.Timestamp(_EPOCH_DATE)).days)
 
 
 def from_day_number(day: int) -> dt.date:
     """The date of a day number."""
-    return (_EPOCH + pd.Timedelta(days=int(day))).date()
+    return dt.date.fromordinal(_EPOCH_ORDINAL + int(day))

@@ -29,7 +29,8 @@ from churnlens._features_sql import (
     DEFAULT_WINDOWS_DAYS,
     FEATURES,
     Feature,
-    expand_features,
+    check_windows,
+    feature_names,
     features_select_sql,
     labels_select_sql,
     last_day_sql,
@@ -110,7 +111,7 @@ def compute_features(
     1           B          1            59           59            50.0
     """
     as_of_day = day_number(parse_date(as_of, name="as_of"))
-    windows = _check_windows(windows_days)
+    windows = check_windows(windows_days)
 
     def build(source: str, dialect: Dialect, materialise: Callable[[str], str]) -> str:
         # One cutoff reads the sequence once: a sub-query, nothing materialised.
@@ -234,7 +235,7 @@ def build_snapshots(
     if not cutoff_days:
         raise ChurnlensError("cutoffs is empty. Suggestion: give at least one cutoff date.")
     horizon = require_positive_int(horizon_days, name="horizon_days")
-    windows = _check_windows(windows_days)
+    windows = check_windows(windows_days)
     observed_day = _optional_day(observed_until, name="observed_until")
     last_needed = cutoff_days[-1] + horizon
     if observed_day is not None:
@@ -255,27 +256,6 @@ def build_snapshots(
         )
 
     return _run(transactions, build)
-
-
-def feature_names(windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS) -> list[str]:
-    """The feature columns of :func:`compute_features`, in order.
-
-    Parameters
-    ----------
-    windows_days
-        Window lengths of the windowed features, as given to :func:`compute_features`.
-
-    Returns
-    -------
-    list of str
-        Feature names, without the ``customer_id`` and ``as_of`` columns.
-
-    Examples
-    --------
-    >>> feature_names(windows_days=(30,))[:3]
-    ['frequency', 'repeat_frequency', 'recency_days']
-    """
-    return [name for name, _, _ in expand_features(_check_windows(windows_days))]
 
 
 def feature_table_markdown() -> str:
@@ -434,18 +414,6 @@ def _pandas_transactions(transactions: Transactions) -> pd.DataFrame:
             "churnlens.load_transactions."
         )
     return ensure_clean(transactions)
-
-
-def _check_windows(windows_days: Sequence[int]) -> tuple[int, ...]:
-    windows = tuple(
-        require_positive_int(w, name="windows_days") for w in _as_list(windows_days)
-    )
-    if len(set(windows)) != len(windows):
-        raise ChurnlensError(
-            f"windows_days has duplicates: {list(windows)}. Suggestion: list each "
-            "window length once."
-        )
-    return windows
 
 
 def _optional_day(value: DateLike | None, *, name: str) -> int | None:

@@ -29,7 +29,9 @@ The three stages:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
+from typing import Any
 
 from churnlens._engine import (
     Dialect,
@@ -38,13 +40,16 @@ from churnlens._engine import (
     day_sql,
     is_occasion_sql,
 )
+from churnlens.exceptions import ChurnlensError
 
 __all__ = [
     "AGGREGATES",
     "DEFAULT_WINDOWS_DAYS",
     "FEATURES",
     "Feature",
+    "check_windows",
     "expand_features",
+    "feature_names",
     "features_select_sql",
     "labels_select_sql",
     "last_day_sql",
@@ -226,6 +231,47 @@ FEATURES: tuple[Feature, ...] = (
             f"CASE WHEN window_occasions_{{w}} > 0 AND net_total > 0 THEN "
             f"(window_net_{{w}} / window_occasions_{{w}}) / ({_MONETARY_MEAN}) END"),
 )
+
+
+def check_windows(windows_days: Any) -> tuple[int, ...]:
+    """The window lengths as a tuple, refused unless whole numbers >= 1, each listed once."""
+    values: list[Any]
+    try:
+        values = [windows_days] if isinstance(windows_days, str) else list(windows_days)
+    except TypeError:  # one value rather than a list of them
+        values = [windows_days]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ChurnlensError(f"windows_days must be an integer >= 1, got {value!r}.")
+    windows = tuple(int(value) for value in values)
+    if len(set(windows)) != len(windows):
+        raise ChurnlensError(
+            f"windows_days has duplicates: {list(windows)}. Suggestion: list each "
+            "window length once."
+        )
+    return windows
+
+
+def feature_names(windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS) -> list[str]:
+    """The feature columns of :func:`~churnlens.compute_features`, in order.
+
+    Parameters
+    ----------
+    windows_days
+        Window lengths of the windowed features, as given to
+        :func:`~churnlens.compute_features`.
+
+    Returns
+    -------
+    list of str
+        Feature names, without the ``customer_id`` and ``as_of`` columns.
+
+    Examples
+    --------
+    >>> feature_names(windows_days=(30,))[:3]
+    ['frequency', 'repeat_frequency', 'recency_days']
+    """
+    return [name for name, _, _ in expand_features(check_windows(windows_days))]
 
 
 def expand_features(windows_days: Sequence[int]) -> list[tuple[str, Feature, int | None]]:

@@ -17,6 +17,7 @@ This module owns three rules every writer follows:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import io
@@ -37,6 +38,7 @@ from churnlens.exceptions import ChurnlensError
 
 __all__ = [
     "atomic_path",
+    "check_output_folder",
     "check_output_path",
     "frame_records",
     "json_ready",
@@ -54,7 +56,17 @@ _METADATA_KEY = b"churnlens"
 
 
 def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]) -> Path:
-    """Check an output path before any work is done: known suffix, existing folder."""
+    """Check an output file path before any work is done.
+
+    The suffix is known, the path is not a folder, and its folder exists and takes a
+    new file (a temporary file is created and removed there, which also catches
+    read-only file systems and folders without write permission).
+
+    Raises
+    ------
+    ChurnlensError
+        Any of these fails; the message names the path and what to do.
+    """
     out = Path(path)
     if out.suffix.lower() not in suffixes:
         raise ChurnlensError(
@@ -63,11 +75,63 @@ def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]
         )
     if out.is_dir():
         raise ChurnlensError(f"{out} is a directory. Suggestion: give a file name.")
-    if not out.parent.exists():
+    parent = out.parent
+    if not parent.exists():
         raise ChurnlensError(
-            f"{out}: the folder {out.parent} does not exist. Suggestion: create it first."
+            f"{out}: the folder {parent} does not exist. Suggestion: create it first."
         )
+    if not parent.is_dir():
+        raise ChurnlensError(
+            f"{out}: {parent} is a file, not a folder. Suggestion: choose another path."
+        )
+    _require_writable_folder(parent, what=str(out))
     return out
+
+
+def check_output_folder(path: str | os.PathLike[str]) -> Path:
+    """Check a folder that will be created or filled with outputs, before any work is done.
+
+    The path is not a file, and it (or, when missing, its nearest existing parent,
+    where it will be created) takes new files.
+
+    Raises
+    ------
+    ChurnlensError
+        The path is a file, or no file can be created there.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ChurnlensError(
+            f"{out} is a file, not a folder. Suggestion: give a folder name (it is "
+            "created if missing), or remove the file."
+        )
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ChurnlensError(
+            f"{out}: {existing} is a file, not a folder. Suggestion: choose another path."
+        )
+    _require_writable_folder(existing, what=str(out))
+    return out
+
+
+def _require_writable_folder(folder: Path, *, what: str) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".churnlens-write-check-", dir=folder)
+    except OSError as exc:
+        raise ChurnlensError(
+            f"{what}: cannot write in the folder {folder} ({exc.strerror or exc}). "
+            "Suggestion: choose a folder you can write to, or fix its permissions."
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+# The latest outputs atomic_path renamed into place, in order (read by the CLI to say
+# which outputs are complete when a command is interrupted; it clears them per command).
+# Bounded, so a long-lived process that writes many files does not grow it forever.
+COMMITTED: collections.deque[Path] = collections.deque(maxlen=64)
 
 
 @contextlib.contextmanager
@@ -91,6 +155,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # (or the mode of the file it replaces), so other users and jobs can read it.
         os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
+        COMMITTED.append(target)
     finally:
         os.close(fd)  # releases the lock
         if tmp.exists():
@@ -254,7 +319,7 @@ def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -291,10 +356,10 @@ def write_safe_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     Returns
     -------
     pathlib.Path
-        The file written. Text cells starting with ``=``, ``+``, ``-``, ``@``, a tab or
-        a carriage return are prefixed with ``'`` (see :func:`neutralize_formulas`), so
-        a spreadsheet shows them instead of running them. Same dialect as
-        :func:`write_table` with ``spreadsheet_safe=True``.
+        The file written. Text cells starting with ``=``, ``+``, ``-``, ``@``, a tab, a
+        carriage return or a line feed are prefixed with ``'`` (see
+        :func:`neutralize_formulas`), so a spreadsheet shows them instead of running
+        them. Same dialect as :func:`write_table` with ``spreadsheet_safe=True``.
 
     Examples
     --------

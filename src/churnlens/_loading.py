@@ -27,10 +27,13 @@ import pyarrow.compute as pc
 from churnlens._engine import MAX_ABS_AMOUNT
 from churnlens._io import json_ready
 from churnlens._validation import (
+    PLAUSIBLE_DATES,
     format_bad_rows,
+    implausible_dates,
     parse_date,
     require_columns,
     require_no_missing,
+    require_plausible_date,
     require_unique_columns,
 )
 from churnlens.exceptions import DataValidationError, EmptyDataError
@@ -174,6 +177,7 @@ def load_transactions(
     as_of: str | dt.date | pd.Timestamp | None = None,
     time_format: str | None = None,
     deduplicate: bool = False,
+    delimiter: str | None = None,
 ) -> LoadResult:
     """Read, validate and clean purchase transactions.
 
@@ -198,12 +202,17 @@ def load_transactions(
         A ``strftime`` format for timestamps that are not ISO 8601.
     deduplicate
         Drop rows that repeat an earlier row exactly (they are always counted).
+    delimiter
+        The field separator of a CSV file (default: ``,``, a tab for ``.tsv``). A file
+        whose header splits on another separator is refused with a message naming it.
 
     Returns
     -------
     LoadResult
         ``(transactions, report)``. ``transactions`` has the columns
-        ``customer_id`` (as given: strings stay strings, integers stay integers),
+        ``customer_id`` (as given: strings stay strings, integers stay integers;
+        whole-number floats and text such as ``"12.0"`` read as 12, so an id is the
+        same customer in every file format),
         ``timestamp`` (timezone-naive; values with a UTC offset converted to UTC),
         ``amount`` (float; negative amounts are refunds) and any optional columns.
 
@@ -229,8 +238,17 @@ def load_transactions(
     extras = {name: name for name in extra_cols}
     wanted = {**columns, **optional, **extras}
     as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
+    if as_of_ts is not None:
+        require_plausible_date(as_of_ts, name="as_of")
+    if time_format is not None:
+        check_time_format(time_format)
+    if delimiter is not None and len(delimiter) != 1:
+        raise DataValidationError(
+            f"delimiter {delimiter!r} must be one character. Suggestion: for example "
+            "--delimiter ';' or --delimiter tab."
+        )
 
-    raw, source_name, file_rows = _read_source(source, wanted, columns)
+    raw, source_name, file_rows = _read_source(source, wanted, columns, delimiter)
     rows_read = len(raw)
     if rows_read == 0:
         raise EmptyDataError(
@@ -397,7 +415,8 @@ def ensure_clean(transactions: pd.DataFrame, *, extra_cols: Sequence[str] = ()) 
 
 
 def _read_source(
-    source: TransactionSource, wanted: dict[str, str], required: dict[str, str]
+    source: TransactionSource, wanted: dict[str, str], required: dict[str, str],
+    delimiter: str | None = None,
 ) -> tuple[pd.DataFrame, str, bool]:
     """Return (raw frame with the wanted columns, source name, rows-are-file-lines)."""
     if isinstance(source, pd.DataFrame):
@@ -431,7 +450,7 @@ def _read_source(
     if path.suffix.lower() in _PARQUET_SUFFIXES or _is_parquet(path):
         return _read_parquet(path, wanted, required), name, True
     if suffix in _CSV_SUFFIXES or path.suffix.lower() in _CSV_SUFFIXES:
-        return _read_csv(path, wanted, required), name, True
+        return _read_csv(path, wanted, required, delimiter), name, True
     raise DataValidationError(
         f"{name}: unsupported file type {path.suffix or '(no extension)'!r}. "
         "Suggestion: use a .csv, .csv.gz, .tsv or .parquet file."
@@ -486,11 +505,15 @@ _NULLABLE_INTEGERS = {
 }
 
 
-def _read_csv(path: Path, wanted: dict[str, str], required: dict[str, str]) -> pd.DataFrame:
+def _read_csv(path: Path, wanted: dict[str, str], required: dict[str, str],
+              delimiter: str | None = None) -> pd.DataFrame:
     import pyarrow.csv as pacsv
 
-    delimiter = "\t" if ".tsv" in path.suffixes else ","
-    header = _read_header(path, delimiter)
+    if delimiter is None:
+        delimiter = "\t" if ".tsv" in path.suffixes else ","
+    line = _read_header_line(path)
+    header = next(csv.reader(io.StringIO(line), delimiter=delimiter))
+    _require_delimiter(header, line, delimiter, required, path)
     require_columns(header, required, source=str(path))
     _require_optional(header, wanted, str(path))
     require_unique_columns(header, wanted.values(), source=str(path))
@@ -508,15 +531,60 @@ def _read_csv(path: Path, wanted: dict[str, str], required: dict[str, str]) -> p
                 null_values=[""],
             ),
         )
-    except (pa.ArrowException, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+    except pa.ArrowInvalid as exc:
+        if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+            raise _not_utf8(path, exc) from None
         raise DataValidationError(
-            f"{path}: cannot read as CSV ({exc}). Suggestion: save it as UTF-8 CSV with "
-            "one header line and the same number of fields on every line."
-        ) from exc
+            f"{path}: cannot read as CSV ({_one_line(exc)}). Suggestion: save it as UTF-8 "
+            "CSV with one header line and the same number of fields on every line."
+        ) from None
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        # truncated or corrupt compressed files ("Truncated compressed stream"...)
+        raise DataValidationError(
+            f"{path}: cannot read ({_one_line(exc)}); the file is incomplete or not "
+            "what its name says. Suggestion: download or export it again (a .gz file "
+            "must be a complete gzip file)."
+        ) from None
     return table.to_pandas()
 
 
-def _read_header(path: Path, delimiter: str) -> list[str]:
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _not_utf8(path: Path, exc: BaseException) -> DataValidationError:
+    return DataValidationError(
+        f"{path}: is not UTF-8 text ({_one_line(exc)}). Suggestion: export it as UTF-8 "
+        "CSV (in Excel: Save As > CSV UTF-8), or convert it, for example with "
+        "iconv -f latin1 -t utf-8."
+    )
+
+
+# Separators a CSV export may use instead of the expected one.
+_OTHER_DELIMITERS = (",", ";", "\t", "|")
+
+
+def _require_delimiter(header: list[str], line: str, delimiter: str,
+                       required: dict[str, str], path: Path) -> None:
+    """Refuse a header that the expected separator leaves whole but another one splits."""
+    if all(name in header for name in required.values()):
+        return
+    for other in _OTHER_DELIMITERS:
+        if other == delimiter:
+            continue
+        fields = next(csv.reader(io.StringIO(line), delimiter=other))
+        if len(fields) > len(header) and all(name in fields for name in required.values()):
+            shown = "tab" if other == "\t" else other
+            raise DataValidationError(
+                f"{path}: the header is separated by {shown!r}, not {delimiter!r} "
+                f"(columns with {shown!r}: {fields}). Suggestion: pass --delimiter "
+                f"{shown!r} (or data.delimiter in the config; delimiter= in Python)."
+            )
+
+
+def _read_header_line(path: Path) -> str:
     import pyarrow as _pa  # compressed files are opened through pyarrow's codecs
 
     try:
@@ -531,10 +599,11 @@ def _read_header(path: Path, delimiter: str) -> list[str]:
             f"{path}: is not UTF-8 text (is it a spreadsheet or a binary file?). "
             "Suggestion: export it as UTF-8 CSV."
         ) from exc
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, EOFError) as exc:
         raise DataValidationError(
-            f"{path}: cannot open ({exc}). Suggestion: check that the file is what its "
-            "name says (a .gz file must be gzip-compressed)."
+            f"{path}: cannot open ({_one_line(exc)}). Suggestion: check that the file is "
+            "complete (download or export it again) and what its name says (a .gz file "
+            "must be gzip-compressed)."
         ) from exc
     if "\x00" in text:
         raise DataValidationError(
@@ -546,7 +615,7 @@ def _read_header(path: Path, delimiter: str) -> list[str]:
             f"{path}: the first line is empty; a header line is required. Suggestion: "
             "remove the blank lines before the header."
         )
-    return next(csv.reader(io.StringIO(line), delimiter=delimiter))
+    return line
 
 
 # --- column rules ----------------------------------------------------------------
@@ -592,7 +661,34 @@ def _clean_customer_ids(ids: pd.Series, source: str, column: str, file_rows: boo
     blank = _missing_id_text(ids)
     if blank.any():
         ids = ids.mask(pd.Series(blank, index=ids.index))
-    return ids
+    return _drop_zero_fractions(ids)
+
+
+# A whole number written with a zero fraction, without leading zeros: "12.0", "-3.00".
+_ZERO_FRACTION = r"^-?(?:0|[1-9][0-9]*)\.0+$"
+
+
+def _drop_zero_fractions(ids: pd.Series) -> pd.Series:
+    """Text ids such as ``"12.0"`` become ``"12"``: the id rule across file formats.
+
+    An integer id column with gaps is widened to floats by pandas, so one export
+    writes ``12.0`` to CSV while another keeps ``12`` (or the float ``12.0``, which the
+    loader turns back into the integer ``12``). The text of an id is what identifies
+    a customer in every format: ``12``, ``12.0`` and ``"12.0"`` all read as ``12``.
+    Text that is not a whole number with a zero fraction is kept exactly (``"007"``,
+    ``"007.0"``, ``"1.5"``, ``"A1"``).
+    """
+    text = _arrow_text(ids)
+    has_dot = pc.fill_null(pc.match_substring(text, "."), False)
+    if not pc.any(has_dot).as_py():  # the common case: one fast scan, no regex
+        return ids
+    whole = pc.fill_null(pc.match_substring_regex(text, _ZERO_FRACTION), False)
+    if not pc.any(whole).as_py():
+        return ids
+    mask = np.asarray(whole.to_numpy(zero_copy_only=False), dtype=bool)
+    trimmed = ids.astype(object).copy()
+    trimmed[mask] = [value.split(".", 1)[0] for value in trimmed[mask]]
+    return trimmed.astype(ids.dtype) if ids.dtype != object else trimmed
 
 
 def _missing_id_text(ids: pd.Series) -> np.ndarray:
@@ -618,20 +714,93 @@ def _arrow_text(values: pd.Series) -> pa.ChunkedArray:
     return values.astype("string").array.__arrow_array__()
 
 
+def check_time_format(time_format: str) -> str:
+    """Refuse a ``strftime`` format the parser does not support (``%s``, ``%Q``, a stray ``%``).
+
+    Raises
+    ------
+    DataValidationError
+        Naming the format and the directive, with the supported alternatives.
+    """
+    try:
+        pd.to_datetime(pd.Series(["2024-01-31"]), format=time_format, errors="coerce")
+    except (ValueError, TypeError) as exc:
+        raise _bad_time_format(time_format, exc) from None
+    return time_format
+
+
+def _bad_time_format(time_format: str, exc: BaseException) -> DataValidationError:
+    return DataValidationError(
+        f"time format {time_format!r} (--time-format, or data.time_format in the config) "
+        f"is not supported: {' '.join(str(exc).split())}. Suggestion: use strftime "
+        "directives such as %Y-%m-%d %H:%M:%S or %d/%m/%Y; epoch seconds (%s) are not a "
+        "format: convert them first, for example pandas.to_datetime(column, unit='s')."
+    )
+
+
 def _parse_timestamps(
     values: pd.Series, source: str, column: str, file_rows: bool, time_format: str | None
 ) -> tuple[pd.Series, int]:
-    """Parse timestamps; return naive datetimes (offsets converted to UTC) and a count."""
+    """Parse timestamps; return naive datetimes (offsets converted to UTC) and a count.
+
+    Dates outside ``PLAUSIBLE_DATES`` are refused (year 1, 9999: placeholders or typos).
+    """
+    try:
+        parsed, converted = _read_timestamps(values, source, column, file_rows, time_format)
+    except DataValidationError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        if time_format is not None:
+            raise _bad_time_format(time_format, exc) from None
+        raise DataValidationError(
+            f"column {column!r} in {source}: cannot read the timestamps "
+            f"({' '.join(str(exc).split())}). Suggestion: write ISO 8601 dates "
+            "(2024-03-31 or 2024-03-31T14:05:00+02:00)."
+        ) from None
+    first, last = PLAUSIBLE_DATES
+    if len(parsed) and (parsed.min() < pd.Timestamp(first)
+                        or parsed.max() >= pd.Timestamp(last) + pd.Timedelta(days=1)):
+        bad = values[implausible_dates(parsed).to_numpy()]
+        raise DataValidationError(
+            f"column {column!r} in {source} has {len(bad):,} dates outside the supported "
+            f"range {first} .. {last}: {format_bad_rows(bad, file_rows=file_rows)}. "
+            "Suggestion: fix or remove these rows (a year such as 1 or 9999 is usually a "
+            "placeholder for a missing date)."
+        )
+    return parsed, converted
+
+
+def _excel_serials(values: pd.Series) -> bool:
+    """Whether the values look like Excel serial day numbers (45000 is 2023-03-15)."""
+    numbers = pd.to_numeric(values.astype("string").str.strip(), errors="coerce")
+    present = numbers.dropna()
+    # 1 .. 109574: days since 1899-12-30 up to 2199; most data sits between 20000 and 80000
+    return (len(present) > 0 and len(present) == values.notna().sum()
+            and bool(((present >= 1) & (present < 109_574)).all()))
+
+
+_EXCEL_SUGGESTION = (
+    "these look like Excel serial day numbers (days since 1899-12-30): format the column "
+    "as dates in the spreadsheet before exporting, or convert them, for example "
+    "pandas.to_datetime(column, unit='D', origin='1899-12-30')"
+)
+
+
+def _read_timestamps(
+    values: pd.Series, source: str, column: str, file_rows: bool, time_format: str | None
+) -> tuple[pd.Series, int]:
     require_no_missing(values, column=column, source=source, file_rows=file_rows,
                        what="timestamps")
     if pd.api.types.is_datetime64_any_dtype(values):
         return _to_naive_utc(values)
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        suggestion = (_EXCEL_SUGGESTION if not pd.api.types.is_bool_dtype(values)
+                      and _excel_serials(values) else
+                      "write ISO dates (2024-03-31 or 2024-03-31T14:05:00+02:00); epoch "
+                      "seconds can be converted with pandas.to_datetime(column, unit='s')")
         raise DataValidationError(
             f"column {column!r} in {source} holds {values.dtype} numbers, not dates: "
-            f"{format_bad_rows(values, file_rows=file_rows)}. Suggestion: write ISO dates "
-            "(2024-03-31 or 2024-03-31T14:05:00+02:00); epoch seconds can be converted "
-            "with pandas.to_datetime(column, unit='s')."
+            f"{format_bad_rows(values, file_rows=file_rows)}. Suggestion: {suggestion}."
         )
     fmt = time_format or "ISO8601"
     if time_format is None:
@@ -669,10 +838,13 @@ def _parse_timestamps(
     bad = values[parsed.isna()]
     if len(bad):
         expected = f"format {time_format!r}" if time_format else "ISO 8601 dates"
+        suggestion = (_EXCEL_SUGGESTION if _excel_serials(bad) else
+                      "fix these rows, or give the format with --time-format (for example "
+                      "%d/%m/%Y)")
         raise DataValidationError(
             f"column {column!r} in {source} has {len(bad):,} timestamps that are not "
-            f"{expected}: {format_bad_rows(bad, file_rows=file_rows)}. Suggestion: fix "
-            "these rows, or give the format with --time-format (for example %d/%m/%Y)."
+            f"{expected}: {format_bad_rows(bad, file_rows=file_rows)}. Suggestion: "
+            f"{suggestion}."
         )
     return parsed.astype("datetime64[us]"), converted
 

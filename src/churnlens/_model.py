@@ -10,7 +10,6 @@ purchase occasion in the ``horizon_days`` after the as-of date.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import functools
 import os
@@ -21,6 +20,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from churnlens._scorer import BGNBD_FEATURES, Explanation
+from churnlens._scorer import EPS as _EPS
+from churnlens._scorer import LOG_ODDS_TOLERANCE as _LOG_ODDS_TOLERANCE
+from churnlens._scorer import feature_matrix as _matrix
+from churnlens._scorer import logit as _logit
+from churnlens._scorer import sigmoid as _sigmoid
+from churnlens._scorer import two_columns as _two_columns
 from churnlens.exceptions import DataValidationError, ModelError, NotFittedError
 
 __all__ = [
@@ -32,15 +38,10 @@ __all__ = [
     "default_feature_names",
 ]
 
-# Features added by the model itself from its BG/NBD component.
-BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_p_purchase")
 # Columns of a features/snapshot frame that are identifiers or targets, not features.
 NON_FEATURE_COLUMNS = frozenset({"customer_id", "as_of", "cutoff", "churned", "segment"})
-_EPS = 1e-6
 # Up to this many rows, LightGBM predicts straight from the booster (see _tree_logit).
 _DIRECT_PREDICT_ROWS = 4096
-# How far the contributions of a row may be from its log-odds (float rounding is ~1e-14).
-_LOG_ODDS_TOLERANCE = 1e-9
 
 
 def default_feature_names(frame: pd.DataFrame) -> list[str]:
@@ -102,21 +103,6 @@ def _check_fitted(model: BaseEstimator, attribute: str) -> None:
         )
 
 
-def _matrix(X: pd.DataFrame, names: Sequence[str], model: str) -> np.ndarray:
-    if not isinstance(X, pd.DataFrame):
-        raise DataValidationError(
-            f"{model} expects a pandas DataFrame of features, got {type(X).__name__}."
-        )
-    missing = [n for n in names if n not in X.columns]
-    if missing:
-        raise DataValidationError(
-            f"{model}: the features frame lacks {len(missing)} feature(s) the model was "
-            f"trained with: {missing[:10]}. Suggestion: compute features with the same "
-            "churnlens version and windows as at training."
-        )
-    return X.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _labels(y: Any) -> np.ndarray:
     labels = pd.Series(y).to_numpy()
     if pd.isna(labels).any():
@@ -133,47 +119,6 @@ def _labels(y: Any) -> np.ndarray:
             "Suggestion: use more cutoffs or a longer history."
         )
     return labels
-
-
-def _two_columns(risk: np.ndarray) -> np.ndarray:
-    risk = np.clip(risk, 0.0, 1.0)
-    return np.column_stack([1.0 - risk, risk])
-
-
-@dataclasses.dataclass(frozen=True)
-class Explanation:
-    """A :class:`ChurnModel`'s churn risk and exact feature contributions, from one pass.
-
-    Attributes
-    ----------
-    churn_risk
-        ``(rows,)``: the model's churn risk, identical to ``predict_proba(X)[:, 1]``.
-    log_odds
-        ``(rows,)``: the blended churn log-odds before any post-hoc calibration,
-        identical to ``decision_function(X)``.
-    contributions
-        ``(rows, features + 1)``: each feature's contribution to ``log_odds`` (one
-        column per name of ``feature_names``, then the bias); each row adds up to its
-        ``log_odds`` (to float rounding, checked to 1e-9).
-    feature_names
-        The model's features (``feature_names_``, BG/NBD's included).
-    feature_values
-        ``(rows, features)``: the values the model read, one column per feature.
-    index
-        The index of the explained frame.
-    """
-
-    churn_risk: np.ndarray
-    log_odds: np.ndarray
-    contributions: np.ndarray
-    feature_names: list[str]
-    feature_values: np.ndarray
-    index: pd.Index
-
-    def contributions_frame(self) -> pd.DataFrame:
-        """The contributions as a frame: one column per feature plus ``bias``."""
-        return pd.DataFrame(self.contributions, columns=[*self.feature_names, "bias"],
-                            index=self.index)
 
 
 class ChurnModel(ClassifierMixin, BaseEstimator):
@@ -628,6 +573,89 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         """
         return self.explain(X).contributions_frame()
 
+    def to_scorer(self) -> Any:
+        """This model in scoring form: plain arrays, loaded with NumPy alone, no pickle.
+
+        The :class:`~churnlens._scorer.ChurnScorer` gives this model's
+        ``predict_proba``, ``decision_function``, ``explain`` and ``bgnbd_offset``
+        bit for bit; bundles carry it beside the pickle (``churnlens-scorer.npz``).
+
+        Returns
+        -------
+        churnlens._scorer.ChurnScorer
+            The scorer.
+
+        Raises
+        ------
+        ModelError
+            If this model cannot be put in that form (trees with categorical splits or
+            more than 16 splits, an unknown calibrator); it is then scored as itself.
+        """
+        from churnlens._contributions import TreeContributions
+        from churnlens._scorer import ChurnScorer
+
+        _check_fitted(self, "calibrator_")
+        trees = TreeContributions(self.booster_.booster_)
+        trees.complete()
+        arrays = {f"tree_{k}": v for k, v in trees.to_arrays().items()}
+        meta: dict[str, Any] = {
+            "feature_names": list(self.feature_names_),
+            "base_feature_names": list(self.base_feature_names_),
+            "horizon_days": int(self.horizon_days_),
+            "as_of": str(self.as_of_) if getattr(self, "as_of_", None) else None,
+            "use_bgnbd": bool(self.use_bgnbd),
+            "logistic_weight": float(self.logistic_weight),
+            "calibration": self.calibrator_.method,
+            "has_logistic": self.logistic_ is not None,
+            "has_indicator": False, "indicator_all": False, "bgnbd_horizon_days": 0,
+        }
+        arrays["bgnbd_params"] = np.zeros(0)
+        if self.use_bgnbd:
+            params = self.bgnbd_.params_
+            arrays["bgnbd_params"] = np.asarray(
+                [params[k] for k in ("r", "alpha", "a", "b")], dtype=np.float64)
+            meta["bgnbd_horizon_days"] = int(self.bgnbd_.horizon_days_)
+        if self.logistic_ is not None:
+            steps = self.logistic_.named_steps
+            if [type(step).__name__ for _, step in self.logistic_.steps] != [
+                    "FunctionTransformer", "SimpleImputer", "StandardScaler",
+                    "LogisticRegression"] or steps["functiontransformer"].func is not (
+                    _signed_log1p) or not steps["simpleimputer"].keep_empty_features:
+                raise ModelError("this model's logistic pipeline is not churnlens' own; it "
+                                 "cannot be put in scoring form.")
+            imputer, scaler = steps["simpleimputer"], steps["standardscaler"]
+            logistic = steps["logisticregression"]
+            indicator = imputer.indicator_
+            arrays["logistic_statistics"] = np.asarray(imputer.statistics_, dtype=np.float64)
+            meta["has_indicator"] = indicator is not None
+            if indicator is not None:
+                features = np.asarray(indicator.features_, dtype=np.int64)
+                arrays["logistic_indicator_features"] = features
+                meta["indicator_all"] = bool(features.size >= indicator._n_features)
+            arrays["logistic_mean"] = np.asarray(scaler.mean_, dtype=np.float64)
+            arrays["logistic_scale"] = np.asarray(scaler.scale_, dtype=np.float64)
+            arrays["logistic_coef"] = np.asarray(logistic.coef_, dtype=np.float64)
+            arrays["logistic_intercept"] = np.asarray(logistic.intercept_, dtype=np.float64)
+        calibrator = self.calibrator_.model
+        if self.calibrator_.method == "isotonic":
+            arrays["isotonic_x"] = np.asarray(calibrator.X_thresholds_, dtype=np.float64)
+            arrays["isotonic_y"] = np.asarray(calibrator.y_thresholds_, dtype=np.float64)
+            arrays["isotonic_x_min"] = np.asarray(calibrator.X_min_, dtype=np.float64)
+            arrays["isotonic_x_max"] = np.asarray(calibrator.X_max_, dtype=np.float64)
+        elif self.calibrator_.method == "sigmoid":
+            arrays["sigmoid_coef"] = np.asarray(calibrator.coef_, dtype=np.float64)
+            arrays["sigmoid_intercept"] = np.asarray(calibrator.intercept_, dtype=np.float64)
+        scorer = ChurnScorer(meta, arrays)
+        # The calibrator is the one step whose library code could change with its
+        # version: check it reproduces this one's exactly, or keep the pickle only.
+        grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, 1001), arrays.get(
+            "isotonic_x", np.zeros(0))]).clip(0.0, 1.0))
+        if not np.array_equal(scorer._calibrated(grid.copy()),
+                              self.calibrator_.transform(grid.copy())):
+            raise ModelError(f"the {self.calibrator_.method} calibrator of this model cannot "
+                             "be reproduced exactly in scoring form.")
+        return scorer
+
     @property
     def feature_importances_(self) -> pd.Series:
         """Total gain of each feature in the LightGBM part, largest first."""
@@ -695,10 +723,6 @@ def _linear_contributions(pipeline: Any, matrix: np.ndarray, n_features: int,
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
-
-
 def _fit_bgnbd(features: pd.DataFrame, horizon_days: int) -> Any:
     from churnlens._bgnbd import BGNBDModel
 
@@ -743,11 +767,6 @@ class _Calibrator:
 
 def _fit_calibrator(method: str, raw: np.ndarray, labels: np.ndarray) -> _Calibrator:
     return _Calibrator(method).fit(raw, labels)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
 
 
 class RecencyBaseline(ClassifierMixin, BaseEstimator):

@@ -42,6 +42,7 @@ def load_model(
     mlflow_settings: Any = None,
     *,
     horizon_days: int | None = None,
+    full: bool = False,
 ) -> ModelArtifact:
     """Load a churnlens model from the MLflow registry or a bundle, with every check.
 
@@ -56,6 +57,11 @@ def load_model(
         ``sqlite:///mlflow.db``); unused for bundles.
     horizon_days
         Refuse a model trained for another horizon (``None``: any horizon).
+    full
+        ``False`` (to score): the bundle's scoring form when it has one
+        (:class:`~churnlens._scorer.ChurnScorer`: same scores, loaded without pickle,
+        scikit-learn or LightGBM; ``artifact.full_model()`` gives the estimator later).
+        ``True``: the fitted :class:`~churnlens.ChurnModel` from the bundle's pickle.
 
     Returns
     -------
@@ -84,12 +90,12 @@ def load_model(
 
             with tempfile.TemporaryDirectory(prefix="churnlens-model-") as tmp:
                 found = fetch_registered(text, mlflow_settings, Path(tmp))
-                artifact, card = read_bundle(found.bundle)
+                artifact, card = read_bundle(found.bundle, scorer=not full)
             artifact.name, artifact.version = found.name, found.version
             artifact.alias, artifact.run_id = found.alias, found.run_id
             signature = found.signature_inputs
         else:
-            artifact, card = read_bundle(text)
+            artifact, card = read_bundle(text, scorer=not full)
             signature = None
     except OSError as exc:
         raise ModelError(f"{text}: cannot read the model ({exc.strerror or exc}). "
@@ -99,8 +105,8 @@ def load_model(
     return artifact
 
 
-def load_bundle(path: str | os.PathLike[str], *, horizon_days: int | None = None
-                ) -> ModelArtifact:
+def load_bundle(path: str | os.PathLike[str], *, horizon_days: int | None = None,
+                full: bool = False) -> ModelArtifact:
     """Load an exported bundle (folder or card) with every check of :func:`load_model`.
 
     Parameters
@@ -109,6 +115,8 @@ def load_bundle(path: str | os.PathLike[str], *, horizon_days: int | None = None
         The bundle folder, or its ``churnlens-model.json`` card.
     horizon_days
         Refuse a model trained for another horizon (``None``: any horizon).
+    full
+        As in :func:`load_model`.
 
     Returns
     -------
@@ -124,7 +132,7 @@ def load_bundle(path: str | os.PathLike[str], *, horizon_days: int | None = None
     if str(path).startswith(REGISTRY_PREFIXES):
         raise ModelError(f"{path} is a registry URI, not a bundle folder. Suggestion: use "
                          "churnlens.load_model for registry URIs.")
-    return load_model(path, horizon_days=horizon_days)
+    return load_model(path, horizon_days=horizon_days, full=full)
 
 
 def check_model(
@@ -158,7 +166,7 @@ def check_model(
         ``horizon_days`` says, needs features churnlens does not compute, or its card
         or signature disagrees with it.
     """
-    from churnlens._features import feature_names
+    from churnlens._features_sql import feature_names  # light: no pandas, no DuckDB
 
     model = artifact.model
     fitted = getattr(model, "base_feature_names_", None)

@@ -22,6 +22,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from churnlens._redact import redact_uri_credentials
 from churnlens.exceptions import ModelError
 
 __all__ = ["RegisteredBundle", "fetch_registered", "sqlite_path"]
@@ -91,7 +92,8 @@ def fetch_registered(uri: str, settings: Any, destination: Path) -> RegisteredBu
     if database is not None and not database.is_file():
         # Connecting would create an empty store there: a stray file for a typo.
         raise ModelError(
-            f"no MLflow store at {database} (from {tracking_uri}), so no model {uri}. "
+            f"no MLflow store at {database} (from {redact_uri_credentials(tracking_uri)}), "
+            f"so no model {uri}. "
             "Suggestion: train one with churnlens train, or point --tracking-uri at the "
             "store the model was registered in."
         )
@@ -114,7 +116,8 @@ def _parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
 
 def _not_registered(uri: str, tracking_uri: str) -> ModelError:
     return ModelError(
-        f"no model {uri} in the registry at {tracking_uri}. Suggestion: train one with "
+        f"no model {uri} in the registry at {redact_uri_credentials(tracking_uri)}. "
+        "Suggestion: train one with "
         "churnlens train (or point --tracking-uri at the right store)."
     )
 
@@ -202,7 +205,8 @@ def _from_mlflow(uri: str, tracking_uri: str, destination: Path) -> RegisteredBu
             finally:
                 mlflow.set_tracking_uri(previous)
     except MlflowException as exc:
-        raise ModelError(f"cannot download {uri} from {tracking_uri}: {exc}") from exc
+        raise ModelError(redact_uri_credentials(
+            f"cannot download {uri} from {tracking_uri}: {exc}")) from exc
     return RegisteredBundle(bundle=bundle, name=name, version=version, alias=alias,
                             run_id=run_id, signature_inputs=_signature_inputs(mlmodel))
 

@@ -390,7 +390,7 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     if name.endswith((".parquet", ".pq", ".parq")) or source.is_dir():
         raw = spark.read.parquet(str(source))
     else:
-        sep = "\t" if ".tsv" in name else ","
+        sep = settings.data.delimiter or ("\t" if ".tsv" in name else ",")
         raw = spark.read.option("header", True).option("sep", sep).csv(str(source))
     data = settings.data
     wanted = {"customer_id": data.customer_col, "timestamp": data.time_col,

@@ -27,6 +27,7 @@ from churnlens._config import MlflowSettings
 from churnlens._evaluation import classification_metrics
 from churnlens._io import json_ready
 from churnlens._model_loader import load_model
+from churnlens._redact import redact_uri_credentials
 from churnlens._registry import sqlite_path
 from churnlens.exceptions import ModelError
 
@@ -228,7 +229,8 @@ def _promote(
             champion_metric = _metric(settings.promotion_metric, labels,
                                       champion.churn_risk(evaluation))
         except (ModelError, ValueError) as exc:
-            reason_unusable = f"the champion cannot be scored on this data ({exc})"
+            reason_unusable = redact_uri_credentials(
+                f"the champion cannot be scored on this data ({exc})")
         else:
             reason_unusable = ""
     if force:

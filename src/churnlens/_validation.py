@@ -18,6 +18,11 @@ from churnlens.exceptions import ChurnlensError, DataValidationError, MissingCol
 # How many offending rows an error message shows.
 MAX_ROWS_SHOWN = 5
 
+# The dates churnlens accepts in transactions and as as-of dates, first and last day
+# included: the same bounds for the loader, the CLI and the API. A purchase in year 1
+# or 9999 is a typo or a placeholder, and would make a recency of 739,000 days.
+PLAUSIBLE_DATES: tuple[dt.date, dt.date] = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
+
 # Common alternative names, used only to suggest a mapping flag in error messages.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "customer_id": ("customer", "customerid", "cust_id", "client_id", "user_id", "userid",
@@ -160,17 +165,68 @@ def parse_date(value: str | dt.date | dt.datetime | pd.Timestamp, *, name: str) 
     try:
         return ts.normalize().as_unit("ns")
     except (ValueError, OverflowError) as exc:  # free text such as "31st of March" can
-        raise ChurnlensError(                   # parse to year 1
+        first, last = PLAUSIBLE_DATES          # parse to year 1
+        raise ChurnlensError(
             f"{name}: {value!r} reads as {ts.date()}, outside the supported dates "
-            f"{pd.Timestamp.min.date()} .. {pd.Timestamp.max.date()}. Suggestion: use ISO "
-            "format YYYY-MM-DD, for example 2024-03-31."
+            f"{first} .. {last}. Suggestion: use ISO format YYYY-MM-DD, for example "
+            "2024-03-31."
         ) from exc
+
+
+def implausible_dates(values: pd.Series) -> pd.Series:
+    """Which timestamps fall outside :data:`PLAUSIBLE_DATES` (missing values are not)."""
+    first, last = PLAUSIBLE_DATES
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values
+    else:
+        stamps = pd.Series([pd.Timestamp(v) if v is not None and v is not pd.NaT else pd.NaT
+                            for v in values], index=values.index)
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    early = stamps < pd.Timestamp(first)
+    late = stamps >= pd.Timestamp(last) + pd.Timedelta(days=1)
+    return (early | late).fillna(False).astype(bool)
+
+
+def require_plausible_date(value: dt.date | pd.Timestamp, *, name: str) -> None:
+    """Refuse a date outside :data:`PLAUSIBLE_DATES` (``name`` says which option or field).
+
+    Examples
+    --------
+    >>> try:
+    ...     require_plausible_date(dt.date(9999, 12, 31), name="--as-of")
+    ... except ChurnlensError as exc:
+    ...     print(str(exc).split(". Suggestion")[0])
+    --as-of: 9999-12-31 is outside the supported dates 1900-01-01 .. 2100-12-31
+    """
+    first, last = PLAUSIBLE_DATES
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if not first <= day <= last:
+        raise ChurnlensError(
+            f"{name}: {day} is outside the supported dates {first} .. {last}. Suggestion: "
+            "check the date (a year such as 9999 or 1 is usually a placeholder or a typo)."
+        )
+
+
+def require_plausible_dates(values: pd.Series, *, column: str, source: str | None,
+                            file_rows: bool) -> None:
+    """Refuse timestamps outside :data:`PLAUSIBLE_DATES`, naming the first rows."""
+    bad = values[implausible_dates(values)]
+    if len(bad):
+        first, last = PLAUSIBLE_DATES
+        raise DataValidationError(
+            f"column {column!r}{_where(source)} has {len(bad):,} dates outside the supported "
+            f"range {first} .. {last}: {format_bad_rows(bad, file_rows=file_rows)}. "
+            "Suggestion: fix or remove these rows (a year such as 1 or 9999 is usually a "
+            "placeholder for a missing date)."
+        )
 
 
 def require_positive_int(value: int, *, name: str, minimum: int = 1) -> int:
     """Check an integer option such as ``horizon_days``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ChurnlensError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        raise ChurnlensError(f"{name} must be an integer >= {minimum}, got {value!r}. "
+                             f"Suggestion: give a whole number of at least {minimum}.")
     return int(value)
 
 
@@ -178,7 +234,8 @@ def require_choice(value: str, *, name: str, allowed: Iterable[str]) -> str:
     """Check that an option takes one of the allowed values, listing them if not."""
     allowed = list(allowed)
     if value not in allowed:
-        raise ChurnlensError(f"{name} must be one of {allowed}, got {value!r}.")
+        raise ChurnlensError(f"{name} must be one of {allowed}, got {value!r}. "
+                             f"Suggestion: use one of {', '.join(map(str, allowed))}.")
     return value
 
 

@@ -10,7 +10,10 @@ Thin by design: every route handler parses, calls one library function and forma
 - :mod:`~churnlens.api.scoring`: ``POST /score``'s micro-batched scoring, the data
   checked by the loader's rules;
 - :mod:`~churnlens.api.fast_score`: plain ``POST /score`` requests answered before the
-  framework's machinery.
+  framework's machinery, after the checks every request passes
+  (:class:`~churnlens.api.errors.RequestGuard`: Host on loopback, body size, JSON);
+- :mod:`~churnlens.api.reads`: bulk reads on their own thread, behind a bounded queue,
+  so that they never starve scoring.
 
 Importing this package starts nothing; ``churnlens serve`` runs the app.
 """

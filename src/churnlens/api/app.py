@@ -11,9 +11,10 @@ from fastapi.openapi.utils import get_openapi
 
 from churnlens._version import __version__
 from churnlens.api.deps import API_KEYS_ENV
-from churnlens.api.errors import BodyLimit, add_exception_handlers
+from churnlens.api.errors import RequestGuard, add_exception_handlers, allowed_hosts_from_env
 from churnlens.api.fast_score import FastScoreAPI
 from churnlens.api.limits import ApiLimits
+from churnlens.api.reads import ReadQueue
 from churnlens.api.routes import ROUTERS
 from churnlens.api.schemas import ScoreRequest
 from churnlens.api.scoring import ScoreService
@@ -50,22 +51,26 @@ def create_app(
     -------
     fastapi.FastAPI
         The app; ``app.state.holder`` holds the served state, ``app.state.scorer`` the
-        ``POST /score`` service and ``app.state.batcher`` its micro-batcher.
+        ``POST /score`` service, ``app.state.batcher`` its micro-batcher and
+        ``app.state.reads`` the read thread of the bulk reads.
     """
     limits = limits or ApiLimits()
     scorer = ScoreService(limits)
+    reads = ReadQueue(busy=scorer.busy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         scorer.close()
+        reads.close()
 
     app = FastScoreAPI(title="churnlens", version=__version__, description=DESCRIPTION,
                        lifespan=lifespan)
     app.state.holder = StateHolder(state_loader, initial)
     app.state.scorer = scorer
     app.state.batcher = scorer.batcher
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.state.reads = reads
+    app.guard = RequestGuard(limits.body_bytes(), allowed_hosts_from_env())
     add_exception_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

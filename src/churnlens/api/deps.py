@@ -12,12 +12,13 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from churnlens.api.reads import ReadQueue
 from churnlens.api.schemas import ErrorDetail
 from churnlens.api.scoring import ScoreService
 from churnlens.api.state import ServingState, StateHolder
 
-__all__ = ["API_KEYS_ENV", "CurrentState", "Holder", "Responses", "Scorer", "api_keys",
-           "check_key", "secured"]
+__all__ = ["API_KEYS_ENV", "E401", "E415", "CurrentState", "Holder", "Reads", "Responses",
+           "Scorer", "api_keys", "check_key", "secured"]
 
 API_KEYS_ENV = "CHURNLENS_API_KEYS"
 KEY_DENIED = "missing or invalid X-API-Key header"
@@ -29,6 +30,9 @@ _KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
 Responses = dict[int | str, dict[str, Any]]
 E401: Responses = {
     401: {"model": ErrorDetail, "description": "Missing or wrong X-API-Key."}}
+E415: Responses = {
+    415: {"model": ErrorDetail, "description": "A POST without Content-Type: "
+                                               "application/json."}}
 
 
 def api_keys() -> list[str]:
@@ -70,8 +74,13 @@ async def _scorer(request: Request) -> ScoreService:
     return request.app.state.scorer
 
 
+async def _reads(request: Request) -> ReadQueue:
+    return request.app.state.reads
+
+
 Holder = Annotated[StateHolder, Depends(_holder)]
 CurrentState = Annotated[ServingState, Depends(_current_state)]
 Scorer = Annotated[ScoreService, Depends(_scorer)]
+Reads = Annotated[ReadQueue, Depends(_reads)]
 # For a router or a route: every endpoint but /health needs a key.
 secured = [Depends(_require_key)]

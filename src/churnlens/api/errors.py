@@ -1,14 +1,21 @@
-"""Error answers of the HTTP API: one 422 format, and the request body size limit."""
+"""Error answers of the HTTP API: one 422 format, and the checks before any route
+(Host, body size, content type)."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from churnlens.exceptions import ChurnlensError
 
-__all__ = ["BodyLimit", "add_exception_handlers", "unprocessable"]
+__all__ = ["ALLOWED_HOSTS_ENV", "RequestGuard", "add_exception_handlers",
+           "allowed_hosts_from_env", "unprocessable"]
+
+ALLOWED_HOSTS_ENV = "CHURNLENS_ALLOWED_HOSTS"
 
 
 def unprocessable(message: str, loc: tuple[str | int, ...] = ()) -> HTTPException:
@@ -27,31 +34,112 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ChurnlensError, _churnlens_error)
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for request bodies over ``max_bytes`` (declared or streamed)."""
+def allowed_hosts_from_env() -> frozenset[str]:
+    """Extra Host names a loopback server answers (``$CHURNLENS_ALLOWED_HOSTS``, comma
+    separated, without port), e.g. the name a local reverse proxy forwards."""
+    names = os.environ.get(ALLOWED_HOSTS_ENV, "").split(",")
+    return frozenset(n.strip().lower() for n in names if n.strip())
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                response = JSONResponse(
-                    {"detail": f"request body over {self.max_bytes:,} bytes"}, status_code=413)
-                await response(scope, receive, send)
-                return
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header, without its port (``[::1]:8000`` -> ``[::1]``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() else host
+
+
+def _json_content_type(value: str) -> bool:
+    """``application/json``, optionally with ``charset=utf-8`` (JSON is UTF-8)."""
+    media, *params = (p.strip().lower() for p in value.split(";"))
+    if media != "application/json":
+        return False
+    for param in params:
+        name, _, given = param.partition("=")
+        if name.strip() != "charset" or given.strip().strip('"') not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+class RequestGuard:
+    """The checks every request passes before any route sees it (answers in microseconds).
+
+    - **Host** (400): on a loopback address (127.0.0.0/8, ::1) the ``Host`` header must
+      be a loopback name, ``localhost``, a loopback address or ``[::1]`` (port
+      optional), or a name of ``$CHURNLENS_ALLOWED_HOSTS``: a web page that rebinds its
+      own domain name to 127.0.0.1 (DNS rebinding) sends its own name and is refused.
+    - **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is
+      refused before a byte of the body is read; a body without one is counted as it
+      arrives (:meth:`limited`), so memory stays flat whatever is sent.
+    - **Content type** (415): a ``POST`` must say ``Content-Type: application/json``
+      (``; charset=utf-8`` allowed). A web page can send other types without asking
+      the browser's permission first (no CORS preflight); JSON it cannot.
+
+    Parameters
+    ----------
+    max_body_bytes
+        The largest request body accepted.
+    allowed_hosts
+        Extra Host names accepted on a loopback address.
+    """
+
+    def __init__(self, max_body_bytes: int, allowed_hosts: frozenset[str] = frozenset()
+                 ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.allowed_hosts = allowed_hosts
+        self.too_large = f"request body over {max_body_bytes:,} bytes"
+
+    def refusal(self, scope: Scope) -> JSONResponse | None:
+        """The answer refusing this request, or None when it may go on."""
+        host = content_type = length = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        server = scope.get("server")
+        if (host is not None and server and _is_loopback_address(str(server[0]))
+                and not self._loopback_name(_host_name(host))):
+            return JSONResponse({"detail": (
+                f"Host {host[:100]!r} is not a loopback name: this server listens on a "
+                "loopback address and answers only localhost, 127.0.0.1 or [::1] (a guard "
+                "against DNS rebinding). Suggestion: call http://127.0.0.1:PORT, or list "
+                f"the name in ${ALLOWED_HOSTS_ENV}.")}, status_code=400)
+        # (an invalid Content-Length is the server's to refuse: it never gets here)
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return JSONResponse({"detail": self.too_large}, status_code=413)
+        if scope["method"] == "POST" and not _json_content_type(content_type or ""):
+            got = "none" if content_type is None else repr(content_type[:100])
+            return JSONResponse({"detail": (
+                f"POST bodies must be JSON: Content-Type application/json (optionally with "
+                f"; charset=utf-8), got {got}. Suggestion: send the header "
+                "Content-Type: application/json.")}, status_code=415)
+        return None
+
+    def _loopback_name(self, name: str) -> bool:
+        return (name == "localhost" or _is_loopback_address(name)
+                or name in self.allowed_hosts)
+
+    def limited(self, receive: Receive) -> Receive:
+        """``receive`` that counts the body as it arrives: 413 once over the limit."""
         seen = 0
 
-        async def limited() -> Message:
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise HTTPException(413, detail=f"request body over {self.max_bytes:,} bytes")
+            if seen > self.max_body_bytes:
+                raise HTTPException(413, detail=self.too_large)
             return message
 
-        await self.app(scope, limited, send)
+        return counted

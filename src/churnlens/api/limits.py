@@ -6,7 +6,12 @@ import dataclasses
 
 from churnlens.api.schemas import MAX_CUSTOMERS, MAX_PURCHASES
 
-__all__ = ["ApiLimits"]
+__all__ = ["BYTES_PER_CUSTOMER", "BYTES_PER_PURCHASE", "ApiLimits"]
+
+# The most a purchase ({"timestamp": "2024-03-05T14:30:00.123456+01:00", "amount":
+# 1234.56} with indentation) and a customer (an id of 256 characters, the keys) take.
+BYTES_PER_PURCHASE = 96
+BYTES_PER_CUSTOMER = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,8 +23,8 @@ class ApiLimits:
     max_customers, max_purchases
         Per ``POST /score`` request (413 beyond).
     max_body_bytes
-        Any request body (413 beyond, declared or streamed). A million purchases of
-        ~70 bytes of JSON each fit well within the default.
+        Any request body (413 beyond, declared or streamed). Default (None): what the
+        request limits imply, :meth:`body_bytes`.
     inline_body_bytes
         Bodies up to this size are parsed on the event loop (microseconds); larger
         ones in a worker thread so that a big request never stalls the others.
@@ -31,6 +36,19 @@ class ApiLimits:
 
     max_customers: int = MAX_CUSTOMERS
     max_purchases: int = MAX_PURCHASES
-    max_body_bytes: int = 128 * 1024 * 1024
+    max_body_bytes: int | None = None
     inline_body_bytes: int = 64 * 1024
     batch_purchases: int = 20_000
+
+    def body_bytes(self) -> int:
+        """The largest body accepted: ``max_body_bytes``, or what the limits imply.
+
+        ``max_purchases`` purchases of :data:`BYTES_PER_PURCHASE` and ``max_customers``
+        customers of :data:`BYTES_PER_CUSTOMER`, plus 64 KiB: about twice what the
+        largest valid request takes as compact JSON (a purchase with a full date-time
+        and offset is ~56 bytes), so even an indented one fits (101 MB by default).
+        """
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return (self.max_purchases * BYTES_PER_PURCHASE
+                + self.max_customers * BYTES_PER_CUSTOMER + 64 * 1024)

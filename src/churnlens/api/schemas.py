@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from churnlens._engine import MAX_ABS_AMOUNT
+from churnlens._validation import PLAUSIBLE_DATES
 
 __all__ = [
     "AtRiskItem",
@@ -46,8 +47,8 @@ __all__ = [
 
 MAX_CUSTOMERS = 10_000
 MAX_PURCHASES = 1_000_000
-# Dates the whole stack handles (pandas' nanosecond timestamps, plus a day of margin).
-DATE_MIN, DATE_MAX = dt.date(1678, 1, 1), dt.date(2261, 12, 31)
+# The supported dates: the loader's and the CLI's range (one constant, _validation).
+DATE_MIN, DATE_MAX = PLAUSIBLE_DATES
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -181,7 +182,9 @@ class Health(BaseModel):
     data_as_of: dt.date
     customers_scored: int
     loaded_at: str
-    last_reload_error: str | None
+    last_reload_error: str | None = Field(
+        description="Null, or that the last reload failed and when (the reason is in the "
+                    "POST /reload answer and the server log: this endpoint needs no key).")
 
 
 class ModelInfo(BaseModel):

@@ -1,7 +1,10 @@
 """The ``churnlens`` command line: thin commands over the library.
 
-Exit status: 0 success, 2 bad input or options (one readable message on stderr, no
-traceback, no output file written), 1 an unexpected failure.
+Exit status: 0 success; 2 bad input or options; 1 an unexpected failure; 130
+interrupted (Ctrl-C or SIGTERM, at any phase). Every failure prints one line on stderr
+(what, where, and a suggestion), no traceback (``CHURNLENS_DEBUG=1`` shows the
+traceback of an unexpected failure), and writes no output file: outputs are checked
+before the work starts and written atomically after it.
 """
 
 from __future__ import annotations

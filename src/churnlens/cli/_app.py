@@ -6,12 +6,15 @@ the library: ``churnlens --version`` and ``--help`` must start fast.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -35,6 +38,7 @@ app = typer.Typer(
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,20 +61,114 @@ def stderr() -> Console:
 
 
 def handle_errors(func: F) -> F:
-    """Turn churnlens errors into one line on stderr and exit status 2."""
+    """Give every command the exit status the CLI promises, with one line on stderr.
+
+    A :class:`~churnlens.exceptions.ChurnlensError` (bad input or options) exits 2;
+    Ctrl-C or SIGTERM at any phase (including inside a DuckDB query, which turns the
+    signal into its own "interrupted" error) exits 130; anything else exits 1 with
+    the exception's type and text on one line. No traceback is printed (set
+    ``CHURNLENS_DEBUG=1`` to see it). Outputs are written atomically after the work,
+    so no failure leaves an output file.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ChurnlensError as exc:
-            stderr().print(f"error: {exc}", markup=False, highlight=False, emoji=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except KeyboardInterrupt:
-            stderr().print("interrupted; no output was written.", markup=False)
-            raise typer.Exit(130) from None
+        written = _committed_outputs()
+        written.clear()  # this command's outputs only
+        with _signals_interrupt() as received:
+            try:
+                result = func(*args, **kwargs)
+                _finished.append(func.__name__)
+                return result
+            except (typer.Exit, typer.Abort, _USAGE_ERROR):
+                raise  # typer's own exits and usage errors keep their codes
+            except KeyboardInterrupt:
+                _fail(_interrupted(_committed_outputs()), EXIT_INTERRUPTED, prefix="")
+            except ChurnlensError as exc:
+                if received:
+                    _fail(_interrupted(_committed_outputs()), EXIT_INTERRUPTED, prefix="")
+                _fail(str(exc), EXIT_BAD_INPUT)
+            except Exception as exc:
+                if received or _is_interruption(exc):
+                    _fail(_interrupted(_committed_outputs()), EXIT_INTERRUPTED, prefix="")
+                if os.environ.get(DEBUG_ENV):
+                    raise
+                _fail(f"unexpected failure ({type(exc).__name__}: {exc}); no output was "
+                      f"written. Suggestion: run again with {DEBUG_ENV}=1 to see the "
+                      "traceback, and report it if the input looks right.", EXIT_FAILURE)
 
     return wrapper  # type: ignore[return-value]
+
+
+DEBUG_ENV = "CHURNLENS_DEBUG"
+# click's ClickException (typer.BadParameter's base; click is reached through typer):
+# usage errors exit 2 with typer's own message.
+_USAGE_ERROR: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+def _fail(message: str, code: int, *, prefix: str = "error: ") -> NoReturn:
+    """Print ``message`` as one line on stderr and exit with ``code``."""
+    from churnlens._redact import redact_uri_credentials
+
+    # one line, whatever the exception's text holds; no password of a tracking URI
+    line = redact_uri_credentials(" ".join(message.split()))
+    stderr().print(f"{prefix}{line}", markup=False, highlight=False, emoji=False,
+                   soft_wrap=True)
+    raise typer.Exit(code) from None
+
+
+def _committed_outputs() -> collections.deque[Any]:
+    """``churnlens._io.COMMITTED`` (outputs renamed into place), without importing
+    ``_io`` (and pandas) for commands that never write through it."""
+    module = sys.modules.get("churnlens._io")
+    empty: collections.deque[Any] = collections.deque()
+    return getattr(module, "COMMITTED", empty) if module is not None else empty
+
+
+def _interrupted(written: collections.deque[Any]) -> str:
+    """The line for an interruption: outputs are written whole or not at all, so either
+    nothing was written or the files named are complete (the signal came after them)."""
+    if not written:
+        return "interrupted; no output was written."
+    names = ", ".join(str(path) for path in written)
+    return f"interrupted after writing {names} (complete); nothing else was written."
+
+
+def _is_interruption(exc: BaseException) -> bool:
+    """DuckDB's error for a query stopped by a signal (a RuntimeError "Query interrupted",
+    or ``duckdb.InterruptException``)."""
+    text = str(exc).lower()
+    return ("query interrupted" in text or
+            (type(exc).__module__.startswith("duckdb") and "interrupt" in
+             type(exc).__name__.lower()))
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[list[int]]:
+    """Turn SIGTERM (a scheduler's kill) and SIGINT into KeyboardInterrupt, and record them.
+
+    The yielded list holds the signals received: an error raised while unwinding from
+    one (DuckDB reports a stopped query as its own error) is still an interruption.
+    SIGKILL cannot be caught; outputs are written to a temporary name and renamed
+    (``churnlens._io.write_table``), so even then no partial output is left.
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (tests calling the app): leave signals alone
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Steps:
@@ -144,6 +242,32 @@ def quiet_mlflow() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (logging is configured here, never at import)."""
+    """Console-script entry point (logging is configured here, never at import).
+
+    Ctrl-C or SIGTERM before a command starts its work (while options are parsed or the
+    library is imported) exits 130 with one line; once a command runs, it records and
+    reports them itself (see :func:`handle_errors`).
+    """
     quiet_mlflow()
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="churnlens")
+    try:
+        previous = {sig: signal.signal(sig, _exit_interrupted)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        app(args=argv if argv is not None else sys.argv[1:], prog_name="churnlens")
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    message = ("interrupted after the command finished; its output is complete."
+               if _finished else "interrupted; no output was written.")
+    stderr().print(message, markup=False, highlight=False)
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+# Commands that returned normally in this process (a signal after that interrupts only
+# the exit, not the work).
+_finished: list[str] = []

@@ -11,6 +11,7 @@ import typer
 
 from churnlens.cli._app import Steps, app, handle_errors, metrics_table, stderr, stdout
 from churnlens.cli._options import (
+    OPTION_NAMES,
     CustomersOpt,
     DataEndOpt,
     DataStartOpt,
@@ -22,6 +23,7 @@ from churnlens.cli._options import (
     TrackingOpt,
     TransactionInput,
     parse_optional_day,
+    positive_whole,
     reads_transactions,
 )
 
@@ -39,6 +41,7 @@ def generate(
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
     from churnlens._synthetic import generate_transactions
 
+    positive_whole(customers, flag="--customers", example="10000")
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     began = time.perf_counter()
     with stderr().status(f"simulating {customers:,} customers"):
@@ -87,8 +90,12 @@ def demo(
     """Run the main job end to end on synthetic data: train, backtest, register, score."""
     from churnlens._config import load_config
     from churnlens._demo import headline, run_demo
+    from churnlens._io import check_output_folder
 
-    settings = load_config(overrides={"mlflow.tracking_uri": tracking_uri})
+    check_output_folder(out)
+    positive_whole(customers, flag="--customers", example="20000")
+    settings = load_config(overrides={"mlflow.tracking_uri": tracking_uri},
+                           option_names=OPTION_NAMES)
     tracking_uri = settings.mlflow.tracking_uri
     with Steps() as steps:
         outputs = run_demo(out, customers=customers, seed=seed, settings=settings,

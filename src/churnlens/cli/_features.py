@@ -15,6 +15,7 @@ from churnlens.cli._options import (
     OutTableOpt,
     TransactionInput,
     parse_day,
+    positive_days,
     reads_transactions,
 )
 from churnlens.exceptions import ChurnlensError
@@ -71,4 +72,6 @@ def _parse_windows(text: str) -> tuple[int, ...]:
             f"--windows-days: {text!r} is not a comma-separated list of whole days. "
             "Suggestion: for example --windows-days 30,90,180,365."
         ) from None
+    for window in windows:
+        positive_days(window, flag="--windows-days")
     return windows

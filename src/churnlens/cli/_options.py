@@ -60,6 +60,11 @@ TimeFormatOpt = Annotated[
     str | None,
     typer.Option("--time-format", help="strftime format of the timestamps if not ISO 8601."),
 ]
+DelimiterOpt = Annotated[
+    str | None,
+    typer.Option("--delimiter", help="CSV field separator, one character or 'tab' [default: "
+                                     "the config's data.delimiter, else ',' (tab for .tsv)]."),
+]
 
 # --- dates --------------------------------------------------------------------------
 
@@ -134,17 +139,101 @@ CustomersOpt = Annotated[int, typer.Option("--customers", "-n", help="Customers 
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")]
 
 
+# The flag behind each settings key a command-line option overrides, so that a bad
+# value is blamed on the flag the user typed (see churnlens._config.load_config).
+OPTION_NAMES = {
+    "data.customer_col": "--customer-col", "data.time_col": "--time-col",
+    "data.amount_col": "--amount-col", "data.time_format": "--time-format",
+    "data.delimiter": "--delimiter", "horizon_days": "--horizon-days",
+    "mlflow.tracking_uri": "--tracking-uri", "mlflow.experiment": "--experiment",
+    "mlflow.enabled": "--no-mlflow",
+}
+
+
 def parse_day(text: str, *, flag: str = "--as-of") -> dt.date:
     """The date a user typed for ``flag``: parsed here, once, and passed down as a date.
 
     Raises
     ------
     ChurnlensError
-        Not a date; the message names ``flag`` and ends with a suggestion.
+        Not a date, or outside ``churnlens._validation.PLAUSIBLE_DATES``; the message
+        names ``flag`` and ends with a suggestion.
     """
-    from churnlens._validation import parse_date
+    from churnlens._validation import parse_date, require_plausible_date
 
-    return parse_date(text, name=flag).date()
+    day = parse_date(text, name=flag).date()
+    require_plausible_date(day, name=flag)
+    return day
+
+
+def positive_days(value: int | None, *, flag: str = "--horizon-days") -> int | None:
+    """Check a whole number of days a user typed (``None``: the option was not given).
+
+    Checked before anything else uses it, so a bad value is reported as such (not as a
+    model "trained for -5 days").
+
+    Raises
+    ------
+    ChurnlensError
+        ``value`` is 0 or negative.
+    """
+    return positive_whole(value, flag=flag, what="number of days", example="91")
+
+
+def positive_whole(value: int | None, *, flag: str, what: str = "number",
+                   example: str = "10") -> int | None:
+    """Check that an integer option is >= 1, blaming ``flag`` (``None``: not given).
+
+    Raises
+    ------
+    ChurnlensError
+        ``value`` is 0 or negative; the message names ``flag``.
+    """
+    from churnlens.exceptions import ChurnlensError
+
+    if value is not None and value < 1:
+        raise ChurnlensError(f"{flag}: {value} is not a positive whole {what}. "
+                             f"Suggestion: for example {flag} {example}.")
+    return value
+
+
+def check_model_source(model: str) -> None:
+    """Refuse a ``--model`` that is neither a registry URI nor a bundle, before any work.
+
+    A bundle is a folder holding ``churnlens-model.json`` (or that JSON card itself);
+    any other existing file (a Parquet table, a pickle...) is named as not a model.
+
+    Raises
+    ------
+    ChurnlensError
+        ``model`` is an existing file that is not a JSON model card.
+    """
+    from churnlens.exceptions import ChurnlensError
+
+    if model.startswith(("models:/", "runs:/")):
+        return
+    path = Path(model)
+    if not path.is_file():
+        return  # folders and missing paths: the model loader says what is missing
+    try:
+        with path.open("rb") as fh:
+            start = fh.read(64).lstrip()
+    except OSError:
+        return  # the loader reports unreadable files
+    if not start.startswith(b"{"):
+        raise ChurnlensError(
+            f"--model {model}: this file is not a churnlens model bundle or model URI (a "
+            "bundle is a folder holding churnlens-model.json). Suggestion: give "
+            "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model, or a bundle folder "
+            "written by churnlens export or train --bundle."
+        )
+
+
+def _delimiter(text: str | None) -> str | None:
+    """``--delimiter`` as one character (``tab`` and ``\\t`` name a tab)."""
+    if text is None:
+        return None
+    return "\t" if text.lower() in ("tab", "\\t") else text
 
 
 def parse_optional_day(text: str | None, *, flag: str = "--as-of") -> dt.date | None:
@@ -162,7 +251,7 @@ class TransactionInput:
         ``--transactions``.
     config
         ``--config``: the YAML settings file, or ``None`` for the defaults.
-    customer_col, time_col, amount_col, time_format
+    customer_col, time_col, amount_col, time_format, delimiter
         The column flags; ``None`` when not given (the config's value applies).
     """
 
@@ -172,6 +261,7 @@ class TransactionInput:
     time_col: str | None = None
     amount_col: str | None = None
     time_format: str | None = None
+    delimiter: str | None = None
 
     def settings(self, **overrides: Any) -> Settings:
         """The config file plus the flags and ``overrides`` (dotted keys; ``None`` ignored)."""
@@ -179,8 +269,8 @@ class TransactionInput:
 
         dotted = {"data.customer_col": self.customer_col, "data.time_col": self.time_col,
                   "data.amount_col": self.amount_col, "data.time_format": self.time_format,
-                  **overrides}
-        return load_config(self.config, dotted)
+                  "data.delimiter": _delimiter(self.delimiter), **overrides}
+        return load_config(self.config, dotted, option_names=OPTION_NAMES)
 
     def load(self, *, as_of: dt.date | None = None, extra_cols: Sequence[str] = (),
              settings: Settings | None = None) -> LoadResult:
@@ -198,6 +288,7 @@ _SHARED_INPUT = (
     ("time_col", TimeColOpt),
     ("amount_col", AmountColOpt),
     ("time_format", TimeFormatOpt),
+    ("delimiter", DelimiterOpt),
 )
 
 

@@ -20,6 +20,7 @@ from churnlens.cli._options import (
     SegmentColOpt,
     TransactionInput,
     parse_optional_day,
+    positive_days,
     reads_transactions,
 )
 from churnlens.exceptions import ChurnlensError
@@ -77,6 +78,7 @@ def retention(
     plot_path = check_output_path(plot, suffixes=FIGURE_SUFFIXES) if plot is not None else None
     first = parse_optional_day(start, flag="--start")
     last = parse_optional_day(end, flag="--end")
+    positive_days(window_days, flag="--window-days")
     loaded = _load(source, as_of, segment_col)
     tx = loaded.transactions
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,33 +16,15 @@ from churnlens.cli._options import (
     OutTableOpt,
     TrackingOpt,
     TransactionInput,
+    check_model_source,
     parse_day,
+    positive_days,
     reads_transactions,
 )
 from churnlens.exceptions import ChurnlensError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-@contextlib.contextmanager
-def _terminate_cleanly() -> Iterator[None]:
-    """SIGTERM (a batch scheduler's kill) unwinds like Ctrl-C: no output is written and
-    temporary files are removed. (SIGKILL cannot be caught: the output is written only
-    after all computation, to a temporary name, and renamed; see
-    ``churnlens._io.write_table``.)"""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -77,10 +56,13 @@ def score(
 
     require_choice(engine, name="--engine", allowed=("duckdb", "spark"))
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    summary_path = target.with_name(target.name + ".summary.json")
     as_of_date = parse_day(as_of)
+    horizon_days = positive_days(horizon_days)
+    check_model_source(model)
     settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
     transactions = source.path
-    with _terminate_cleanly(), Steps() as steps:
+    with Steps() as steps:
         steps(f"loading the model {model}")
         artifact = load_model(model, settings.mlflow, horizon_days=horizon_days)
         if engine == "spark":
@@ -97,9 +79,11 @@ def score(
         summary = result.summary
         metadata = {"model": json.dumps(summary["model"], sort_keys=True),
                     "as_of": summary["as_of"], "horizon_days": str(artifact.horizon_days)}
-        write_table(result.scores, target, metadata=metadata)
+        # a CSV is opened in spreadsheets: formula-like ids are neutralised there
+        # (Parquet keeps every value exact)
+        write_table(result.scores, target, metadata=metadata, spreadsheet_safe=True)
         if target.suffix.lower() == ".csv":
-            write_json(summary, target.with_name(target.name + ".summary.json"))
+            write_json(summary, summary_path)
     summary["output"] = str(target)
     if json_summary:
         typer.echo(json.dumps(summary, allow_nan=False))
@@ -158,8 +142,7 @@ def at_risk(
     frame = _read_scores(scores)
     chosen = at_risk_list(frame, top=top, min_risk=min_risk, segment=segment, band=band,
                           sort=sort)
-    with _terminate_cleanly():
-        write_table(chosen, target, spreadsheet_safe=True)
+    write_table(chosen, target, spreadsheet_safe=True)
     stderr().print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
                    highlight=False)
 

@@ -14,6 +14,7 @@ from churnlens.cli._options import (
     OptionalAsOfOpt,
     TrackingOpt,
     TransactionInput,
+    check_model_source,
     parse_optional_day,
     reads_transactions,
 )
@@ -56,6 +57,7 @@ def serve(
     if not 0 < port < 65536:
         raise ChurnlensError(f"--port must be between 1 and 65535, got {port}.")
     as_of_date = parse_optional_day(as_of)
+    check_model_source(model)
     settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
     transactions = source.path
 

@@ -10,6 +10,7 @@ import typer
 
 from churnlens.cli._app import Steps, app, handle_errors, metrics_table, quiet_mlflow, stdout
 from churnlens.cli._options import (
+    OPTION_NAMES,
     AsOfListOpt,
     AsOfOpt,
     ConfigOpt,
@@ -18,7 +19,9 @@ from churnlens.cli._options import (
     ModelOpt,
     TrackingOpt,
     TransactionInput,
+    check_model_source,
     parse_day,
+    positive_days,
     reads_transactions,
 )
 
@@ -47,10 +50,17 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a churn model at an as-of date, backtest it, log and register it in MLflow."""
+    from churnlens._io import check_output_folder, check_output_path
     from churnlens._pipeline import train as run_training
 
     quiet_mlflow()
     as_of_date = parse_day(as_of)
+    horizon_days = positive_days(horizon_days)
+    # outputs are checked before hours of training, not after
+    if report is not None:
+        check_output_path(report, suffixes=(".html", ".htm"))
+    if bundle is not None:
+        check_output_folder(bundle)
     settings = source.settings(
         horizon_days=horizon_days,
         **{"mlflow.tracking_uri": tracking_uri, "mlflow.experiment": experiment,
@@ -96,6 +106,7 @@ def backtest(
     from churnlens._training import backtest as run_backtest
 
     as_of_dates = [parse_day(day) for day in as_of]
+    horizon_days = positive_days(horizon_days)
     settings = source.settings(horizon_days=horizon_days)
     with Steps() as steps:
         steps("loading and validating transactions")
@@ -124,9 +135,13 @@ def export(
     quiet_mlflow()
     from churnlens._artifact import save_bundle
     from churnlens._config import load_config
+    from churnlens._io import check_output_folder
     from churnlens._model_loader import load_model
 
-    settings = load_config(config, {"mlflow.tracking_uri": tracking_uri})
+    check_output_folder(to)
+    check_model_source(model)
+    settings = load_config(config, {"mlflow.tracking_uri": tracking_uri},
+                           option_names=OPTION_NAMES)
     artifact = load_model(model, settings.mlflow)
     card = save_bundle(artifact, to)
     stdout().print(f"exported {model} (version {artifact.version}, as of {artifact.as_of}, "

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
-from churnlens._io import csv_text
-from churnlens.api.deps import E401, CurrentState, secured
+from churnlens.api.deps import E401, CurrentState, Reads, secured
+from churnlens.api.reads import ReadQueue
 from churnlens.api.schemas import AtRiskPage
 
-# A page of a few hundred rows costs ~1 ms: answered on the event loop.
+# A page of a few hundred rows costs ~1 ms: answered on the event loop; larger pages,
+# new filters and CSV exports go to the read thread (churnlens.api.reads).
 _INLINE_PAGE_ROWS = 500
-_CSV_CHUNK_ROWS = 50_000
 
 router = APIRouter(tags=["lists"], dependencies=secured, responses=E401)
 
@@ -26,6 +24,7 @@ router = APIRouter(tags=["lists"], dependencies=secured, responses=E401)
           "description": "A page (JSON) or the whole filtered list (CSV)."}})
 async def at_risk(
     state: CurrentState,
+    reads: Reads,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -37,19 +36,33 @@ async def at_risk(
 ) -> Response:
     """At-risk customers, riskiest first; ``?format=csv`` or ``Accept: text/csv``
     streams the whole filtered list as spreadsheet-safe CSV."""
-    rows = state.cached_at_risk_rows(sort, min_risk, segment, band)
-    if rows is None:  # a new filter: at_risk_list over the whole base, off the loop
-        rows = await run_in_threadpool(state.at_risk_rows, sort, min_risk, segment, band)
     if format == "csv" or (format is None and wants_csv(request.headers.get("accept", ""))):
-        # a sync generator: Starlette runs it in a thread
-        return StreamingResponse(csv_chunks(state.scores.iloc[rows]), media_type="text/csv",
+        # written once per state and filter, on the read thread (never the event loop)
+        pieces = state.csv_cache.get((sort, min_risk, segment, band))
+        if pieces is None:
+            pieces = await reads.run(state.at_risk_csv, sort, min_risk, segment, band,
+                                     reads.pause)
+        reads.check_room()
+        return StreamingResponse(_stream(reads, pieces), media_type="text/csv",
                                  headers={"Content-Disposition":
                                           "attachment; filename=at-risk.csv"})
+    rows = state.cached_at_risk_rows(sort, min_risk, segment, band)
+    if rows is None:  # a new filter: at_risk_list over the whole base, off the loop
+        rows = await reads.run(state.at_risk_rows, sort, min_risk, segment, band)
     if limit <= _INLINE_PAGE_ROWS:
         body = state.page_body(rows, offset, limit)
     else:
-        body = await run_in_threadpool(state.page_body, rows, offset, limit)
+        body = await reads.run(state.page_body, rows, offset, limit)
     return Response(body, media_type="application/json")
+
+
+async def _stream(reads: ReadQueue, pieces: list[bytes]) -> AsyncIterator[bytes]:
+    # in a read slot, stepping aside for scoring between pieces
+    async with reads.slot(checked=True):
+        for k, piece in enumerate(pieces):
+            if k:
+                await reads.step_aside()
+            yield piece
 
 
 def wants_csv(accept: str) -> bool:
@@ -69,9 +82,3 @@ def wants_csv(accept: str) -> bool:
     json_q = max(best.get("application/json", 0.0), best.get("*/*", 0.0))
     return csv_q > 0 and csv_q >= json_q
 
-
-def csv_chunks(frame: pd.DataFrame, rows: int = _CSV_CHUNK_ROWS) -> Iterator[str]:
-    """``frame`` in churnlens' one CSV dialect, spreadsheet-safe, a chunk of rows at a time."""
-    for start in range(0, max(len(frame), 1), rows):
-        yield csv_text(frame.iloc[start: start + rows], spreadsheet_safe=True,
-                       header=start == 0)

@@ -19,4 +19,4 @@ async def health(holder: Holder) -> Health:
     return Health(status="ok", churnlens_version=__version__, model_name=artifact.name,
                   model_version=artifact.version, model_alias=artifact.alias,
                   data_as_of=state.as_of, customers_scored=len(state.scores),
-                  loaded_at=state.loaded_at, last_reload_error=holder.error)
+                  loaded_at=state.loaded_at, last_reload_error=holder.public_error)

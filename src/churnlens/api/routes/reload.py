@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from churnlens.api.deps import E401, Holder, secured
+from churnlens.api.deps import E401, E415, Holder, secured
 from churnlens.api.schemas import ReloadResult
 
 router = APIRouter(tags=["service"], dependencies=secured, responses=E401)
 
 
-@router.post("/reload", response_model=ReloadResult)
+@router.post("/reload", response_model=ReloadResult, responses=E415)
 def reload(holder: Holder) -> ReloadResult:
     """Reload the model alias and the data; on failure keep serving the old ones."""
     state, error = holder.reload()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from churnlens._io import json_ready
-from churnlens.api.deps import E401, CurrentState, secured
+from churnlens.api.deps import E401, CurrentState, Reads, secured
 from churnlens.api.errors import unprocessable
 from churnlens.api.schemas import (
     BacktestPeriod,
@@ -22,8 +23,9 @@ router = APIRouter(tags=["retention"], dependencies=secured, responses=E401)
 
 
 @router.get("/retention", response_model=RetentionRatesOut)
-def retention(
+async def retention(
     state: CurrentState,
+    reads: Reads,
     start: Annotated[IsoDate, Query(description="Day before the period (YYYY-MM-DD).")],
     end: Annotated[IsoDate, Query(description="Last day of the period (YYYY-MM-DD).")],
     window_days: Annotated[int | None, Query(ge=1, le=3660)] = None,
@@ -34,7 +36,9 @@ def retention(
 
     if end <= start:
         raise unprocessable("end must be after start", ("query", "end"))
-    rates = retention_rates(state.transactions, start, end, window_days=window_days)
+    # a query over the whole history: on the read thread, beside the other bulk reads
+    rates = await reads.run(functools.partial(
+        retention_rates, state.transactions, start, end, window_days=window_days))
     return RetentionRatesOut(**json_ready(rates.to_dict()))
 
 
