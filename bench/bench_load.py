@@ -42,12 +42,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from _measure import measure  # bench/_measure.py: the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -160,24 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS_DIR / "bench_load.json").write_text(json.dumps(results, indent=2) + "\n")
     print_results(results)
     return 0 if all(summary[name]["passed"] for name in TARGETS) else 1
-
-
-def measure(command: list[str], *, cwd: str, env: dict[str, str]) -> dict[str, Any]:
-    """Run a command; wall time and CPU time of that process alone."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        began = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=cwd,
-                                   env=env)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
-        wall = time.perf_counter() - began
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:3])} failed ({process.returncode}):\n{stderr}")
-    return {"wall_seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            "peak_rss_gib": usage.ru_maxrss * 1024 / 2**30, "stdout": stdout}
 
 
 def _medians(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -43,12 +43,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _measure import measure  # bench/_measure.py: the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             order = names[round_index % len(names):] + names[:round_index % len(names)]
             for name in order:
                 print(f"round {round_index + 1}/{args.rounds}: {name} ...", flush=True)
-                result = measure(contenders[name])
+                result = measure(contenders[name], cwd=ROOT)
                 if name == "floor":
                     result["floor"] = json.loads(result.pop("stdout").strip().splitlines()[-1])
                 else:
@@ -131,23 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     main_run = summary["churnlens score"]
     ok = main_run["ratio_wall"] <= TARGET_RATIO and main_run["peak_rss_gib"] < MEMORY_LIMIT_GIB
     return 0 if ok else 1
-
-
-def measure(command: list[str]) -> dict[str, Any]:
-    """Run a command; wall time, CPU time and peak memory of that process alone."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        began = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
-        wall = time.perf_counter() - began
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr}")
-    return {"wall_seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-            "peak_rss_gib": usage.ru_maxrss * 1024 / 2**30, "stdout": stdout}
 
 
 def _medians(results: list[dict[str, Any]]) -> dict[str, float]:

@@ -743,7 +743,8 @@ def _parse_timestamps(
 ) -> tuple[pd.Series, int]:
     """Parse timestamps; return naive datetimes (offsets converted to UTC) and a count.
 
-    Dates outside ``PLAUSIBLE_DATES`` are refused (year 1, 9999: placeholders or typos).
+    Dates outside ``PLAUSIBLE_DATES`` are refused (year 1, 9999: typos, or stand-ins for a
+    missing date).
     """
     try:
         parsed, converted = _read_timestamps(values, source, column, file_rows, time_format)
@@ -765,7 +766,7 @@ def _parse_timestamps(
             f"column {column!r} in {source} has {len(bad):,} dates outside the supported "
             f"range {first} .. {last}: {format_bad_rows(bad, file_rows=file_rows)}. "
             "Suggestion: fix or remove these rows (a year such as 1 or 9999 is usually a "
-            "placeholder for a missing date)."
+            "stand-in for a missing date)."
         )
     return parsed, converted
 

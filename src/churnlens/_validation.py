@@ -20,7 +20,7 @@ MAX_ROWS_SHOWN = 5
 
 # The dates churnlens accepts in transactions and as as-of dates, first and last day
 # included: the same bounds for the loader, the CLI and the API. A purchase in year 1
-# or 9999 is a typo or a placeholder, and would make a recency of 739,000 days.
+# or 9999 is a typo or a stand-in for a missing date, and would make a recency of 739,000 days.
 PLAUSIBLE_DATES: tuple[dt.date, dt.date] = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
 
 # Common alternative names, used only to suggest a mapping flag in error messages.
@@ -204,21 +204,8 @@ def require_plausible_date(value: dt.date | pd.Timestamp, *, name: str) -> None:
     if not first <= day <= last:
         raise ChurnlensError(
             f"{name}: {day} is outside the supported dates {first} .. {last}. Suggestion: "
-            "check the date (a year such as 9999 or 1 is usually a placeholder or a typo)."
-        )
-
-
-def require_plausible_dates(values: pd.Series, *, column: str, source: str | None,
-                            file_rows: bool) -> None:
-    """Refuse timestamps outside :data:`PLAUSIBLE_DATES`, naming the first rows."""
-    bad = values[implausible_dates(values)]
-    if len(bad):
-        first, last = PLAUSIBLE_DATES
-        raise DataValidationError(
-            f"column {column!r}{_where(source)} has {len(bad):,} dates outside the supported "
-            f"range {first} .. {last}: {format_bad_rows(bad, file_rows=file_rows)}. "
-            "Suggestion: fix or remove these rows (a year such as 1 or 9999 is usually a "
-            "placeholder for a missing date)."
+            "check the date (a year such as 9999 or 1 is usually a typo, or a stand-in for a "
+            "missing date)."
         )
 
 
