@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -296,14 +297,7 @@ class TreeContributions:
                     matrix, num_iteration=self.n_trees, raw_score=True), dtype=np.float64)
         n = matrix.shape[0]
         if 0 < n <= _ROWS_ACROSS_TREES:
-            values = matrix[:, self._split_feature]  # as in _compute_across_trees
-            nan = np.isnan(values)
-            left = (values <= self._threshold) | (nan & self._nan_left)
-            zero = self._zero_type & ((np.abs(values) <= _ZERO) | nan)
-            left = np.where(zero, self._default_left, left)
-            codes = (left * self._bit).sum(axis=2)
-            leaves = self._flat_leaf[self._known_start + codes]
-            return np.cumsum(leaves, axis=1)[:, -1]
+            return self._raw_across_trees(self._codes_across_trees(matrix))
         raw = np.zeros(n)
         if n == 0:
             return raw
@@ -313,12 +307,7 @@ class TreeContributions:
         shifted = np.empty(n, dtype=np.intp)
         gathered = np.empty(n)
         for t, splits in enumerate(self.trees):
-            codes.fill(0)
-            for bit, (feature, threshold, default_left, missing) in enumerate(splits):
-                left = _goes_left(columns[:, feature], nan[feature], threshold, default_left,
-                                  missing)
-                np.left_shift(left, bit, out=shifted, dtype=np.intp)
-                codes |= shifted
+            _tree_codes(splits, columns, nan, codes, shifted)
             np.take(self._leaves[t], codes, out=gathered, mode="clip")
             raw += gathered
         return raw
@@ -356,12 +345,7 @@ class TreeContributions:
         shifted = np.empty(n, dtype=np.intp)
         gathered = np.empty(n)
         for t, splits in enumerate(self.trees):
-            codes.fill(0)
-            for bit, (feature, threshold, default_left, missing) in enumerate(splits):
-                left = _goes_left(columns[:, feature], nan[feature], threshold, default_left,
-                                  missing)
-                np.left_shift(left, bit, out=shifted, dtype=np.intp)
-                codes |= shifted
+            _tree_codes(splits, columns, nan, codes, shifted)
             table, used = self._table(t, columns, codes)
             for j, feature in enumerate(used):
                 np.take(table[j], codes, out=gathered, mode="clip")  # codes < table size
@@ -382,12 +366,7 @@ class TreeContributions:
         results are identical to the loop's: ``bincount`` adds its weights in order.
         """
         n = matrix.shape[0]
-        values = matrix[:, self._split_feature]  # (rows, trees, splits)
-        nan = np.isnan(values)
-        left = (values <= self._threshold) | (nan & self._nan_left)
-        zero = self._zero_type & ((np.abs(values) <= _ZERO) | nan)
-        left = np.where(zero, self._default_left, left)
-        codes = (left * self._bit).sum(axis=2)  # (rows, trees): exact integers
+        codes = self._codes_across_trees(matrix)
         known = self._flat_known[self._known_start + codes]
         if not known.all():
             for t in np.flatnonzero(~known.all(axis=0)).tolist():
@@ -404,9 +383,22 @@ class TreeContributions:
         for value in self._flat[self._bias_start + codes[0]].tolist():
             bias += value
         out[-1] = bias
+        return out.T, self._raw_across_trees(codes)
+
+    def _codes_across_trees(self, matrix: np.ndarray) -> np.ndarray:
+        """Each row's split pattern in every tree at once: ``(rows, trees)`` integers."""
+        values = matrix[:, self._split_feature]  # (rows, trees, splits)
+        nan = np.isnan(values)
+        left = (values <= self._threshold) | (nan & self._nan_left)
+        zero = self._zero_type & ((np.abs(values) <= _ZERO) | nan)
+        left = np.where(zero, self._default_left, left)
+        return (left * self._bit).sum(axis=2)  # exact integers
+
+    def _raw_across_trees(self, codes: np.ndarray) -> np.ndarray:
+        """The raw score from :meth:`_codes_across_trees`' patterns."""
         # Each row's leaves added in tree order (cumsum is sequential), as LightGBM does.
         leaves = self._flat_leaf[self._known_start + codes]
-        return out.T, np.cumsum(leaves, axis=1)[:, -1]
+        return np.cumsum(leaves, axis=1)[:, -1]
 
     def _table(self, t: int, matrix: np.ndarray, codes: np.ndarray
                ) -> tuple[np.ndarray, list[int]]:
@@ -481,6 +473,17 @@ def _leaf_values(node: dict[str, Any], n_splits: int) -> np.ndarray:
         walk.extend(((current["left_child"], rows & left),
                      (current["right_child"], rows & ~left)))
     return out
+
+
+def _tree_codes(splits: Sequence[tuple[int, float, bool, str]], columns: np.ndarray,
+                nan: dict[int, np.ndarray], codes: np.ndarray, shifted: np.ndarray) -> None:
+    """Fill ``codes`` with each row's split pattern in one tree (bit ``i``: split ``i``
+    sends the row left); ``shifted`` is a buffer of the same shape, reused by every tree."""
+    codes.fill(0)
+    for bit, (feature, threshold, default_left, missing) in enumerate(splits):
+        left = _goes_left(columns[:, feature], nan[feature], threshold, default_left, missing)
+        np.left_shift(left, bit, out=shifted, dtype=np.intp)
+        codes |= shifted
 
 
 def _goes_left(values: np.ndarray, nan: np.ndarray, threshold: float, default_left: bool,
