@@ -57,3 +57,12 @@ def history_body(transactions: pd.DataFrame, customer_ids: list[Any], as_of: str
                           for ts, amount in zip(rows["timestamp"], rows["amount"], strict=True)],
         })
     return {"as_of": as_of, "customers": customers}
+
+
+def is_number(text: str) -> bool:
+    """Whether a CSV cell reads as a number (a negative amount is not a formula)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from api_support import AS_OF, history_body, served, trained
+from api_support import AS_OF, history_body, is_number, served, trained
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -772,15 +772,7 @@ def test_at_risk_csv_is_safe_for_spreadsheets(model: Any) -> None:
     ids = [r["customer_id"] for r in rows]
     assert "'" + evil in ids and evil not in ids
     assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r.values()
-                   if cell and not _is_number(cell))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+                   if cell and not is_number(cell))
 
 
 # --- /retention -----------------------------------------------------------------------

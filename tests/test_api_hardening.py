@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from api_support import AS_OF, history_body, served, trained
+from api_support import AS_OF, history_body, is_number, served, trained
 from fastapi.testclient import TestClient
 
 from churnlens._scoring import check_as_of
@@ -52,14 +52,6 @@ def client(state: ServingState) -> Iterator[TestClient]:
         yield test_client
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 # --- CSV: formula-like ids, CR/LF prefixes included ------------------------------------
 
 
@@ -86,7 +78,7 @@ def test_at_risk_csv_keeps_cr_and_lf_prefixed_formulas_in_their_cell() -> None:
     assert len(by_pandas) == expected_rows
     for rows in (by_csv[1:], by_pandas.to_numpy().tolist()):
         cells = [cell for row in rows for cell in row]
-        formulas = [c for c in cells if c.startswith(FORMULA_STARTS) and not _is_number(c)]
+        formulas = [c for c in cells if c.startswith(FORMULA_STARTS) and not is_number(c)]
         assert formulas == []
     ids = set(by_pandas["customer_id"])
     assert {"'" + e for e in evil.values()} <= ids  # each kept, neutralised, in one cell
