@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.churnlens-installed
 DEMO_DIR ?= demo-output
 
-.PHONY: install test test-fast demo lint format bench clean
+.PHONY: install chromium test test-fast demo lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "churnlens needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -24,17 +24,33 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## make chromium: the browser for the tests marked `browser` (Debian's package, no browser
+## download), installed when missing and run as root; otherwise those tests skip (with CI
+## set they fail instead). Fonts so that screenshots show text.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq || true; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-dejavu-core >/dev/null \
+	    || echo "could not install chromium: the browser tests will skip (fail with CI set)"; \
+	else \
+	  echo "no chromium, and not root with apt-get: the browser tests will skip (fail with CI set)"; \
+	fi
+
 ## make test: lint, check the layers and types, run the whole test suite (unit, data, model,
-## Spark, notebooks, doctests)
-test: $(STAMP)
+## Spark, notebooks, real browser, doctests)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-## make test-fast: skip the slow, Spark and notebook tests while editing
+## make test-fast: skip the slow, Spark, notebook and browser tests while editing
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not spark and not notebooks"
+	$(BIN)/python -m pytest -q -m "not slow and not spark and not notebooks and not browser"
 
 ## make demo: the main job end to end on embedded defaults (synthetic data, DuckDB, sqlite MLflow)
 demo: $(STAMP)

@@ -66,3 +66,27 @@ def is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def wait_until_serving(process: Any, port: int, *, timeout: float = 60.0) -> None:
+    """Wait until ``churnlens serve`` (a ``subprocess.Popen``) answers ``/health``.
+
+    Fails the test if the process exits first (with its stderr, when piped) or if it is
+    not serving after ``timeout`` seconds.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"the server exited: {stderr}")
+        if time.monotonic() >= deadline:
+            raise AssertionError("the server did not start")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)

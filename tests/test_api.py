@@ -163,7 +163,7 @@ def test_no_request_field_is_a_path_or_a_model_uri(client: TestClient) -> None:
     assert names == {
         "as_of", "customers", "customer_id", "purchases", "timestamp", "amount", "reasons",
         "allow_past", "limit", "offset", "min_risk", "segment", "band", "sort", "format",
-        "start", "end", "window_days",
+        "start", "end", "window_days", "list",
     }
     forbidden = ("path", "file", "uri", "url", "model", "dir", "source", "location")
     assert not [n for n in names if any(word in n.lower() for word in forbidden)]
@@ -682,7 +682,7 @@ def test_unknown_customer_is_404(client: TestClient) -> None:
 
 def test_at_risk_pages_walk_the_whole_ordered_list(client: TestClient, state: ServingState
                                                    ) -> None:
-    expected = at_risk_list(state.scores)["customer_id"].tolist()
+    expected = at_risk_list(state.scores, kind="all")["customer_id"].tolist()
     seen: list[Any] = []
     for offset in range(0, len(expected) + 250, 250):
         page = client.get(f"/at-risk?limit=250&offset={offset}").json()
@@ -704,7 +704,7 @@ def test_at_risk_pages_walk_the_whole_ordered_list(client: TestClient, state: Se
 ])
 def test_at_risk_filters_and_sorts_as_the_library(client: TestClient, state: ServingState,
                                                   query: dict[str, Any]) -> None:
-    expected = at_risk_list(state.scores, **query)
+    expected = at_risk_list(state.scores, kind="all", **query)
     page = client.get("/at-risk", params={**query, "limit": 10_000}).json()
     assert page["total"] == len(expected) > 0
     assert [i["customer_id"] for i in page["items"]] == expected["customer_id"].tolist()
@@ -743,7 +743,7 @@ def test_at_risk_csv_streams_the_whole_filtered_list(client: TestClient, state: 
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]
     rows = csv_rows(response.text)
-    expected = at_risk_list(state.scores, band="high")
+    expected = at_risk_list(state.scores, kind="all", band="high")
     assert [r["customer_id"] for r in rows] == expected["customer_id"].astype(str).tolist()
     assert list(rows[0]) == list(state.scores.columns)
 
@@ -815,20 +815,39 @@ def test_outlook_pairs_the_prediction_with_the_last_actual_period(
     horizon = state.artifact.horizon_days
     as_of = dt.date.fromisoformat(AS_OF)
     predicted = predict_retention(state.features["recency_days"], state.scores["churn_risk"],
-                                  window_days=horizon)
+                                  window_days=horizon,
+                                  level_error=getattr(state.artifact.model, "level_error_",
+                                                      None))
     actual = retention_rates(state.transactions, as_of - dt.timedelta(days=horizon), as_of,
                              window_days=horizon)
     assert payload["as_of"] == AS_OF and payload["horizon_days"] == horizon
     assert payload["period_end"] == str(as_of + dt.timedelta(days=horizon))
     assert payload["active_customers"] == predicted.S
+    definitions = state.summary["definitions"]
+    assert payload["definitions"] == definitions
     assert payload["predicted_cohort_retention"] == pytest.approx({
         "value": predicted.cohort_retention, "low": predicted.cohort_retention_low,
-        "high": predicted.cohort_retention_high})
+        "high": predicted.cohort_retention_high,
+        "level_error": predicted.level_error_cohort_retention,
+        "covers": predicted.interval_covers, "definition": definitions["cohort_retention"]})
     assert payload["predicted_crr"] == pytest.approx({
-        "value": predicted.crr, "low": predicted.crr_low, "high": predicted.crr_high})
+        "value": predicted.crr, "low": predicted.crr_low, "high": predicted.crr_high,
+        "level_error": predicted.level_error_crr, "covers": predicted.interval_covers,
+        "definition": definitions["crr"]})
+    stay = 1 - state.scores["churn_risk"].to_numpy()
+    assert payload["predicted_repeat_rate"]["value"] == pytest.approx(stay.mean() * 100)
+    assert payload["interval_covers"] == predicted.interval_covers
+    # what the model said about itself (a short history here: the warning is there)
+    assert payload["model_warnings"] == state.artifact.model.warnings_
+    assert any("no full season of history" in w for w in payload["model_warnings"]) is bool(
+        state.artifact.model.short_history_)
     assert payload["expected_customers_lost"] == pytest.approx(predicted.expected_lost)
     assert payload["last_actual"] == actual.to_dict()
-    assert payload["revenue_at_risk"] == pytest.approx(state.scores["value_at_risk"].sum())
+    # one base for both totals: the active customers (issue 16)
+    active = state.scores["recency_days"] < horizon
+    assert payload["base"] == "active" and payload["acquired_customers"] == len(state.scores)
+    assert payload["revenue_at_risk"] == pytest.approx(
+        state.scores.loc[active, "value_at_risk"].sum())
 
 
 def test_backtest_comes_from_the_model(client: TestClient, state: ServingState) -> None:

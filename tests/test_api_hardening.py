@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from api_support import AS_OF, history_body, is_number, served, trained
+from api_support import AS_OF, history_body, is_number, served, trained, wait_until_serving
 from fastapi.testclient import TestClient
 
 from churnlens._scoring import check_as_of
@@ -162,15 +162,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]
          str(folder / "tx.csv"), "--model", str(folder / "bundle"), "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_serving(process, port)
         yield port, process.pid
     finally:
         process.terminate()

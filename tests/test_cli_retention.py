@@ -160,7 +160,7 @@ def test_cohorts_print_and_json(cli: CliRunner, golden_csv: Path) -> None:
     ("args", "message"),
     [
         (["--start", GOLDEN_T1, "--end", GOLDEN_T0], "must be after start"),
-        (["--start", "2024-02-30", "--end", GOLDEN_T1], "cannot read"),
+        (["--start", "2024-02-30", "--end", GOLDEN_T1], "not a calendar day"),
         (["--start", GOLDEN_T0], "--start and --end"),
         (["--every", "week"], "every must be one of"),
         (["--start", GOLDEN_T0, "--end", GOLDEN_T1, "--window-days", "0"], "--window-days: 0"),

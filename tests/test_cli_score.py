@@ -94,13 +94,15 @@ def test_train_score_at_risk_produce_the_files(workdir, tmp_path):
     assert json.loads(meta["model"]) == summary["model"]
     assert summary["model"]["as_of"] == TRAIN_AS_OF
     pairing = {p["rate"]: p for p in summary["pairing"]}
-    assert set(pairing) == {"cohort_retention", "crr"}
+    assert set(pairing) == {"cohort_retention", "crr", "repeat_rate"}
     for rate in pairing.values():
         assert rate["predicted_low"] <= rate["predicted"] <= rate["predicted_high"]
         assert rate["last_actual"] is not None
 
     listing = tmp_path / "at_risk.csv"
-    code, _, err = run("at-risk", "--scores", out, "--top", "100", "--out", listing)
+    # --all: every customer by churn risk (the list before issue 16; the default is the
+    # campaign list, tests/test_campaign_list.py)
+    code, _, err = run("at-risk", "--scores", out, "--top", "100", "--out", listing, "--all")
     assert code == 0, err
     chosen = pd.read_csv(listing, dtype={"customer_id": str}, keep_default_na=False)
     assert len(chosen) == 100 and list(chosen.columns) == SCORE_COLUMNS
@@ -124,7 +126,8 @@ def test_at_risk_list_neutralizes_formula_ids(workdir, tmp_path):
     out = tmp_path / "scores.parquet"
     assert score(workdir, out)[0] == 0
     listing = tmp_path / "list.csv"
-    code, _, err = run("at-risk", "--scores", out, "--out", listing, "--sort", "value_at_risk")
+    code, _, err = run("at-risk", "--scores", out, "--out", listing, "--sort", "value_at_risk",
+                       "--all")
     assert code == 0, err
     with listing.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -171,7 +174,7 @@ def test_at_risk_filters_and_errors(workdir, tmp_path):
     segment = scores["segment"].value_counts().index[0]
     listing = tmp_path / "list.parquet"
     code, _, err = run("at-risk", "-s", out, "-o", listing, "--segment", segment,
-                       "--min-risk", "0.5")
+                       "--min-risk", "0.5", "--all")
     assert code == 0, err
     chosen = pd.read_parquet(listing)
     expected = scores[(scores["segment"] == segment) & (scores["churn_risk"] >= 0.5)]

@@ -114,7 +114,7 @@ def test_backtest_json_document(inputs: dict[str, Path]) -> None:
     assert list(document) == ["runs"]
     assert [r["as_of"] for r in document["runs"]] == ["2024-03-31", "2024-06-30"]
     for run_ in document["runs"]:
-        assert set(run_) == {"as_of", "horizon_days", "models"}
+        assert set(run_) == {"as_of", "horizon_days", "models", "warnings", "model"}
         assert run_["horizon_days"] == 91 and set(run_["models"]) == MODELS
         for metrics in run_["models"].values():
             assert {"auc", "pr_auc", "brier", "log_loss", "lift_top_decile",
@@ -126,10 +126,12 @@ def test_backtest_table_output(inputs: dict[str, Path]) -> None:
     code, out, err = run("backtest", "-t", inputs["csv"], "--as-of", "2024-06-30",
                          "--config", inputs["config"])
     assert code == 0, err
-    assert "backtest at 2024-06-30 (horizon 91 d)" in out
+    # two tables: ranking and calibration, then retention predicted vs actual
+    assert "backtest at 2024-06-30 (horizon 91 d): ranking and calibration" in out
+    assert "backtest at 2024-06-30 (horizon 91 d): retention, predicted vs actual (%)" in out
     lines = [line for line in out.splitlines() if "│" in line]
     assert [line.split("│")[1].strip() for line in lines] == [
-        "churnlens", "bgnbd", "logistic", "recency"]
+        "churnlens", "bgnbd", "logistic", "recency"] * 2
 
 
 # --- bad input: exit 2, one readable line, nothing written ---------------------------

@@ -30,7 +30,9 @@ def test_demo_prints_what_it_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     high = int((scores["risk_band"] == "high").sum())
     assert f"scored {len(scores):,} customers: {high:,} high risk" in out
-    assert f"value at risk {scores['value_at_risk'].sum():,.2f}" in out
+    # over the active customers, as the summary (issue 16: one base for every total)
+    active = scores["recency_days"] < summary["horizon_days"]
+    assert f"value at risk {scores.loc[active, 'value_at_risk'].sum():,.2f}" in out
     assert f"at-risk list: {len(at_risk)} customers worth {at_risk['value_at_risk'].sum():,.2f}" \
         in out
     p = summary["scoring"]["predicted"]

@@ -602,7 +602,10 @@ def test_cli_validate(case: Case, tmp_path: Path, cli: CliRunner, monkeypatch) -
         assert result.stderr.startswith("error: ")
         assert "Traceback" not in result.stderr
         for fragment in case.message:
-            fragment = {"as_of": "--as-of"}.get(fragment, fragment)  # the CLI names its flag
+            fragment = {  # the CLI names its flag, and reads typed dates as ISO only
+                "as_of": "--as-of",
+                "outside the supported dates": "is not a date of the form YYYY-MM-DD",
+            }.get(fragment, fragment)
             assert fragment.format(path=path) in result.stderr, result.stderr
     assert listing(tmp_path) == before
 

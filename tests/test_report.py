@@ -27,7 +27,9 @@ PLOT_SECTIONS = ["ROC, backtest trained at 2024-07-01",
                  "Calibration, backtest trained at 2024-07-01",
                  "Predicted vs actual retention", "Feature importance", "Acquisition cohorts",
                  "CRR over time"]
-TABLE_SECTIONS = ["Validation on the held-out latest cutoff (2024-07-01)",
+OUTLOOK_SECTIONS = ["Outlook: the next 91 days after 2024-09-30",
+                    "Outlook: customers lost and value at risk"]
+TABLE_SECTIONS = [*OUTLOOK_SECTIONS, "Validation on the held-out latest cutoff (2024-07-01)",
                   "Backtest: trained at A from history up to A, evaluated on (A, A+H]"]
 
 
@@ -85,11 +87,12 @@ def _page(path: Path) -> _Page:
 def test_report_has_every_section_and_embedded_plot(run: TrainingRun) -> None:
     page = _page(run.report_path)
     assert page.headings[0] == "Summary"
+    assert page.headings[1:3] == OUTLOOK_SECTIONS  # the outlook comes first (issue 16)
     for section in TABLE_SECTIONS:
         assert section in page.headings, section
     for section in PLOT_SECTIONS:
         assert any(h.startswith(section) for h in page.headings), section
-    assert page.tables == 2
+    assert page.tables == len(TABLE_SECTIONS)
     assert len(page.images) == len(PLOT_SECTIONS)
     for image in page.images:
         # self-contained: the plot is in the page, nothing is fetched
@@ -193,3 +196,16 @@ def test_retention_pairs_text_never_overlaps(periods: int) -> None:
             for i, a in enumerate(boxes):
                 for b in boxes[i + 1:]:
                     assert not a.overlaps(b), (periods, ax.get_title())
+
+
+def test_sentences_in_tables_wrap_and_numbers_do_not(tmp_path: Path) -> None:
+    """The outlook's definitions ran off the right of the page (nowrap cells)."""
+    sentence = "expected number of the active customers with no purchase in the horizon"
+    frame = pd.DataFrame({"total": ["customers lost"], "value %": [12.34],
+                          "definition": [sentence]})
+    path = write_html_report(tmp_path / "r.html", title="t", summary={}, tables={"T": frame},
+                             figures={})
+    text = path.read_text(encoding="utf-8")
+    assert f"<td class='text'>{sentence}</td>" in text
+    assert "<td>customers lost</td>" in text and "<td>12.3</td>" in text
+    assert re.search(r"td\.text\{white-space:normal", text)

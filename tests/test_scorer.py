@@ -63,6 +63,7 @@ VARIANTS = {
 
 
 def _fit(data: Data, **params: object) -> ChurnModel:
+    params.setdefault("select_blend", False)  # the blend's arithmetic, not BG/NBD alone
     model = ChurnModel(horizon_days=HORIZON, random_state=3, n_estimators=120,
                        learning_rate=0.1, min_child_samples=100, **params)
     return model.fit(data.snapshots, data.snapshots["churned"].astype(int), as_of=AS_OF,

@@ -13,7 +13,6 @@ import fcntl
 import json
 import math
 import os
-import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,9 +46,11 @@ from churnlens.exceptions import ModelError
 SEED = 11
 TRAIN_AS_OF = "2024-03-31"
 SCORE_AS_OF = "2024-04-30"
+# select_blend off: these tests exercise the blend's scoring and explanation paths,
+# which BG/NBD alone (the choice on this small data set) would leave untouched.
 FAST_MODEL = {"mlflow.enabled": False, "backtest_steps": 0, "snapshots.count": 6,
               "model.n_estimators": 60, "model.min_child_samples": 40,
-              "model.early_stopping_rounds": 20}
+              "model.early_stopping_rounds": 20, "model.select_blend": False}
 
 
 @pytest.fixture(scope="module")
@@ -225,97 +226,18 @@ def test_tree_contributions_follow_lightgbm_missing_value_rules():
             np.testing.assert_array_equal(raw, booster.predict(rows, raw_score=True))
 
 
-# Reason texts written independently of the code: pattern -> feature, value groups.
-_NUMBER = r"(-?[\d,]+(?:\.\d+)?)"
-REASON_PATTERNS = [
-    (rf"^no purchase for {_NUMBER} days, {_NUMBER}x the usual gap$",
-     ["recency_days", "overdue_ratio"]),
-    (rf"^no purchase for {_NUMBER} days$", ["recency_days"]),
-    (rf"^{_NUMBER}x the usual gap between purchases$", ["overdue_ratio"]),
-    (rf"^{_NUMBER} purchases? so far$", ["frequency"]),
-    (rf"^{_NUMBER} repeat purchases?$", ["repeat_frequency"]),
-    (rf"^customer for {_NUMBER} days$", ["tenure_days"]),
-    (rf"^{_NUMBER} days between first and last purchase$", ["t_x_days"]),
-    (rf"^spent {_NUMBER} in total$", ["monetary_total"]),
-    (rf"^average basket {_NUMBER}$", ["monetary_mean"]),
-    (rf"^average repeat basket {_NUMBER}$", ["monetary_mean_repeat"]),
-    (rf"^refunds of {_NUMBER}$", ["refund_total"]),
-    (rf"^buys every {_NUMBER} days on average$", ["gap_mean_days"]),
-    (rf"^median gap between purchases {_NUMBER} days$", ["gap_median_days"]),
-    (rf"^gaps between purchases vary by {_NUMBER} days$", ["gap_std_days"]),
-    (rf"^last gap between purchases {_NUMBER} days$", ["gap_last_days"]),
-    (rf"^first repeat purchase {_NUMBER} days ago$", ["days_since_first_repeat"]),
-    (rf"^{_NUMBER}% of purchases in the latest quarter of their history$",
-     ["recent_tenure_share%"]),
-    (rf"^BG/NBD: {_NUMBER}% likely still active$", ["bgnbd_p_alive%"]),
-    (rf"^BG/NBD: {_NUMBER}% chance of a purchase in the horizon$", ["bgnbd_p_purchase%"]),
-    (rf"^{_NUMBER} purchases? in the last (\d+) days$", ["occasions_{w}d"]),
-    (rf"^spent {_NUMBER} in the last (\d+) days$", ["spend_{w}d"]),
-    (rf"^buying rate in the last (\d+) days {_NUMBER}x their usual$", ["{w}", "rate_trend_{w}d"]),
-    (rf"^basket in the last (\d+) days {_NUMBER}x their usual$", ["{w}", "basket_trend_{w}d"]),
-]
+def test_reasons_are_true_of_each_customer(scored, artifact):
+    # The reasons cite what in the customer's own history raises their risk (issue 16;
+    # before, the top features by name with their values, "BG/NBD: 4% chance ...",
+    # "25 repeat purchases"): every text is checked against the customer's features by
+    # the oracle of tests/demo_support.py; tests/test_reasons.py checks the rules.
+    from demo_support import check_all_reasons
 
-
-def parse_reason(text: str) -> dict[str, float] | str:
-    """Feature -> value shown, from a reason text; a bare feature name if the value is
-    reported missing."""
-    for pattern, names in REASON_PATTERNS:
-        found = re.match(pattern, text)
-        if not found:
-            continue
-        groups = list(found.groups())
-        window = groups.pop() if names[-1].endswith("{w}d") and names[0] != "{w}" else None
-        if names[0] == "{w}":
-            window, names = groups.pop(0), names[1:]
-        out = {}
-        for name, value in zip(names, groups, strict=True):
-            number = float(value.replace(",", ""))
-            if name.endswith("%"):
-                name, number = name[:-1], number / 100
-            out[name.replace("{w}", str(window))] = number
-        return out
-    return text
-
-
-MISSING_TEXTS = {  # feature -> text when the value is missing (NaN)
-    "gap_last_days": "last gap unknown", "gap_mean_days": "average gap unknown",
-    "gap_median_days": "median gap unknown", "gap_std_days": "gap variation unknown",
-    "overdue_ratio": "usual gap unknown", "monetary_mean_repeat": "no repeat basket",
-    "days_since_first_repeat": "no repeat purchase yet",
-    "recent_tenure_share": "history too short to compare",
-}
-
-
-def test_reasons_name_the_top_features_with_their_actual_values(scored, artifact):
-    features = scored.features
-    inputs = artifact.model.model_inputs(features)
-    contrib = artifact.model.contributions(features).drop(columns="bias")  # whole base
-    names = list(contrib.columns)
-    values = contrib.to_numpy()
-    checked = 0
-    for i in range(len(features)):
-        order = sorted(range(len(names)), key=lambda k: (-values[i, k], k))
-        expected = [names[k] for k in order[:3] if values[i, k] > 0]
-        texts = [scored.scores.loc[i, f"reason_{j}"] for j in (1, 2, 3)]
-        assert texts[len(expected):] == [""] * (3 - len(expected))
-        for feature, text in zip(expected, texts, strict=False):
-            actual = inputs.loc[i, feature]
-            parsed = parse_reason(text)
-            if isinstance(parsed, str):  # the value is missing
-                assert np.isnan(actual), (feature, text)
-                if feature in MISSING_TEXTS:
-                    assert text.startswith(MISSING_TEXTS[feature]), (feature, text)
-                continue
-            assert feature in parsed, (feature, text)
-            for name, shown in parsed.items():
-                true = inputs.loc[i, name]
-                decimals = 2 if re.search(r"\.\d\d(?!\d)", text) else 1 if "x " in text else 0
-                if name.startswith(("bgnbd", "recent_tenure")):
-                    decimals = 2  # shown as a whole percent
-                # values are snapped to 6 decimals before rounding for display
-                assert abs(shown - true) <= 0.5 * 10 ** -decimals + 1e-6, (name, text, true)
-            checked += 1
-    assert checked > 2 * len(features)  # most customers have three reasons
+    counts = check_all_reasons(scored.scores, scored.features, artifact.horizon_days)
+    scores = scored.scores
+    high = scores["risk_band"] == "high"
+    print(counts, "high risk with a reason:", (scores.loc[high, "reason_1"] != "").mean())
+    assert (scores.loc[high, "reason_1"] != "").mean() > 0.5, counts
 
 
 def test_reasons_do_not_depend_on_chunks(transactions, artifact, deterministic_duckdb):
@@ -432,10 +354,17 @@ def test_summary_pairs_predicted_with_last_actual_rates(transactions, artifact, 
     active = scores["recency_days"].to_numpy() < horizon
     s = active.sum()
     z = 1.959963984540054
+    # the sampling half-width, widened in quadrature by the model's measured level error
+    level = getattr(artifact.model, "level_error_", None) or {}
+    widen = {k: v if v is not None and math.isfinite(v) and v > 0 else 0.0 for k, v in (
+        (k, level.get(f"half_width_{k}")) for k in ("cohort_retention", "crr"))}
+    assert summary["predicted"]["level_error_cohort_retention"] == pytest.approx(
+        widen["cohort_retention"])
     cohort = (1 - p[active]).sum() / s * 100
-    half = z * math.sqrt((p[active] * (1 - p[active])).sum()) / s * 100
+    half = math.hypot(z * math.sqrt((p[active] * (1 - p[active])).sum()) / s * 100,
+                      widen["cohort_retention"])
     crr = (1 - p).sum() / s * 100
-    crr_half = z * math.sqrt((p * (1 - p)).sum()) / s * 100
+    crr_half = math.hypot(z * math.sqrt((p * (1 - p)).sum()) / s * 100, widen["crr"])
     pairing = {row["rate"]: row for row in summary["pairing"]}
     assert pairing["cohort_retention"]["predicted"] == pytest.approx(cohort, rel=1e-12)
     assert pairing["cohort_retention"]["predicted_low"] == pytest.approx(cohort - half, rel=1e-12)
@@ -453,7 +382,13 @@ def test_summary_pairs_predicted_with_last_actual_rates(transactions, artifact, 
     assert sum(summary["risk_bands"].values()) == len(scores)
     assert sum(summary["segments"].values()) == len(scores)
     assert summary["predicted_retention_all"] == pytest.approx((1 - p.mean()) * 100)
-    assert summary["value_at_risk_total"] == pytest.approx(scores["value_at_risk"].sum())
+    # customers lost and value at risk on one base, the active customers (issue 16: the
+    # value at risk used to sum everyone, customers silent for over a year included)
+    assert summary["base"] == "active" and summary["active_customers"] == s
+    assert summary["expected_customers_lost"] == pytest.approx(p[active].sum())
+    assert summary["value_at_risk_total"] == pytest.approx(
+        scores.loc[active, "value_at_risk"].sum())
+    assert summary["value_at_risk_all"] == pytest.approx(scores["value_at_risk"].sum())
 
 
 def test_score_requests_keeps_request_order_and_names_the_unscored(transactions, artifact,
@@ -520,17 +455,20 @@ def test_at_risk_list_sorts_filters_and_cuts():
         "customer_id": ["b", "a", "c", "d"], "churn_risk": [0.9, 0.9, 0.5, 0.1],
         "value_at_risk": [1.0, 5.0, 9.0, 0.0], "segment": ["lost", "lost", "new", "new"],
         "risk_band": ["high", "high", "medium", "low"]})
-    assert at_risk_list(scores)["customer_id"].tolist() == ["a", "b", "c", "d"]  # ties by id
-    assert at_risk_list(scores, sort="value_at_risk")["customer_id"].tolist() == [
+    # kind="all": every customer, as before issue 16 (the default is now the campaign list)
+    assert at_risk_list(scores, kind="all")["customer_id"].tolist() == [
+        "a", "b", "c", "d"]  # ties by id
+    assert at_risk_list(scores, kind="all", sort="value_at_risk")["customer_id"].tolist() == [
         "c", "a", "b", "d"]
-    assert at_risk_list(scores, top=2)["customer_id"].tolist() == ["a", "b"]
-    assert at_risk_list(scores, min_risk=0.5)["customer_id"].tolist() == ["a", "b", "c"]
-    assert at_risk_list(scores, segment="new")["customer_id"].tolist() == ["c", "d"]
-    assert at_risk_list(scores, band="medium")["customer_id"].tolist() == ["c"]
+    assert at_risk_list(scores, kind="all", top=2)["customer_id"].tolist() == ["a", "b"]
+    assert at_risk_list(scores, kind="all", min_risk=0.5)["customer_id"].tolist() == [
+        "a", "b", "c"]
+    assert at_risk_list(scores, kind="all", segment="new")["customer_id"].tolist() == ["c", "d"]
+    assert at_risk_list(scores, kind="all", band="medium")["customer_id"].tolist() == ["c"]
     with pytest.raises(ModelError, match="segments in the scores"):
-        at_risk_list(scores, segment="vip")
+        at_risk_list(scores, kind="all", segment="vip")
     with pytest.raises(ModelError, match="top"):
-        at_risk_list(scores, top=0)
+        at_risk_list(scores, kind="all", top=0)
 
 
 # --- the model: refusals -----------------------------------------------------------------

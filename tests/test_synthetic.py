@@ -6,8 +6,10 @@ Seeds are fixed and named in each test, so a failure reproduces exactly.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -157,6 +159,22 @@ def test_custom_period() -> None:
         ({"start": "someday"}, "start"),
         ({"refund_share": 1.0}, "refund_share"),
         ({"mean_gap_days": 0}, "mean_gap_days"),
+        ({"history_start": "2023-01-01"}, "history_start .* must be before start"),
+        ({"history_start": "someday"}, "history_start"),
+        ({"season_strength": 3.5}, "season_strength"),
+        ({"season_strength": True}, "season_strength"),
+        ({"season_strength": float("nan")}, "season_strength"),
+        ({"dropout_beta": (0.0, 14.0)}, "dropout_beta"),
+        ({"dropout_beta": (2.0,)}, "dropout_beta"),
+        ({"dropout_beta": 2.0}, "dropout_beta"),
+        ({"rate_shape": 0}, "rate_shape"),
+        ({"one_time_share": 1.0}, "one_time_share"),
+        ({"one_time_share": -0.1}, "one_time_share"),
+        ({"acquisition_power": 0}, "acquisition_power"),
+        ({"shift_dropout_factor": 0, "shift_date": "2024-01-01"}, "shift_dropout_factor"),
+        ({"shift_dropout_factor": 2.0}, "shift_dropout_factor needs a shift_date"),
+        ({"shift_date": "2025-03-01"}, "shift_date .* outside the simulated period"),
+        ({"shift_date": "2022-06-01"}, "outside the simulated period"),
     ],
 )
 def test_bad_parameters(kwargs: dict, fragment: str) -> None:
@@ -196,3 +214,152 @@ def test_cli_generate_replaces_an_existing_file(tmp_path: Path, cli: CliRunner) 
     assert result.exit_code == 0, result.output
     # The one CSV dialect of churnlens' table writer: plain header, CRLF line ends.
     assert path.read_bytes().startswith(b"customer_id,timestamp,amount,country\r\n")
+
+
+# --- Regime knobs (issue 15's quality benchmark) -----------------------------------------
+# Every knob at its default must give the rows of the generator before the knobs existed:
+# demos, tests and cached benchmark data depend on them. The digests below were computed
+# with the code before the knobs (and are unchanged by them).
+DEFAULT_DIGESTS = {
+    (500, 0, ()): "d097f5bad9c22aff",
+    (300, 4, (("start", "2020-02-01"), ("end", "2020-03-31"), ("mean_gap_days", 7.0),
+              ("refund_share", 0.1))): "b44e352b83b97a79",
+}
+KNOB_DEFAULTS = {"history_start": None, "season_strength": 1.0, "dropout_beta": (2.0, 14.0),
+                 "rate_shape": 1.2, "one_time_share": 0.0, "acquisition_power": 0.75,
+                 "shift_date": None, "shift_dropout_factor": 1.0}
+HORIZON = pd.Timedelta(days=91)
+
+
+def _digest(tx: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(tx["customer_id"]).encode())
+    h.update(tx["timestamp"].to_numpy().astype("datetime64[s]").astype(np.int64).tobytes())
+    h.update(tx["amount"].to_numpy().tobytes())
+    h.update("\n".join(tx["country"]).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("n", "seed", "options"), list(DEFAULT_DIGESTS))
+def test_default_knobs_give_the_rows_of_before(n: int, seed: int, options: tuple) -> None:
+    assert _digest(generate_transactions(n, seed=seed, **dict(options))) == DEFAULT_DIGESTS[
+        (n, seed, options)]
+    # the same when every knob is given at its default value
+    explicit = generate_transactions(n, seed=seed, **dict(options), **KNOB_DEFAULTS)
+    assert _digest(explicit) == DEFAULT_DIGESTS[(n, seed, options)]
+
+
+def _occasions(tx: pd.DataFrame) -> pd.DataFrame:
+    """One row per customer and purchase day (refunds left out)."""
+    bought = tx.loc[tx["amount"] > 0, ["customer_id", "timestamp"]]
+    return bought.assign(day=bought["timestamp"].dt.normalize()).drop_duplicates(
+        ["customer_id", "day"])
+
+
+def _churn_per_horizon(tx: pd.DataFrame, as_of: str) -> float:
+    """Share of customers who bought in (A - 91, A] and buy nothing in (A, A + 91]."""
+    occasions = _occasions(tx)
+    at = pd.Timestamp(as_of)
+    day = occasions["day"]
+    active = set(occasions.loc[(day > at - HORIZON) & (day <= at), "customer_id"])
+    again = set(occasions.loc[(day > at) & (day <= at + HORIZON), "customer_id"])
+    assert len(active) > 300, f"too few active customers at {as_of} to measure churn"
+    return 1 - len(active & again) / len(active)
+
+
+def _one_time_share(tx: pd.DataFrame) -> float:
+    return float((_occasions(tx).groupby("customer_id").size() == 1).mean())
+
+
+def test_left_truncated_log_is_the_later_part_of_a_longer_one() -> None:
+    # seed 21: the same simulation seen from 2021 and from 2023 on
+    options = {"seed": 21, "end": "2024-12-31", "acquisition_power": 1.0}
+    full = generate_transactions(3_000, start="2021-01-01", **options)
+    truncated = generate_transactions(3_000, start="2023-01-01", history_start="2021-01-01",
+                                      **options)
+    assert truncated["timestamp"].min() >= pd.Timestamp("2023-01-01")
+    later = full.loc[full["timestamp"] >= pd.Timestamp("2023-01-01")]
+    key = ["customer_id", "timestamp", "amount"]
+    merged = later.merge(truncated, on=key, how="left", indicator=True)
+    # every row of the log is a row of the longer simulation; the only rows missing are
+    # refunds (of purchases made before the log starts)
+    assert len(truncated.merge(later, on=key)) == len(truncated)
+    assert (merged.loc[merged["_merge"] == "left_only", "amount"] < 0).all()
+    first_rows = truncated.groupby("customer_id", sort=False).head(1)
+    assert (first_rows["amount"] > 0).all()  # no customer starts with a refund
+    _, report = load_transactions(truncated)
+    assert report.rows_kept == len(truncated)
+
+
+def test_left_truncated_log_has_many_old_customers() -> None:
+    # seed 22: a steady flow of new customers since 2021, log kept from 2023
+    tx = generate_transactions(4_000, seed=22, history_start="2021-01-01",
+                               acquisition_power=1.0)
+    first_seen = tx.groupby("customer_id")["timestamp"].min().dt.to_period("M")
+    per_month = first_seen.value_counts()
+    # customers acquired before the log began all show up as "new" in its first months
+    assert per_month[pd.Period("2023-01")] > 2 * per_month[pd.Period("2023-06")]
+    old = (first_seen < pd.Period("2023-04")).sum() - 3 * per_month[pd.Period("2023-06")]
+    assert old > 0.15 * len(first_seen), "too few customers older than the log"
+    # ... and they are not all gone: churn per horizon is as in an ordinary log
+    assert 0.25 < _churn_per_horizon(tx, "2023-04-01") < 0.55
+
+
+def test_season_strength_scales_the_season() -> None:
+    # seed 11: one year of data; the wave peaks in summer, the year-end peak in December
+    def per_month(strength: float) -> pd.Series:
+        tx = generate_transactions(4_000, seed=11, start="2023-01-01", end="2023-12-31",
+                                   season_strength=strength)
+        return _occasions(tx)["day"].dt.month.value_counts()
+
+    flat, strong = per_month(0.0), per_month(3.0)
+    # October is the trough of the season; December and July are its peaks
+    assert flat[12] < 1.2 * flat[10]
+    assert strong[12] > 1.8 * strong[10]
+    assert strong[7] > 1.3 * strong[10]
+    assert strong[12] / strong[10] > 1.5 * flat[12] / flat[10]
+
+
+def test_frequent_loyal_buyers_churn_little() -> None:
+    # seed 23: weekly shoppers who rarely drop out
+    tx = generate_transactions(3_000, seed=23, mean_gap_days=7.0, dropout_beta=(1.0, 200.0),
+                               rate_shape=4.0)
+    for as_of in ("2023-09-29", "2024-06-30", "2024-09-30"):
+        assert _churn_per_horizon(tx, as_of) < 0.10, as_of
+    gaps = _occasions(tx).groupby("customer_id")["day"].diff().dt.days.dropna()
+    assert gaps.mean() < 9  # about weekly (the default's customers: every three weeks)
+    default_gaps = _occasions(generate_transactions(3_000, seed=23)).groupby("customer_id")[
+        "day"].diff().dt.days
+    assert default_gaps.mean() > 2 * gaps.mean()
+    assert _churn_per_horizon(generate_transactions(3_000, seed=23), "2024-06-30") > 0.3
+
+
+def test_one_time_share_makes_half_buy_once() -> None:
+    # seed 24
+    assert 0.45 < _one_time_share(generate_transactions(4_000, seed=24, one_time_share=0.4)) < 0.6
+    assert _one_time_share(generate_transactions(4_000, seed=24)) < 0.3
+
+
+def test_acquisition_power_makes_a_growing_business() -> None:
+    # seed 25: new customers in every month, far more in the last ones
+    tx = generate_transactions(6_000, seed=25, acquisition_power=0.5)
+    new = tx.groupby("customer_id")["timestamp"].min().dt.to_period("M").value_counts()
+    assert len(new) == 24 and new.min() >= 10
+    last_quarter = new[new.index >= pd.Period("2024-10")].sum()
+    first_quarter = new[new.index <= pd.Period("2023-03")].sum()
+    assert last_quarter > 5 * first_quarter
+    steady = generate_transactions(6_000, seed=25, acquisition_power=1.0)
+    steady_new = steady.groupby("customer_id")["timestamp"].min().dt.to_period("M")
+    counts = steady_new.value_counts()
+    assert counts.max() < 2 * counts.min()  # a steady flow: about as many every month
+
+
+def test_shift_raises_churn_after_its_date() -> None:
+    # seed 26: dropout per purchase triples from 2024-07-01
+    options = {"seed": 26, "shift_date": "2024-07-01"}
+    shifted = generate_transactions(4_000, shift_dropout_factor=3.0, **options)
+    before, after = (_churn_per_horizon(shifted, a) for a in ("2024-03-31", "2024-09-30"))
+    assert after > before + 0.15, (before, after)
+    # a factor of 1 changes nothing on average: churn stays where it was
+    same = generate_transactions(4_000, shift_dropout_factor=1.0, **options)
+    assert abs(_churn_per_horizon(same, "2024-09-30") - before) < 0.06

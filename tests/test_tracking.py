@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
+import re
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ from churnlens._artifact import BUNDLE_CARD, BUNDLE_MODEL, save_bundle
 from churnlens._config import Settings, load_config
 from churnlens._model_loader import load_bundle, load_model
 from churnlens._pipeline import TrainingRun, train
+from churnlens._tracking import date_step, run_name, transactions_digest
 from churnlens.exceptions import ModelError
 
 # Three trainings and a fresh MLflow store: 12-25 s on a 2-core machine.
@@ -56,6 +60,9 @@ class Scenario:
     forced: TrainingRun
     champion_after_forced: str
     cwd_files: list[str]
+    clean: pd.DataFrame  # the transactions the runs trained on
+    csv: Path  # the forced run's source
+    first_steps: list[tuple[float, str]]  # (time.time(), message) of the first run
 
 
 def _aliases(settings: Settings) -> dict[str, str]:
@@ -94,7 +101,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         patch.chdir(workdir)  # nothing may land in the working directory
-        first = train(raw, as_of=AS_OF, settings=settings, bundle_dir=root / "bundle")
+        steps: list[tuple[float, str]] = []
+        first = train(raw, as_of=AS_OF, settings=settings, bundle_dir=root / "bundle",
+                      progress=lambda message: steps.append((time.time(), message)))
         features = first.fitted.features
         champion = load_model("models:/churnlens@champion", settings.mlflow)
         pyfunc = mlflow.pyfunc.load_model("models:/churnlens@champion")
@@ -102,7 +111,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         worse_settings = settings.with_overrides(WORSE)
         worse = train(raw, as_of=AS_OF, settings=worse_settings)
         after_worse = _aliases(settings)
-        forced = train(raw, as_of=AS_OF, settings=worse_settings, promote=True)
+        csv = root / "transactions.csv"  # the same purchases, from a file this time
+        raw.to_csv(csv, index=False)
+        forced = train(csv, as_of=AS_OF, settings=worse_settings, promote=True)
         after_forced = _aliases(settings)
         cwd_files = sorted(p.name for p in workdir.iterdir())
     mlflow.set_tracking_uri(previous_uri)
@@ -112,6 +123,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         worse=worse, champion_after_worse=after_worse["champion"],
         worse_alias_versions=after_worse, forced=forced,
         champion_after_forced=after_forced["champion"], cwd_files=cwd_files,
+        clean=churnlens.load_transactions(raw, as_of=AS_OF).transactions, csv=csv,
+        first_steps=steps,
     )
 
 
@@ -183,11 +196,117 @@ def test_the_run_logs_every_artifact_and_metric(scenario: Scenario) -> None:
     metrics = run.data.metrics
     assert metrics["validation.churnlens.auc"] == pytest.approx(
         scenario.first.fitted.validation["churnlens"]["auc"])
-    backtest_as_of = scenario.first.backtest.runs[0]["as_of"]
     for model in ("churnlens", "bgnbd", "recency", "logistic"):
-        assert f"backtest.{backtest_as_of}.{model}.auc" in metrics
+        assert f"backtest.{model}.auc" in metrics
     assert run.data.params["as_of"] == AS_OF
     assert run.data.tags["horizon_days"] == "91"
+
+
+def _client(scenario: Scenario) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=scenario.settings.mlflow.tracking_uri)
+
+
+def test_runs_have_readable_names(scenario: Scenario) -> None:
+    client = _client(scenario)
+    for trained in (scenario.first, scenario.worse, scenario.forced):
+        run = client.get_run(trained.registration.run_id)
+        assert run.info.run_name == f"train {AS_OF} h91"
+        assert run.data.tags["mlflow.runName"] == run.info.run_name
+        assert run.data.tags["as_of"] == AS_OF
+    assert run_name(dt.date(1998, 3, 31), 91) == "train 1998-03-31 h91"
+
+
+def test_a_run_spans_the_whole_training_job(scenario: Scenario) -> None:
+    """Not only the logging (before: 0.9 s runs of a minute's training)."""
+    run = _client(scenario).get_run(scenario.first.registration.run_id)
+    times = {message: at for at, message in scenario.first_steps}
+    began = times["loading and validating transactions"]
+    fitting = next(at for message, at in times.items() if message.startswith("training the"))
+    logging = times["logging to MLflow and registering the model"]
+    assert run.info.status == "FINISHED"
+    # started with the job (before its first step), ended after the logging began
+    assert run.info.start_time / 1000 <= began
+    assert began - run.info.start_time / 1000 < 5
+    assert run.info.end_time / 1000 >= logging
+    assert (run.info.end_time - run.info.start_time) / 1000 >= logging - began
+    assert logging - fitting > 0  # the fitting happened inside the run
+
+
+def test_the_training_data_is_a_dataset_input_with_its_digest(scenario: Scenario) -> None:
+    client = _client(scenario)
+    digest = transactions_digest(scenario.clean)
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    inputs = {}
+    for trained in (scenario.first, scenario.forced):
+        run = client.get_run(trained.registration.run_id)
+        [entry] = run.inputs.dataset_inputs
+        inputs[trained.registration.run_id] = entry
+        tags = {tag.key: tag.value for tag in entry.tags}
+        assert tags["mlflow.data.context"] == "training"
+        assert tags["sha256"] == digest == run.data.tags["transactions_sha256"]
+        assert entry.dataset.name == "transactions"
+        assert entry.dataset.digest == digest[:32]
+        profile = json.loads(entry.dataset.profile)
+        assert profile["num_rows"] == len(scenario.clean)
+        schema = json.loads(entry.dataset.schema)["mlflow_colspec"]
+        assert [column["name"] for column in schema] == ["customer_id", "timestamp", "amount"]
+    # The same purchases from a DataFrame and from a CSV file: one digest, so MLflow
+    # records one dataset (its name and digest identify it; the source is the first's).
+    first, forced = (inputs[t.registration.run_id].dataset
+                     for t in (scenario.first, scenario.forced))
+    assert (forced.name, forced.digest, forced.source) == (first.name, first.digest,
+                                                           first.source)
+    assert first.source_type == "code"
+
+
+def test_a_dataset_from_a_file_names_its_source_without_credentials(
+    scenario: Scenario
+) -> None:
+    from churnlens._tracking import _training_dataset
+
+    digest = transactions_digest(scenario.clean)
+    local = _training_dataset(scenario.clean, str(scenario.csv), digest)
+    assert json.loads(local.source.to_json())["uri"] == str(scenario.csv)
+    remote = _training_dataset(scenario.clean, "s3://ann:hunter2@bucket/tx.parquet", digest)
+    assert "hunter2" not in remote.source.to_json()
+    assert "bucket/tx.parquet" in remote.source.to_json()
+    assert local.digest == digest[:32] and local.profile["num_rows"] == len(scenario.clean)
+
+
+def test_the_digest_reads_every_row_in_any_order(scenario: Scenario) -> None:
+    clean = scenario.clean
+    digest = transactions_digest(clean)
+    assert transactions_digest(clean.sample(frac=1.0, random_state=SEED)) == digest
+    changed = clean.copy()
+    changed.loc[changed.index[-1], "amount"] += 0.01  # the last row (MLflow's own digest
+    assert transactions_digest(changed) != digest    # reads only the first 10,000)
+    moved = clean.copy()
+    moved.loc[moved.index[-1], "timestamp"] += pd.Timedelta(seconds=1)
+    assert transactions_digest(moved) != digest
+    assert transactions_digest(clean.iloc[:-1]) != digest
+
+
+def test_metric_names_compare_across_runs(scenario: Scenario) -> None:
+    """No date in a metric name: a backtest metric has its as-of date as the step."""
+    client = _client(scenario)
+    run = client.get_run(scenario.first.registration.run_id)
+    names = set(run.data.metrics)
+    assert not [name for name in names if re.search(r"\d{4}-\d{2}-\d{2}", name)]
+    dates = [dt.date.fromisoformat(str(r["as_of"])) for r in scenario.first.backtest.runs]
+    assert run.data.tags["backtest_as_of"] == ",".join(d.isoformat() for d in dates)
+    history = client.get_metric_history(run.info.run_id, "backtest.churnlens.auc")
+    assert sorted(m.step for m in history) == [date_step(d) for d in dates]
+    by_step = {m.step: m.value for m in history}
+    for backtest_run, day in zip(scenario.first.backtest.runs, dates, strict=True):
+        assert by_step[date_step(day)] == pytest.approx(
+            backtest_run["models"]["churnlens"]["auc"])
+    # a run without a backtest: the same validation names, nothing dated
+    worse = set(client.get_run(scenario.worse.registration.run_id).data.metrics)
+    assert "validation.churnlens.auc" in worse
+    assert all(name.startswith("validation.") for name in worse)
+    assert date_step(dt.date(1998, 3, 31)) == 19980331
 
 
 def test_the_registered_model_has_a_signature_and_pinned_requirements(

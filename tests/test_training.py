@@ -205,8 +205,12 @@ def test_backtest_json_document_has_the_documented_shape(result: BacktestResult)
     assert set(document) == {"runs"}
     assert [run["as_of"] for run in document["runs"]] == ["2024-06-30", "2024-09-30"]
     for run in document["runs"]:
-        assert set(run) == {"as_of", "horizon_days", "models"}
+        assert set(run) == {"as_of", "horizon_days", "models", "warnings", "model"}
         assert run["horizon_days"] == HORIZON
+        assert all(isinstance(note, str) and note for note in run["warnings"])
+        assert {"selection", "dropped_inputs", "level_error", "history_days",
+                "short_history", "bgnbd_flags", "warnings"} == set(run["model"])
+        assert run["model"]["selection"]["chosen"] in ("blend", "bgnbd")
         assert set(run["models"]) == MODELS
         for name, metrics in run["models"].items():
             assert METRIC_KEYS <= set(metrics), name

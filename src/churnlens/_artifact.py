@@ -132,6 +132,7 @@ class ModelArtifact:
     def card(self) -> dict[str, Any]:
         """JSON model card: what the model is, how it was trained and how good it is."""
         from churnlens._io import json_ready
+        from churnlens._scorer import SELF_KNOWLEDGE
 
         return {
             "format_version": FORMAT_VERSION,
@@ -148,6 +149,12 @@ class ModelArtifact:
             "version": self.version,
             "alias": self.alias,
             "run_id": self.run_id,
+            # What the model knows about itself: the blend it chose, the inputs its
+            # linear part does not use and why, its measured level error, its history,
+            # BG/NBD's boundary flags and the warnings built from them.
+            "self_assessment": json_ready({
+                key.rstrip("_"): getattr(self.model, key) for key in SELF_KNOWLEDGE
+                if hasattr(self.model, key)}),
         }
 
 

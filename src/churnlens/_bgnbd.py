@@ -88,6 +88,37 @@ class BGNBDParams(NamedTuple):
     b: float
 
 
+# A parameter below or above these is a fit at (or running off to) the edge of the
+# parameter space: the likelihood is flat there and the fit is not identified.
+_DEGENERATE_LOW, _DEGENERATE_HIGH = 1e-4, 1e5
+
+
+def boundary_issue(params: ParamsLike) -> str | None:
+    """Why a BG/NBD fit is on the boundary of its parameter space, or ``None``.
+
+    ``a`` near 0 (or ``b`` huge while ``a`` is not) means no dropout at all: the
+    model's no-dropout limit, where every customer is alive forever. ``a`` and ``b``
+    both huge mean the same dropout probability for everyone (the heterogeneity is not
+    identified). A tiny or huge ``r`` or ``alpha`` means the purchase rates are not
+    identified. Typical of short histories, where few customers could drop out yet.
+
+    Examples
+    --------
+    >>> boundary_issue({"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4}) is None
+    True
+    >>> boundary_issue({"r": 0.9, "alpha": 24.0, "a": 1e-9, "b": 7e4})
+    'no dropout (a -> 0): the no-dropout limit of BG/NBD'
+    """
+    p = _as_params(params)
+    if p.a <= _DEGENERATE_LOW or (p.b >= _DEGENERATE_HIGH and p.a < _DEGENERATE_HIGH):
+        return "no dropout (a -> 0): the no-dropout limit of BG/NBD"
+    if p.a >= _DEGENERATE_HIGH and p.b >= _DEGENERATE_HIGH:
+        return "one dropout probability for everyone (a, b -> infinity)"
+    if min(p.r, p.alpha) <= _DEGENERATE_LOW or max(p.r, p.alpha) >= _DEGENERATE_HIGH:
+        return "purchase rates not identified (r or alpha at the edge)"
+    return None
+
+
 def _as_params(params: ParamsLike) -> BGNBDParams:
     if isinstance(params, Mapping):
         try:
@@ -754,6 +785,7 @@ class BGNBDModel:
         params = bgnbd_fit(x, t_x, T, penalizer=float(penalizer))
         self.params_ = params._asdict()
         self.log_likelihood_ = float(_ll_unchecked(params, x, t_x, T).sum())
+        self.boundary_ = boundary_issue(params)
         self.n_customers_ = int(x.size)
         self.horizon_days_ = horizon
         self.feature_names_ = list(_FEATURES)

@@ -40,6 +40,8 @@ class DataSettings(_Strict):
     """Column names of the transactions and how to read them.
 
     ``delimiter`` is the CSV field separator (default: ``,``, a tab for ``.tsv``).
+    ``max_staleness_days``: an as-of date more than this many days after the data's last
+    day is refused (the feed may have stopped).
     """
 
     customer_col: str = "customer_id"
@@ -47,6 +49,9 @@ class DataSettings(_Strict):
     amount_col: str = "amount"
     time_format: str | None = None
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    # An as-of date more than this many days after the data's last day is refused: the
+    # feed may have stopped (``--max-staleness-days``).
+    max_staleness_days: int = Field(default=7, ge=0)
 
     def loader_options(self) -> dict[str, Any]:
         """These settings as keyword arguments of :func:`churnlens.load_transactions`."""
@@ -122,6 +127,7 @@ class ModelSettings(_Strict):
     logistic_weight: float = Field(default=0.5, ge=0, le=1)
     calibration: Literal["none", "isotonic", "sigmoid"] = "none"
     use_bgnbd: bool = True
+    select_blend: bool = True
     recency_half_life_snapshots: float | None = Field(
         default=None, gt=0)
     random_state: int = 0

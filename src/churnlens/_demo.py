@@ -76,7 +76,8 @@ def run_demo(
                              progress=say)
     write_table(scored.scores, paths["scores"],
                 metadata={"model": json.dumps(scored.summary["model"]), "as_of": str(as_of)})
-    at_risk = at_risk_list(scored.scores, top=100, sort="value_at_risk")
+    # the campaign list: active or recently lapsed, band high or medium, by value at risk
+    at_risk = at_risk_list(scored.scores, horizon_days=run.artifact.horizon_days, top=100)
     write_safe_csv(at_risk, paths["at_risk"])
 
     document = {
@@ -103,7 +104,9 @@ def headline(outputs: DemoOutputs) -> dict[str, Any]:
                                                           "promotion_reason")},
         "customers_scored": len(scores),
         "high_risk": int((scores["risk_band"] == "high").sum()),
-        "value_at_risk_total": float(scores["value_at_risk"].sum()),
+        # over the active customers, the base of the customers lost too (the summary's)
+        "value_at_risk_total": float(doc["scoring"]["value_at_risk_total"]),
+        "active_customers": int(doc["scoring"]["active_customers"]),
         "predicted": doc["scoring"]["predicted"],
         "last_actual": doc["scoring"]["last_actual"],
         "at_risk_rows": len(at_risk),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -183,6 +184,11 @@ def calibration_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SAMPLING_ONLY = "who churns given the risks (sampling only; not the model's own error)"
+WITH_LEVEL_ERROR = ("who churns given the risks, and the model's level error measured on "
+                    "its training cutoffs")
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictedRetention:
     """Retention rates a model predicts for the coming period (percent).
@@ -205,6 +211,11 @@ class PredictedRetention:
     expected_lost, expected_retained
         Expected numbers of customers of ``S`` who churn / stay (sums of risks and of
         ``1 - risk`` over ``S``).
+    level_error_cohort_retention, level_error_crr
+        The half-width (points) the model's own measured level error adds to each
+        interval; 0 when none was given.
+    interval_covers
+        What the intervals cover, in words.
     """
 
     window_days: int
@@ -218,6 +229,9 @@ class PredictedRetention:
     crr_high: float
     expected_lost: float
     expected_retained: float
+    level_error_cohort_retention: float = 0.0
+    level_error_crr: float = 0.0
+    interval_covers: str = SAMPLING_ONLY
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as None)."""
@@ -225,7 +239,8 @@ class PredictedRetention:
 
 
 def predict_retention(
-    recency_days: Any, risk: Any, *, window_days: int
+    recency_days: Any, risk: Any, *, window_days: int,
+    level_error: Mapping[str, Any] | None = None,
 ) -> PredictedRetention:
     """Predicted ``cohort_retention`` and ``crr`` for the period after the as-of date.
 
@@ -239,12 +254,17 @@ def predict_retention(
     window_days
         Activity window ``W`` (= the horizon): a customer is active at the as-of date
         when ``recency_days < W``.
+    level_error
+        The model's measured level error (``ChurnModel.level_error_``): its
+        ``half_width_cohort_retention`` and ``half_width_crr`` (points) are added in
+        quadrature to the sampling half-widths. ``None``: sampling only.
 
     Returns
     -------
     PredictedRetention
         Predicted cohort retention and CRR in percent, with 95% intervals from the
-        Poisson-binomial variance ``sum p_i (1 - p_i)``; NaN rates when ``S`` is empty.
+        Poisson-binomial variance ``sum p_i (1 - p_i)`` (who churns given the risks),
+        widened by the level error when given; NaN rates when ``S`` is empty.
 
     Raises
     ------
@@ -268,18 +288,34 @@ def predict_retention(
     var_active = float((p[active] * (1 - p[active])).sum())
     var_all = float((p * (1 - p)).sum())
 
-    def rate(count: float, var: float) -> tuple[float, float, float]:
+    level_cohort = _half_width(level_error, "half_width_cohort_retention")
+    level_crr = _half_width(level_error, "half_width_crr")
+
+    def rate(count: float, var: float, level: float) -> tuple[float, float, float]:
         if s == 0:
             return math.nan, math.nan, math.nan
-        half = _Z95 * math.sqrt(var)
+        half = math.hypot(_Z95 * math.sqrt(var), level / 100 * s)
         return (count / s * 100, max(count - half, 0.0) / s * 100, (count + half) / s * 100)
 
-    cohort, cohort_low, cohort_high = rate(stay_active, var_active)
-    crr, crr_low, crr_high = rate(stay_all, var_all)
+    cohort, cohort_low, cohort_high = rate(stay_active, var_active, level_cohort)
+    crr, crr_low, crr_high = rate(stay_all, var_all, level_crr)
     return PredictedRetention(
         window_days=int(window_days), S=s, acquired=int(p.size),
         cohort_retention=cohort, cohort_retention_low=cohort_low,
         cohort_retention_high=min(cohort_high, 100.0) if s else cohort_high,
         crr=crr, crr_low=crr_low, crr_high=crr_high,
         expected_lost=float(p[active].sum()), expected_retained=float(stay_active),
+        level_error_cohort_retention=level_cohort, level_error_crr=level_crr,
+        interval_covers=WITH_LEVEL_ERROR if level_cohort or level_crr else SAMPLING_ONLY,
     )
+
+
+def _half_width(level_error: Mapping[str, Any] | None, key: str) -> float:
+    """A level-error half-width in points; 0 when unknown (missing or NaN)."""
+    if not level_error:
+        return 0.0
+    value = level_error.get(key)
+    if value is None:
+        return 0.0
+    value = float(value)
+    return value if math.isfinite(value) and value > 0 else 0.0

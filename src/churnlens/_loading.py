@@ -34,6 +34,7 @@ from churnlens._validation import (
     require_columns,
     require_no_missing,
     require_plausible_date,
+    require_recent_data,
     require_unique_columns,
 )
 from churnlens.exceptions import DataValidationError, EmptyDataError
@@ -178,6 +179,7 @@ def load_transactions(
     time_format: str | None = None,
     deduplicate: bool = False,
     delimiter: str | None = None,
+    max_staleness_days: int | None = None,
 ) -> LoadResult:
     """Read, validate and clean purchase transactions.
 
@@ -205,6 +207,11 @@ def load_transactions(
     delimiter
         The field separator of a CSV file (default: ``,``, a tab for ``.tsv``). A file
         whose header splits on another separator is refused with a message naming it.
+    max_staleness_days
+        With ``as_of``: refuse an as-of date more than this many days after the data's
+        last day (:func:`churnlens._validation.require_recent_data`: the feed may have
+        stopped). ``None`` (the default here) checks nothing; the CLI, training and
+        scoring pass ``Settings.data.max_staleness_days`` (7 days by default).
 
     Returns
     -------
@@ -220,7 +227,8 @@ def load_transactions(
     ------
     DataValidationError
         A missing column, an unreadable file, an unparseable timestamp or amount,
-        or no rows. The message names the source, the column and the first rows.
+        no rows, or data that end too long before ``as_of``. The message names the
+        source, the column and the first rows.
 
     Examples
     --------
@@ -280,8 +288,12 @@ def load_transactions(
             frame[QUANTITY], source_name, quantity_col or "", file_rows
         )
 
-    # 3. as-of: history includes the whole as-of day
+    # 3. as-of: history includes the whole as-of day; data that end long before it
+    #    are refused when asked (a stopped feed)
     dropped_after = 0
+    if as_of_ts is not None and max_staleness_days is not None:
+        require_recent_data(as_of_ts.date(), frame[TIMESTAMP].max().date(),
+                            max_staleness_days=max_staleness_days, source=source_name)
     if as_of_ts is not None:
         keep = on_or_before(frame[TIMESTAMP], as_of_ts)
         dropped_after = int((~keep).sum())

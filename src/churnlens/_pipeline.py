@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ def train(
     """
     from churnlens import _report
 
+    started_at = time.time()  # the MLflow run spans the whole job, from here
     settings = settings or Settings()
     say = progress or (lambda _msg: None)
     as_of_ts = parse_date(as_of, name="as_of")
@@ -152,8 +154,17 @@ def train(
     # Rendered once: the same PNG goes into the report and into MLflow's plots/.
     images = {plot.title: _report.figure_png(plot.figure) for plot in plots}
     captions = {plot.title: plot.caption for plot in plots}
+    # The outlook first: what the model says of the coming horizon, every total with its
+    # base (the same scoring summary as `churnlens score --json-summary`).
+    from churnlens._scoring import score_customers
+
+    say(f"scoring the base at {as_of_ts.date()} for the report's outlook")
+    outlook = score_customers(transactions, as_of_ts.date(), artifact,
+                              settings=settings.scoring, reasons=False)
+    tables, outlook_captions = _report.outlook_section(outlook.summary)
+    captions.update(outlook_captions)
     validation_title = f"Validation on the held-out latest cutoff ({fitted.cutoffs[-1]})"
-    tables = {validation_title: _validation_table(fitted)}
+    tables[validation_title] = _validation_table(fitted)
     captions[validation_title] = (
         f"Every model scored on the customers of the latest training cutoff, which is held "
         f"out of fitting; truth: a purchase in the {horizon} days after it. The new model "
@@ -198,7 +209,11 @@ def train(
                 artifact, settings.mlflow,
                 evaluation=fitted.validation_frame,
                 params=_flat(settings.model_dump(mode="json")) | {"as_of": str(as_of_ts.date())},
-                metrics=_metrics(fitted, backtest_result),
+                metrics=_metrics(fitted),
+                metrics_by_date=_backtest_metrics(backtest_result),
+                transactions=transactions,
+                source=None if isinstance(source, pd.DataFrame) else os.fspath(source),
+                started_at=started_at,
                 files={"report.html": report, **plot_files},
                 json_documents={
                     "config.json": settings.model_dump(mode="json"),
@@ -230,14 +245,22 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _metrics(fitted: FittedModels, result: BacktestResult | None) -> dict[str, float]:
-    metrics = {f"validation.{model}.{k}": v for model, values in fitted.validation.items()
-               for k, v in values.items()}
+def _metrics(fitted: FittedModels) -> dict[str, float]:
+    """``validation.<model>.<metric>``: on the held-out latest training cutoff."""
+    return {f"validation.{model}.{k}": v for model, values in fitted.validation.items()
+            for k, v in values.items()}
+
+
+def _backtest_metrics(result: BacktestResult | None) -> dict[dt.date, dict[str, float]]:
+    """``backtest.<model>.<metric>`` per backtest as-of date (MLflow: the date is the step,
+    not part of the name, so that runs at different dates compare)."""
+    by_date: dict[dt.date, dict[str, float]] = {}
     for run in result.runs if result else []:
-        for model, values in run["models"].items():
-            for key, value in values.items():
-                metrics[f"backtest.{run['as_of']}.{model}.{key}"] = value
-    return metrics
+        day = pd.Timestamp(run["as_of"]).date()
+        by_date[day] = {f"backtest.{model}.{key}": value
+                        for model, values in run["models"].items()
+                        for key, value in values.items()}
+    return by_date
 
 
 def _data_summary(transactions: pd.DataFrame, fitted: FittedModels) -> dict[str, Any]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "outlook_section",
     "plot_calibration",
     "plot_feature_importance",
     "plot_gains",
@@ -251,6 +252,9 @@ def _format_cell(value: Any, digits: int) -> str:
     return str(value)
 
 
+_PROSE_CHARS = 40  # a text cell longer than this (with spaces) is prose: it wraps
+
+
 def _table_html(frame: pd.DataFrame) -> str:
     """An HTML table; percent columns (a ``%`` in the header) get one decimal, other
     numbers three. Two-level column labels become a grouped header."""
@@ -259,8 +263,81 @@ def _table_html(frame: pd.DataFrame) -> str:
         labels = column if isinstance(column, tuple) else (column,)
         digits = 1 if any("%" in str(part) for part in labels) else 3
         shown[column] = [_format_cell(v, digits) for v in frame[column]]
-    return ("<div class='scroll'>" + shown.to_html(index=False, border=0, classes="t",
-                                                    escape=True) + "</div>")
+    table = shown.to_html(index=False, border=0, classes="t", escape=True)
+    # Columns of sentences (a definition, what an interval covers) wrap instead of running
+    # off to the right of the page: their cells get class 'text'.
+    prose = {i for i, column in enumerate(shown.columns)
+             if any(len(str(v)) > _PROSE_CHARS and " " in str(v) for v in shown[column])}
+    if prose:
+        rows = table.split("<tr>")
+        for r, row in enumerate(rows):
+            cells = row.split("<td>")
+            rows[r] = cells[0] + "".join(
+                ("<td class='text'>" if k in prose else "<td>") + cell
+                for k, cell in enumerate(cells[1:]))
+        table = "<tr>".join(rows)
+    return "<div class='scroll'>" + table + "</div>"
+
+
+def outlook_section(summary: Mapping[str, Any]
+                    ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The outlook of a scoring summary as report tables: each measure and total with
+    its base and its one-line definition.
+
+    Parameters
+    ----------
+    summary
+        A scoring summary (:func:`churnlens._scoring.summary_document`, what
+        ``churnlens score --json-summary`` prints).
+
+    Returns
+    -------
+    tuple of (dict, dict)
+        Tables (section title -> table) and captions (section title -> text), to pass to
+        :func:`write_html_report`: the predicted rates of the coming horizon beside the
+        last actual ones, and the totals (customers lost and value at risk on one base).
+    """
+    horizon = summary["horizon_days"]
+    bases = summary.get("bases", {})
+
+    def base(name: str) -> str:
+        known = bases.get(name, {})
+        size = known.get("customers")
+        return f"{name} ({size:,})" if isinstance(size, int) else name
+
+    rates = pd.DataFrame([
+        {"measure": row["rate"], "predicted %": row.get("predicted"),
+         "95% interval %": f"{_format_cell(row.get('predicted_low'), 1)} .. "
+                           f"{_format_cell(row.get('predicted_high'), 1)}",
+         "last actual %": row.get("last_actual"), "base": base(row.get("base", "active")),
+         "interval covers": row.get("interval_covers", ""),
+         "definition": row.get("definition", "")}
+        for row in summary.get("pairing", [])])
+    definitions = summary.get("definitions", {})
+    totals = pd.DataFrame([
+        {"total": "expected customers lost",
+         "value": _format_cell(summary.get("expected_customers_lost"), 1),
+         "base": base(summary.get("base_of", {}).get("expected_customers_lost", "active")),
+         "definition": definitions.get("expected_customers_lost", "")},
+        {"total": "value at risk", "value": _format_cell(summary.get("value_at_risk_total"), 2),
+         "base": base(summary.get("base_of", {}).get("value_at_risk_total", "active")),
+         "definition": definitions.get("value_at_risk_total", "")},
+    ])
+    last = summary.get("last_actual", {})
+    rates_title = f"Outlook: the next {horizon} days after {summary['as_of']}"
+    totals_title = "Outlook: customers lost and value at risk"
+    active = bases.get("active", {}).get("definition", "the active customers")
+    captions = {
+        rates_title: (f"Predicted rates for ({summary['as_of']}, +{horizon} days] beside the "
+                      f"actual rates of ({last.get('start')}, {last.get('end')}]. Bases: "
+                      f"active = {active}; acquired = every customer scored."),
+        totals_title: ("Both totals are counted over the same base, the active customers: "
+                       "customers silent for longer are not in them."),
+    }
+    notes = [str(w) for w in summary.get("model_warnings") or []]
+    if notes:  # what the model said about itself: the level may be off, BG/NBD alone...
+        captions[rates_title] += " Note: " + "; ".join(notes) + "."
+    return {rates_title: rates, totals_title: totals}, captions
 
 
 def write_html_report(
@@ -306,6 +383,7 @@ def write_html_report(
         "3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}"
         "table.t th{background:#f5f5f5;text-align:center}",
         "table.t td:nth-child(-n+2){text-align:left}",
+        "table.t td.text{white-space:normal;text-align:left;min-width:10rem;max-width:30rem}",
         "dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}",
         "dd{margin:0}p.caption{color:#555;font-size:.9rem;max-width:60rem}",
         "img{max-width:100%;border:1px solid #eee;margin:.5rem 0}",

@@ -20,8 +20,19 @@ Every rule a marketer acts on is defined once here; the embedded scoring
   Computed in integers (``(5 * (lo + hi) + 2n - 1) // 2n`` with ``lo``, ``hi`` the
   first and last tied position), so both engines agree exactly.
 - **segment**: the first rule of :data:`SEGMENT_RULES` that matches the scores.
-- **at-risk list**: scored customers filtered (risk, segment, band) and ranked by
-  ``churn_risk`` or ``value_at_risk``, descending, ties by customer id.
+- **at-risk lists** (:func:`at_risk_list`), three kinds:
+
+  - ``campaign`` (the default): the customers worth a call. Active or recently lapsed
+    (last purchase within :data:`LAPSED_HORIZONS` horizons: ``recency_days < 2 * H``),
+    risk band ``high`` or ``medium``, by ``value_at_risk`` descending, the first
+    :data:`CAMPAIGN_TOP` (500).
+  - ``win-back``: the customers already gone (``recency_days >= 2 * H``: no purchase in
+    two horizons), by ``value_at_risk`` descending, the first 500. Never in the campaign
+    list: a customer silent for two horizons is past saving by a retention call.
+  - ``all``: every scored customer, by ``churn_risk`` descending (the list before
+    issue 16).
+
+  Filters (risk, segment, band) and ``top`` apply on top of a kind; ties by customer id.
 """
 
 from __future__ import annotations
@@ -38,6 +49,10 @@ from churnlens.exceptions import ModelError
 
 __all__ = [
     "BANDS",
+    "CAMPAIGN_BANDS",
+    "CAMPAIGN_TOP",
+    "LAPSED_HORIZONS",
+    "LIST_KINDS",
     "SEGMENT_RULES",
     "SORT_KEYS",
     "SegmentRule",
@@ -256,26 +271,43 @@ def rfm_segment(features: pd.DataFrame) -> pd.DataFrame:
 
 
 SORT_KEYS = ("churn_risk", "value_at_risk")
+LIST_KINDS = ("campaign", "win-back", "all")
+# The campaign list: active (recency < H) or recently lapsed (recency < 2H) customers of
+# these bands, the first CAMPAIGN_TOP by value at risk; the win-back list: the rest.
+LAPSED_HORIZONS = 2
+CAMPAIGN_BANDS = ("high", "medium")
+CAMPAIGN_TOP = 500
+_DEFAULT_SORT = {"campaign": "value_at_risk", "win-back": "value_at_risk", "all": "churn_risk"}
 
 
 def at_risk_list(
     scores: pd.DataFrame,
     *,
+    kind: str = "campaign",
+    horizon_days: int | None = None,
     top: int | None = None,
     min_risk: float | None = None,
     segment: str | None = None,
     band: str | None = None,
-    sort: str = "churn_risk",
+    sort: str | None = None,
 ) -> pd.DataFrame:
-    """Filter and rank scored customers for a campaign.
+    """The customers of a campaign: filtered, ranked, cut.
 
     Parameters
     ----------
     scores
         Scores written by ``churnlens score`` /
         :func:`churnlens._scoring.score_customers`.
+    kind
+        ``campaign`` (default: active or recently lapsed customers, band high or
+        medium, by value at risk), ``win-back`` (customers with no purchase in
+        ``2 * horizon_days``) or ``all`` (every customer, by churn risk). See the module
+        docstring.
+    horizon_days
+        The model's horizon ``H`` (``campaign`` and ``win-back`` need it).
     top
-        Keep the first ``top`` rows after sorting.
+        Keep the first ``top`` rows after sorting; ``None``: 500 for ``campaign`` and
+        ``win-back``, every row for ``all``.
     min_risk
         Keep customers with ``churn_risk >= min_risk``.
     segment
@@ -284,22 +316,55 @@ def at_risk_list(
         Keep one risk band: ``high``, ``medium`` or ``low``.
     sort
         ``churn_risk`` or ``value_at_risk``, descending; ties by customer id.
+        ``None``: ``value_at_risk`` for ``campaign`` and ``win-back``, ``churn_risk``
+        for ``all``.
 
     Returns
     -------
     pandas.DataFrame
         The chosen rows, in campaign order, with a fresh index.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "customer_id": ["a", "b", "c", "d"], "churn_risk": [0.9, 0.5, 0.99, 0.2],
+    ...     "risk_band": ["high", "medium", "high", "low"],
+    ...     "value_at_risk": [10.0, 30.0, 50.0, 1.0], "recency_days": [40, 100, 400, 3]})
+    >>> at_risk_list(scores, horizon_days=91)["customer_id"].tolist()
+    ['b', 'a']
+    >>> at_risk_list(scores, kind="win-back", horizon_days=91)["customer_id"].tolist()
+    ['c']
+    >>> at_risk_list(scores, kind="all")["customer_id"].tolist()
+    ['c', 'a', 'b', 'd']
     """
     from churnlens._validation import require_choice
 
+    require_choice(kind, name="kind", allowed=LIST_KINDS)
+    sort = _DEFAULT_SORT[kind] if sort is None else sort
     require_choice(sort, name="sort", allowed=SORT_KEYS)
-    missing = [c for c in ("customer_id", "churn_risk", "value_at_risk") if c not in scores]
+    needed = ["customer_id", "churn_risk", "value_at_risk"]
+    if kind != "all":
+        needed += ["recency_days", "risk_band"]
+    missing = [c for c in needed if c not in scores]
     if missing:
         raise ModelError(
             f"the scores lack columns {missing}. Suggestion: pass a file written by "
             "churnlens score."
         )
     keep = pd.Series(True, index=scores.index)
+    if kind != "all":
+        if horizon_days is None or horizon_days < 1:
+            raise ModelError(
+                f"the {kind} list needs the model's horizon (customers silent for "
+                f"{LAPSED_HORIZONS} horizons are gone), got {horizon_days!r}. Suggestion: "
+                "pass horizon_days (churnlens at-risk reads it from the scores file or "
+                "--horizon-days), or ask for every customer (kind='all', --all).")
+        gone = scores["recency_days"].to_numpy() >= LAPSED_HORIZONS * horizon_days
+        if kind == "campaign":
+            keep &= ~gone & scores["risk_band"].isin(CAMPAIGN_BANDS).to_numpy()
+        else:
+            keep &= gone
+        top = CAMPAIGN_TOP if top is None else top
     if min_risk is not None:
         if not 0 <= min_risk <= 1:
             raise ModelError(f"min_risk must be between 0 and 1, got {min_risk!r}.")

@@ -89,6 +89,13 @@ class Explanation:
                             index=self.index)
 
 
+# Fitted attributes in which a ChurnModel describes itself (the blend it chose, the
+# inputs its linear part does not use, its measured level error, its history, BG/NBD's
+# boundary flags, the warnings built from them); the scoring form and the card keep them.
+SELF_KNOWLEDGE = ("selection_", "dropped_inputs_", "level_error_", "history_days_",
+                  "short_history_", "bgnbd_flags_", "warnings_")
+
+
 def _is_frame(X: Any) -> bool:
     # A DataFrame exists only once pandas is imported: no import needed to ask.
     pandas = sys.modules.get("pandas")
@@ -178,12 +185,16 @@ class ChurnScorer:
                            else None)
             self.use_bgnbd = bool(meta["use_bgnbd"])
             self.logistic_weight = float(meta["logistic_weight"])
+            self.tree_weight = float(meta.get("tree_weight", 1.0))
             self.calibration = str(meta["calibration"])
             self.has_logistic = bool(meta["has_logistic"])
             self.has_indicator = bool(meta["has_indicator"])
             self.indicator_all = bool(meta["indicator_all"])
             self.bgnbd_horizon_days = int(meta["bgnbd_horizon_days"])
             self.artifact = dict(meta.get("artifact") or {})
+            for attribute in SELF_KNOWLEDGE:  # what the model knew about itself
+                if attribute.rstrip("_") in meta:
+                    setattr(self, attribute, meta[attribute.rstrip("_")])
             self._meta = meta
             self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
             a = self._arrays
@@ -309,11 +320,12 @@ class ChurnScorer:
 
     def _blended_logit(self, offset: np.ndarray, tree_raw: np.ndarray,
                        transformed: np.ndarray | None) -> np.ndarray:
-        tree = tree_raw + offset
-        if transformed is None:
+        t = self.tree_weight
+        tree = offset + 0.0 if t == 0.0 else tree_raw * t + offset
+        w = self.logistic_weight
+        if transformed is None or w == 0.0:
             return tree
         linear = self._linear_decision(transformed)
-        w = self.logistic_weight
         return (1.0 - w) * tree + w * linear
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
@@ -383,14 +395,14 @@ class ChurnScorer:
         transformed = self._linear_transformed(matrix) if self.has_logistic else None
         values, tree_raw = self._trees.explain(matrix)
         w = self.logistic_weight if self.has_logistic else 0.0
-        values *= 1.0 - w
+        values *= (1.0 - w) * self.tree_weight
         if self.use_bgnbd:
             k = self.feature_names_.index("bgnbd_p_purchase")
             if offset_center is None:
                 offset_center = float(np.mean(offset)) if len(offset) else 0.0
             values[:, k] += (1.0 - w) * (offset - offset_center)
             values[:, -1] += (1.0 - w) * offset_center
-        if transformed is not None:
+        if transformed is not None and w:
             values += w * self._linear_contributions(transformed)
         log_odds = self._blended_logit(offset, tree_raw, transformed)
         gap = np.abs(values.sum(axis=1) - log_odds)

@@ -32,10 +32,11 @@ import pandas as pd
 
 from churnlens._artifact import ModelArtifact
 from churnlens._config import ScoringSettings
-from churnlens._evaluation import predict_retention
+from churnlens._evaluation import SAMPLING_ONLY, predict_retention
 from churnlens._io import json_ready
 from churnlens._loading import history_until, load_transactions
 from churnlens._reasons import REASON_COLUMNS, reason_texts
+from churnlens._retention import RetentionRates
 from churnlens._rules import (
     BANDS,
     SEGMENT_RULES,
@@ -170,9 +171,12 @@ def score_file(
 
     As :func:`score_customers`, with the columns and timestamp format of
     ``settings.data`` (a :class:`churnlens.Settings`); the loader drops the rows after
-    ``as_of``. The transactions are freed once the features and the last actual rates
-    are computed, so the memory peak is the larger of loading and scoring, not their
-    sum. The cleaning report is added to the summary (``cleaning``).
+    ``as_of``, and refuses an ``as_of`` more than ``settings.data.max_staleness_days``
+    (7 by default) after the data's last day (a feed that stopped:
+    :func:`churnlens._validation.require_recent_data`, exit 2 on the CLI). The
+    transactions are freed once the features and the last actual rates are computed, so
+    the memory peak is the larger of loading and scoring, not their sum. The cleaning
+    report is added to the summary (``cleaning``).
     """
     from churnlens._config import Settings
 
@@ -341,7 +345,7 @@ def score_batch(
                              "Suggestion: score with --no-reasons.")
         explanation = model.explain(features, offset_center=offset_center)
         risk = explanation.churn_risk
-        why = reason_texts(explanation, features)
+        why = reason_texts(explanation, features, horizon_days=artifact.horizon_days)
     else:
         risk = artifact.churn_risk(features)
     value = expected_value(features, artifact.horizon_days)
@@ -483,27 +487,77 @@ def _summary(scores: pd.DataFrame, artifact: ModelArtifact, as_of: dt.date,
     """The scoring summary (``churnlens score --json-summary``)."""
     risk = scores["churn_risk"].to_numpy(dtype=np.float64)
     horizon = artifact.horizon_days
-    predicted = predict_retention(scores["recency_days"].to_numpy(), risk, window_days=horizon)
+    recency = scores["recency_days"].to_numpy()
+    predicted = predict_retention(recency, risk, window_days=horizon,
+                                  level_error=getattr(artifact.model, "level_error_", None))
     counts = scores["segment"].value_counts()
+    value = scores["value_at_risk"].to_numpy(dtype=np.float64)
     return summary_document(
         as_of=as_of, artifact=artifact, customers=len(scores),
         bands={band: int((scores["risk_band"] == band).sum()) for band in BANDS},
         segments={rule.segment: int(counts.get(rule.segment, 0)) for rule in SEGMENT_RULES},
         quantiles=[float(q) for q in np.quantile(risk, [0.1, 0.5, 0.9])] if len(risk) else None,
         risk_sum=float(risk.sum()), variance_sum=float((risk * (1 - risk)).sum()),
-        value_at_risk_total=float(scores["value_at_risk"].sum()),
+        value_at_risk_total=float(value[recency < horizon].sum()),
+        value_at_risk_all=float(value.sum()),
         predicted=predicted.to_dict(), last_actual=last_actual,
         last_start=as_of - dt.timedelta(days=horizon),
     )
 
 
+def summary_bases(horizon_days: int, active: int | None, acquired: int) -> dict[str, Any]:
+    """The two bases a total of the summary is counted over, with their size and rule.
+
+    ``active`` (the base of customers lost and value at risk, and the start base ``S``
+    of the retention rates): a purchase in the last ``H`` days, ``recency_days < H``,
+    as :func:`churnlens._evaluation.predict_retention` defines it. ``acquired``: every
+    customer scored (a purchase on or before the as-of date).
+    """
+    return {
+        "active": {"customers": active, "rule": f"recency_days < {horizon_days}",
+                   "definition": f"customers with a purchase in the last {horizon_days} days "
+                                 "(the start base S of the retention rates)"},
+        "acquired": {"customers": acquired, "rule": "a purchase on or before the as-of date",
+                     "definition": "every customer scored, active or not"},
+    }
+
+
+# One name per measure, with its one-line definition: the glossary of docs/retention.md,
+# shown wherever the measure appears (summary JSON, CLI, API outlook, report). The rates
+# read as RetentionRates.DESCRIPTIONS says (the one source, `churnlens retention` too).
+MEASURES: dict[str, str] = {
+    **{rate: RetentionRates.DESCRIPTIONS[rate]
+       for rate in ("cohort_retention", "crr", "repeat_rate")},
+    "expected_customers_lost": "expected number of the active customers with no purchase "
+                               "in the horizon (the sum of their churn risks)",
+    "value_at_risk_total": "churn risk times expected spend in the horizon, summed over the "
+                           "active customers",
+    "value_at_risk_all": "the same sum over everyone scored, customers long gone included; "
+                         "for comparison only",
+}
+
+# The base of each total of the summary (keys of summary_document).
+BASE_OF = {
+    "customers_scored": "acquired", "risk_bands": "acquired", "segments": "acquired",
+    "risk_quantiles": "acquired", "mean_churn_risk": "acquired",
+    "expected_customers_lost": "active", "value_at_risk_total": "active",
+    "value_at_risk_all": "acquired", "predicted": "active",
+    "predicted_retention_all": "acquired", "predicted_repeat_rate": "acquired",
+}
+
+
 def summary_document(
     *, as_of: dt.date, artifact: ModelArtifact, customers: int, bands: dict[str, int],
     segments: dict[str, int], quantiles: list[float] | None, risk_sum: float,
-    variance_sum: float, value_at_risk_total: float, predicted: dict[str, Any],
-    last_actual: Any, last_start: dt.date,
+    variance_sum: float, value_at_risk_total: float, value_at_risk_all: float,
+    predicted: dict[str, Any], last_actual: Any, last_start: dt.date,
 ) -> dict[str, Any]:
-    """The summary document from base-wide aggregates (both engines build it here)."""
+    """The summary document from base-wide aggregates (both engines build it here).
+
+    ``value_at_risk_total`` is summed over the active customers (the base of
+    ``expected_customers_lost`` too), ``value_at_risk_all`` over everyone scored;
+    ``base`` names the base of the pair and ``base_of`` the base of every total.
+    """
     actual = _rates_dict(last_actual) if last_actual is not None else {}
     retention_all = low_all = high_all = None
     if customers:
@@ -512,13 +566,20 @@ def summary_document(
         retention_all = stay / customers * 100
         low_all = max(stay - half, 0.0) / customers * 100
         high_all = min((stay + half) / customers * 100, 100.0)
+    covers = predicted.get("interval_covers", SAMPLING_ONLY)
     pairing = [
         {"rate": rate, "predicted": predicted.get(rate),
          "predicted_low": predicted.get(f"{rate}_low"),
          "predicted_high": predicted.get(f"{rate}_high"),
-         "last_actual": actual.get(rate)}
+         "last_actual": actual.get(rate), "base": "active", "interval_covers": covers,
+         "definition": MEASURES[rate]}
         for rate in ("cohort_retention", "crr")
     ]
+    # the predicted repeat rate (mean of 1 - risk over everyone scored) beside the actual
+    pairing.append({"rate": "repeat_rate", "predicted": retention_all,
+                    "predicted_low": low_all, "predicted_high": high_all,
+                    "last_actual": actual.get("repeat_rate"), "base": "acquired",
+                    "interval_covers": SAMPLING_ONLY, "definition": MEASURES["repeat_rate"]})
     return json_ready({
         "as_of": str(as_of),
         "horizon_days": artifact.horizon_days,
@@ -526,17 +587,30 @@ def summary_document(
         "model": {"name": artifact.name, "version": artifact.version, "alias": artifact.alias,
                   "as_of": str(artifact.as_of), "run_id": artifact.run_id,
                   "horizon_days": artifact.horizon_days},
+        # what the model said about itself when trained (short history, BG/NBD alone,
+        # inputs it does not use): README, "A model that holds on any purchase log"
+        "model_warnings": [str(w) for w in getattr(artifact.model, "warnings_", None) or []],
         "risk_bands": bands,
         "segments": segments,
         "risk_quantiles": dict(zip(("p10", "p50", "p90"), quantiles, strict=True))
         if quantiles else {},
         "mean_churn_risk": risk_sum / customers if customers else None,
+        "base": "active",
+        "active_customers": predicted.get("S"),
         "expected_customers_lost": predicted.get("expected_lost"),
         "value_at_risk_total": value_at_risk_total,
+        "value_at_risk_all": value_at_risk_all,
+        "bases": summary_bases(artifact.horizon_days, predicted.get("S"), customers),
+        "base_of": BASE_OF,
         "predicted": predicted,
+        "predicted_repeat_rate": retention_all,
+        "predicted_repeat_rate_low": low_all,
+        "predicted_repeat_rate_high": high_all,
+        # the same numbers under their name before issue 16 (kept for scripts)
         "predicted_retention_all": retention_all,
         "predicted_retention_all_low": low_all,
         "predicted_retention_all_high": high_all,
+        "definitions": MEASURES,
         "last_actual": {"start": str(last_start), "end": str(as_of), **actual},
         "pairing": pairing,
     })

@@ -194,6 +194,7 @@ def summarise_spark(scores: Any, transactions: Any, as_of: dt.date,
         F.sum("churn_risk").alias("risk_sum"),
         F.sum(F.col("churn_risk") * (1 - F.col("churn_risk"))).alias("variance_sum"),
         F.sum("value_at_risk").alias("value_at_risk"),
+        F.sum(F.when(active, F.col("value_at_risk")).otherwise(0.0)).alias("value_at_risk_active"),
         F.sum(F.when(active, 1).otherwise(0)).alias("S"),
         F.sum(F.when(active, 1 - p).otherwise(0.0)).alias("stay_active"),
         F.sum(F.when(active, p * (1 - p)).otherwise(0.0)).alias("var_active"),
@@ -211,14 +212,16 @@ def summarise_spark(scores: Any, transactions: Any, as_of: dt.date,
         window_days=horizon, S=int(row["S"] or 0), acquired=n,
         stay_active=float(row["stay_active"] or 0.0), var_active=float(row["var_active"] or 0.0),
         stay_all=float(row["stay_all"] or 0.0), var_all=float(row["var_all"] or 0.0),
-        lost_active=float(row["lost_active"] or 0.0))
+        lost_active=float(row["lost_active"] or 0.0),
+        level_error=getattr(artifact.model, "level_error_", None))
     return summary_document(
         as_of=day, artifact=artifact, customers=n,
         bands={b: int(row[f"band_{b}"] or 0) for b in BANDS},
         segments={rule.segment: segments.get(rule.segment, 0) for rule in SEGMENT_RULES},
         quantiles=[float(q) for q in row["quantiles"]] if n else None,
         risk_sum=float(row["risk_sum"] or 0.0), variance_sum=float(row["variance_sum"] or 0.0),
-        value_at_risk_total=float(row["value_at_risk"] or 0.0),
+        value_at_risk_total=float(row["value_at_risk_active"] or 0.0),
+        value_at_risk_all=float(row["value_at_risk"] or 0.0),
         predicted=predicted, last_actual=last_actual_rates(transactions, day, horizon),
         last_start=day - dt.timedelta(days=horizon),
     )
@@ -226,26 +229,37 @@ def summarise_spark(scores: Any, transactions: Any, as_of: dt.date,
 
 def _predicted_retention(*, window_days: int, S: int, acquired: int, stay_active: float,
                          var_active: float, stay_all: float, var_all: float,
-                         lost_active: float) -> dict[str, Any]:
-    """``churnlens._evaluation.predict_retention`` from sums (a test checks they agree)."""
+                         lost_active: float, level_error: Any = None) -> dict[str, Any]:
+    """``churnlens._evaluation.predict_retention`` from sums (a test checks they agree),
+    the interval widened by the model's level error in the same way."""
     import math
 
-    from churnlens._evaluation import PredictedRetention
+    from churnlens._evaluation import SAMPLING_ONLY, WITH_LEVEL_ERROR, PredictedRetention
 
-    def rate(count: float, var: float) -> tuple[float, float, float]:
+    def level(key: str) -> float:
+        value = (level_error or {}).get(key)
+        value = float(value) if value is not None else 0.0
+        return value if math.isfinite(value) and value > 0 else 0.0
+
+    level_cohort = level("half_width_cohort_retention")
+    level_crr = level("half_width_crr")
+
+    def rate(count: float, var: float, widen: float) -> tuple[float, float, float]:
         if S == 0:
             return math.nan, math.nan, math.nan
-        half = 1.959963984540054 * math.sqrt(var)
+        half = math.hypot(1.959963984540054 * math.sqrt(var), widen / 100 * S)
         return count / S * 100, max(count - half, 0.0) / S * 100, (count + half) / S * 100
 
-    cohort, cohort_low, cohort_high = rate(stay_active, var_active)
-    crr, crr_low, crr_high = rate(stay_all, var_all)
+    cohort, cohort_low, cohort_high = rate(stay_active, var_active, level_cohort)
+    crr, crr_low, crr_high = rate(stay_all, var_all, level_crr)
     return PredictedRetention(
         window_days=int(window_days), S=S, acquired=acquired, cohort_retention=cohort,
         cohort_retention_low=cohort_low,
         cohort_retention_high=min(cohort_high, 100.0) if S else cohort_high,
         crr=crr, crr_low=crr_low, crr_high=crr_high, expected_lost=lost_active,
-        expected_retained=stay_active,
+        expected_retained=stay_active, level_error_cohort_retention=level_cohort,
+        level_error_crr=level_crr,
+        interval_covers=WITH_LEVEL_ERROR if level_cohort or level_crr else SAMPLING_ONLY,
     ).to_dict()
 
 
@@ -381,7 +395,7 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 
     from churnlens._loading import MISSING_ID_TEXT
-    from churnlens._validation import require_columns
+    from churnlens._validation import require_columns, require_recent_data
 
     source = Path(path)
     if not source.exists():
@@ -424,6 +438,7 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
         F.sum(F.when(F.col("amount").isNull() | F.isnan("amount"), 1).otherwise(0)
               ).alias("bad_amount"),
         F.sum(F.when(after, 1).otherwise(0)).alias("after"),
+        F.max(F.when(F.col("customer_id").isNotNull(), F.col("timestamp"))).alias("last"),
     ).collect()[0]
     for role, key, what in (("timestamp", "bad_time", "timestamps"),
                             ("amount", "bad_amount", "numbers")):
@@ -441,6 +456,10 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     if counts["rows"] - counts["no_id"] - counts["after"] <= 0:
         raise EmptyDataError(f"{source}: no transactions on or before the as-of date {as_of}. "
                              "Suggestion: choose a later --as-of date.")
+    if not counts["after"]:  # the loader's rule: the feed may have stopped
+        require_recent_data(as_of, counts["last"].date(),
+                            max_staleness_days=settings.data.max_staleness_days,
+                            source=str(source))
     clean = tx.where(F.col("customer_id").isNotNull()).select("customer_id", "timestamp",
                                                                "amount")
     cleaning = {"source": str(source), "rows_read": int(counts["rows"]),

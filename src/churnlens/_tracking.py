@@ -1,5 +1,12 @@
 """MLflow: log training runs, register models, promote by measured metric.
 
+A run is comparable with the others of its experiment: it is named
+``train <as-of> h<horizon>``, spans the whole training job (its start is when the job
+started, not when logging began), logs the transactions it trained on as a dataset input
+(context ``training``) whose digest is computed from every row, and its metric names
+hold no date: a backtest metric is logged once per backtest as-of date, with that date
+as the step (``YYYYMMDD``), so ``backtest.churnlens.auc`` is one column across runs.
+
 Imported only by the functions that need MLflow (importing MLflow is slow), and it
 configures nothing at import: the tracking URI is set from settings by each call.
 Loading a registered model back is :func:`churnlens._model_loader.load_model` (the one
@@ -9,10 +16,14 @@ door, also used here to load the champion a new model is compared with).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import tempfile
+import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +31,7 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.data.pandas_dataset import PandasDataset, from_pandas
 from mlflow.pyfunc.model import PythonModel
 
 from churnlens._artifact import ModelArtifact, save_bundle
@@ -34,10 +46,15 @@ from churnlens.exceptions import ModelError
 __all__ = [
     "ChurnlensPyfunc",
     "Registration",
+    "date_step",
     "log_training_run",
+    "run_name",
+    "transactions_digest",
 ]
 
 HIGHER_IS_BETTER = {"auc": True, "pr_auc": True, "brier": False, "log_loss": False}
+# MLflow stores a dataset digest in 36 characters; the whole SHA-256 goes in a tag.
+_DIGEST_CHARS = 32
 _RUNTIME_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "lightgbm",
                           "joblib", "duckdb", "mlflow")
 
@@ -68,6 +85,68 @@ def _pip_requirements() -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             pins.append(dist)
     return pins
+
+
+def run_name(as_of: dt.date, horizon_days: int) -> str:
+    """The name of a training run: ``train 1998-03-31 h91`` (MLflow's own are random)."""
+    return f"train {as_of.isoformat()} h{horizon_days}"
+
+
+def date_step(day: dt.date) -> int:
+    """An as-of date as a metric step, ``YYYYMMDD`` (steps sort as the dates do).
+
+    >>> date_step(dt.date(1998, 3, 31))
+    19980331
+    """
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def transactions_digest(transactions: pd.DataFrame) -> str:
+    """SHA-256 of clean transactions, whatever their row order (64 hex digits).
+
+    Every row counts (MLflow's own digest of a DataFrame reads the first 10,000 rows and
+    skips the timestamps): each row's ``(customer_id, timestamp, amount)`` is hashed
+    (pandas' 64-bit row hash, with the timestamp in nanoseconds), the hashes are sorted
+    and the SHA-256 of the sorted hashes is the digest. The same purchases give the same
+    digest whether they came from a CSV file, a Parquet file or a DataFrame.
+    """
+    canonical = pd.DataFrame({
+        "customer_id": transactions["customer_id"].astype(str).to_numpy(dtype=object),
+        "timestamp": transactions["timestamp"].to_numpy().astype("datetime64[ns]").view(
+            np.int64),
+        "amount": transactions["amount"].to_numpy(dtype=np.float64),
+    })
+    hashes = np.sort(pd.util.hash_pandas_object(canonical, index=False).to_numpy())
+    return hashlib.sha256(hashes.tobytes()).hexdigest()
+
+
+class _TransactionsDataset(PandasDataset):
+    """A pandas dataset whose schema is read from its first rows.
+
+    The clean transactions have a fixed schema (customer_id text, timestamp, amount);
+    MLflow infers a DataFrame's schema by scanning every value (about 10 s per million
+    rows), which would be logging time, not training time.
+    """
+
+    def __init__(self, dataset: PandasDataset) -> None:
+        super().__init__(dataset.df, source=dataset.source, name=dataset.name,
+                         digest=dataset.digest)
+
+    @property
+    def schema(self) -> Any:
+        return mlflow.models.infer_signature(self.df.head(1000)).inputs
+
+
+def _training_dataset(transactions: pd.DataFrame, source: str | None, digest: str
+                      ) -> PandasDataset:
+    """The transactions as an MLflow dataset: named, with its source and digest."""
+    with warnings.catch_warnings():
+        # MLflow warns when it cannot tell a source's kind; a DataFrame has none.
+        warnings.simplefilter("ignore")
+        where = {"source": redact_uri_credentials(source)} if source else {}
+        dataset = from_pandas(transactions, name="transactions",
+                              digest=digest[:_DIGEST_CHARS], **where)
+    return _TransactionsDataset(dataset)
 
 
 def _configure(settings: MlflowSettings) -> mlflow.MlflowClient:
@@ -125,6 +204,10 @@ def log_training_run(
     files: dict[str, Path],
     json_documents: dict[str, Any],
     promote: bool = False,
+    metrics_by_date: Mapping[dt.date, Mapping[str, float]] | None = None,
+    transactions: pd.DataFrame | None = None,
+    source: str | None = None,
+    started_at: float | None = None,
 ) -> Registration:
     """Log one training run, register its model and set the champion/challenger alias.
 
@@ -138,28 +221,70 @@ def log_training_run(
         Held-out features with a ``churned`` column: the evaluation data on which the
         new model and the current champion are compared.
     params, metrics
-        Flat parameters and metrics to log.
+        Flat parameters and metrics to log (metric names without dates).
     files
         Artifacts to log: artifact sub-path -> local file (plots, report, tables).
     json_documents
         Artifacts to log as JSON: file name -> object.
     promote
         Make the new model the champion whatever its metric.
+    metrics_by_date
+        Metrics measured at an as-of date (the backtest): date -> name -> value, each
+        logged under its name with the date as the step (:func:`date_step`); the dates
+        are also the ``backtest_as_of`` tag.
+    transactions
+        The clean transactions the model was trained on: logged as the run's dataset
+        input ``transactions`` (context ``training``), with :func:`transactions_digest`.
+    source
+        Where the transactions came from (a path or URI; credentials are masked), or
+        None for a DataFrame.
+    started_at
+        When the training job started (``time.time()``): the run's start time, so that
+        its duration is the job's. Default: now.
+
+    Returns
+    -------
+    Registration
+        The run id, the registered version, its alias and the promotion decision.
     """
     client = _configure(settings)
-    mlflow.set_experiment(experiment_id=_experiment_id(client, settings))
+    experiment_id = _experiment_id(client, settings)
+    mlflow.set_experiment(experiment_id=experiment_id)
     labels = evaluation["churned"].astype(np.int64).to_numpy()
     candidate = _metric(settings.promotion_metric, labels, artifact.churn_risk(evaluation))
     # The signature keeps the dtypes compute_features produces (int64 counts, float64
     # rest): MLflow refuses int64 input for a double column, so a signature cast to
     # float made pyfunc.predict(compute_features(...)) fail.
     example = evaluation.loc[:, artifact.feature_names].head(5).reset_index(drop=True)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tags({"churnlens_version": artifact.churnlens_version,
-                         "as_of": str(artifact.as_of), "horizon_days": artifact.horizon_days})
+    dated = metrics_by_date or {}
+    by_date = {day: dated[day] for day in sorted(dated)}
+    tags = {"churnlens_version": artifact.churnlens_version, "as_of": str(artifact.as_of),
+            "horizon_days": str(artifact.horizon_days)}
+    note = (f"churnlens {artifact.churnlens_version}: trained at {artifact.as_of} for a "
+            f"{artifact.horizon_days}-day horizon. validation.* metrics: on the held-out "
+            "latest training cutoff.")
+    if by_date:
+        tags["backtest_as_of"] = ",".join(day.isoformat() for day in by_date)
+        note += (" backtest.* metrics: one value per backtest as-of date "
+                 f"({tags['backtest_as_of']}), the date as the step (YYYYMMDD).")
+    tags["mlflow.note.content"] = note  # the run's description in the MLflow UI
+    digest = transactions_digest(transactions) if transactions is not None else None
+    if digest is not None:
+        tags["transactions_sha256"] = digest
+    # The run is created with the job's start time, then filled in: its duration is the
+    # training job's, not the few seconds of logging.
+    created = client.create_run(
+        experiment_id, start_time=int(1000 * (started_at if started_at else time.time())),
+        run_name=run_name(artifact.as_of, artifact.horizon_days), tags=tags)
+    with mlflow.start_run(run_id=created.info.run_id) as run, \
+            tempfile.TemporaryDirectory() as tmp:
+        if transactions is not None and digest is not None:
+            mlflow.log_input(_training_dataset(transactions, source, digest),
+                             context="training", tags={"sha256": digest})
         mlflow.log_params({k: _param(v) for k, v in params.items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
-                            if v is not None and np.isfinite(v)})
+        mlflow.log_metrics(_finite(metrics))
+        for day, values in by_date.items():
+            mlflow.log_metrics(_finite(values), step=date_step(day))
         for name, document in json_documents.items():
             mlflow.log_dict(document, name)
         for sub_path, path in files.items():
@@ -196,6 +321,13 @@ def log_training_run(
         version=str(version.version), metric=settings.promotion_metric,
         candidate_metric=candidate, **outcome,
     )
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics that are numbers (not None, NaN, infinite or a flag), as floats."""
+    return {name: float(value) for name, value in metrics.items()
+            if isinstance(value, int | float | np.number) and not isinstance(value, bool)
+            and np.isfinite(value)}
 
 
 def _param(value: Any) -> str:

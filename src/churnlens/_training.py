@@ -41,6 +41,18 @@ BASELINES = ("recency", "logistic", "bgnbd")
 MODEL_NAMES = ("churnlens", *BASELINES)
 
 
+def model_notes(model: Any) -> dict[str, Any]:
+    """What a fitted churnlens model says about itself (model card, backtest JSON).
+
+    The blend it chose, the inputs its linear part does not use and why, its measured
+    level error, its history and BG/NBD's boundary flags. Empty for a model that does
+    not record them (one trained before these were kept).
+    """
+    from churnlens._scorer import SELF_KNOWLEDGE
+
+    return {k.rstrip("_"): getattr(model, k) for k in SELF_KNOWLEDGE if hasattr(model, k)}
+
+
 def _noop(_: str) -> None:
     return None
 
@@ -114,6 +126,8 @@ class FittedModels:
     validation: dict[str, dict[str, float]]
     features: pd.DataFrame
     validation_frame: pd.DataFrame
+    short_history_cutoffs: list[dt.date] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def models(self) -> dict[str, Any]:
         """All models by name, churnlens first."""
@@ -161,6 +175,8 @@ def fit_models(
         as_of_ts, horizon, every=settings.snapshots.every, count=settings.snapshots.count,
         first_day=first_day,
     )
+    cutoffs, short_cutoffs = _enough_history(cutoffs, first_day, horizon,
+                                             keep=max(2, settings.snapshots.validation_count + 1))
     if len(cutoffs) <= settings.snapshots.validation_count:
         latest = (as_of_ts - pd.Timedelta(days=horizon)).date()
         raise DataValidationError(
@@ -198,14 +214,22 @@ def fit_models(
         "bgnbd": model.bgnbd_ if m.use_bgnbd else BGNBDModel(horizon_days=horizon).fit(features),
     }
 
-    # Held-out latest cutoffs: the evaluation data for promotion (same rows for every model).
+    # Held-out latest cutoffs: the evaluation data for promotion (same rows for every
+    # model), out of sample for every model: churnlens' parts and these baselines are
+    # fitted on the training cutoffs only for it.
     held_out = snapshots["cutoff"].isin(model.validation_cutoffs_)
     validation_frame = snapshots.loc[held_out].reset_index(drop=True)
     validation_labels = labels[held_out].to_numpy()
-    validation = {
+    training = snapshots.loc[~held_out]
+    out_of_sample = {
+        "recency": RecencyBaseline().fit(training, labels[~held_out]),
+        "logistic": LogisticBaseline(feature_names=model.base_feature_names_,
+                                     random_state=m.random_state
+                                     ).fit(training, labels[~held_out]),
+    }
+    validation = {"churnlens": dict(model.held_out_metrics_)} | {
         name: classification_metrics(validation_labels, _risk(est, validation_frame))
-        for name, est in {"churnlens": model, **baselines}.items()
-        if name != "bgnbd"
+        for name, est in out_of_sample.items()
     }
     # The BG/NBD baseline above was fitted on histories up to the as-of date, which
     # include the held-out labels' horizons; on the held-out rows it is refitted at
@@ -215,8 +239,34 @@ def fit_models(
     return FittedModels(
         as_of=as_of_ts.date(), horizon_days=horizon, churnlens=model, baselines=baselines,
         cutoffs=cutoffs, snapshot_rows=len(snapshots), validation=validation, features=features,
-        validation_frame=validation_frame,
+        validation_frame=validation_frame, short_history_cutoffs=short_cutoffs,
+        warnings=_fit_warnings(model, short_cutoffs, horizon),
     )
+
+
+def _fit_warnings(model: ChurnModel, short_cutoffs: Sequence[dt.date], horizon: int
+                  ) -> list[str]:
+    notes = list(getattr(model, "warnings_", []))
+    if short_cutoffs:
+        notes.append(
+            f"{len(short_cutoffs)} snapshot cutoff(s) with less than {horizon} days of "
+            "history left out of training: " + ", ".join(str(c) for c in short_cutoffs))
+    return notes
+
+
+def _enough_history(cutoffs: list[dt.date], first_day: dt.date, horizon_days: int, *,
+                    keep: int) -> tuple[list[dt.date], list[dt.date]]:
+    """Cutoffs with at least ``horizon_days`` of history, and those left out.
+
+    At a cutoff with less history than the horizon, every customer is younger than the
+    period the label looks at: BG/NBD is barely identified there and the windowed
+    features are constant, so such a snapshot teaches the model things that do not hold
+    at the scoring date. The latest ``keep`` cutoffs are kept whatever their history.
+    """
+    enough = [c for c in cutoffs if (c - first_day).days >= horizon_days]
+    if len(enough) < keep:
+        enough = cutoffs[-keep:]
+    return enough, [c for c in cutoffs if c not in enough]
 
 
 def _bgnbd_risk_per_cutoff(frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
@@ -275,7 +325,8 @@ def evaluate_models(
         risk = _risk(model, frame)
         scores[f"risk_{name}"] = risk
         metrics = classification_metrics(churned, risk)
-        predicted = predict_retention(frame["recency_days"], risk, window_days=horizon)
+        predicted = predict_retention(frame["recency_days"], risk, window_days=horizon,
+                                      level_error=getattr(model, "level_error_", None))
         metrics.update({
             "predicted_cohort_retention": predicted.cohort_retention,
             "predicted_cohort_retention_low": predicted.cohort_retention_low,
@@ -285,6 +336,8 @@ def evaluate_models(
             "predicted_crr_low": predicted.crr_low,
             "predicted_crr_high": predicted.crr_high,
             "actual_crr": _float(actual.crr),
+            "level_error_cohort_retention": predicted.level_error_cohort_retention,
+            "level_error_crr": predicted.level_error_crr,
         })
         results[name] = metrics
     return Evaluation(metrics=results, scores=scores)
@@ -315,7 +368,10 @@ class BacktestResult:
         """The JSON document of ``churnlens backtest --json``."""
         return {"runs": [
             {"as_of": str(run["as_of"]), "horizon_days": self.horizon_days,
-             "models": {name: json_ready(m) for name, m in run["models"].items()}}
+             "models": {name: json_ready(m) for name, m in run["models"].items()},
+             "warnings": list(run.get("warnings", [])),
+             **({"model": json_ready(model_notes(run["fitted"].churnlens))}
+                if run.get("fitted") is not None else {})}
             for run in self.runs
         ]}
 
@@ -371,6 +427,9 @@ def backtest(
         say(f"backtest at {as_of}")
         fitted = fit_models(transactions, as_of, settings, progress=say)
         evaluation = evaluate_models(fitted, transactions, observed_until=last)
+        for note in fitted.warnings:
+            say(f"note: {note}")
         runs.append({"as_of": as_of, "models": evaluation.metrics,
-                     "scores": evaluation.scores, "fitted": fitted})
+                     "scores": evaluation.scores, "fitted": fitted,
+                     "warnings": list(fitted.warnings)})
     return BacktestResult(horizon_days=settings.horizon_days, runs=runs)

@@ -7,6 +7,7 @@ first offending rows) and end with ``Suggestion: ...`` saying what to do.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,6 +23,17 @@ MAX_ROWS_SHOWN = 5
 # included: the same bounds for the loader, the CLI and the API. A purchase in year 1
 # or 9999 is a typo or a stand-in for a missing date, and would make a recency of 739,000 days.
 PLAUSIBLE_DATES: tuple[dt.date, dt.date] = (dt.date(1900, 1, 1), dt.date(2100, 12, 31))
+
+# The one form of a date a user types (CLI options, API fields): ISO 8601 YYYY-MM-DD.
+# Other forms are ambiguous (01/10/2024 is 1 October or 10 January) or relative
+# ("today"), so they are refused rather than guessed. ASCII digits only.
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+# How many days an as-of date may fall after the data's last day. A week: a feed that
+# lags by a weekend or a holiday still scores; a feed that has been down for longer is
+# caught. Each day of gap adds a day to every customer's recency (7 days are under 8% of
+# the default 91-day horizon), so a larger gap must be asked for.
+DEFAULT_MAX_STALENESS_DAYS = 7
 
 # Common alternative names, used only to suggest a mapping flag in error messages.
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -171,6 +183,111 @@ def parse_date(value: str | dt.date | dt.datetime | pd.Timestamp, *, name: str) 
             f"{first} .. {last}. Suggestion: use ISO format YYYY-MM-DD, for example "
             "2024-03-31."
         ) from exc
+
+
+def parse_iso_day(text: Any, *, name: str) -> dt.date:
+    """Read a date a user typed, in the one accepted form ``YYYY-MM-DD`` (ISO 8601).
+
+    The rule of every date typed on the command line (``--as-of``, ``--start``,
+    ``--end``...) and of the API's date fields: exactly four digits, two and two,
+    separated by ``-``, naming a calendar day within :data:`PLAUSIBLE_DATES`. Nothing
+    else is guessed: ``01/10/2024`` (1 October or 10 January?), ``31.12.2024``,
+    ``Oct 1 2024``, ``today``, ``2024-1-5`` and ``20241231`` are refused. Timestamps
+    inside data files keep their own rule (the loader's, with ``time_format``).
+
+    Parameters
+    ----------
+    text
+        What the user typed.
+    name
+        The option or field, for the message (``--as-of``).
+
+    Raises
+    ------
+    ChurnlensError
+        Not of the form ``YYYY-MM-DD``, not a calendar day (``2024-02-30``), or outside
+        :data:`PLAUSIBLE_DATES`; the message names ``name`` and the accepted form.
+
+    Examples
+    --------
+    >>> parse_iso_day("2024-03-31", name="--as-of")
+    datetime.date(2024, 3, 31)
+    >>> try:
+    ...     parse_iso_day("31/03/2024", name="--as-of")
+    ... except ChurnlensError as exc:
+    ...     print(str(exc).split(";")[0])
+    --as-of: '31/03/2024' is not a date of the form YYYY-MM-DD
+    """
+    if not isinstance(text, str) or not ISO_DAY.fullmatch(text):
+        raise ChurnlensError(
+            f"{name}: {text!r} is not a date of the form YYYY-MM-DD; churnlens cannot read "
+            "other forms without guessing (is 01/10/2024 the 1st of October or the 10th of "
+            "January?). Suggestion: use ISO format YYYY-MM-DD, for example 2024-03-31."
+        )
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ChurnlensError(
+            f"{name}: {text!r} is not a calendar day ({exc}). Suggestion: use ISO format "
+            "YYYY-MM-DD with a real day, for example 2024-03-31."
+        ) from None
+    require_plausible_date(day, name=name)
+    return day
+
+
+def require_recent_data(
+    as_of: dt.date,
+    last_day: dt.date,
+    *,
+    max_staleness_days: int = DEFAULT_MAX_STALENESS_DAYS,
+    source: str | None = None,
+) -> None:
+    """Refuse an as-of date more than ``max_staleness_days`` after the data's last day.
+
+    Data that stop long before the as-of date usually mean a feed that stopped: scored
+    at that date, every customer looks silent for the whole gap (high risk, retention
+    predicted far off the last actual) and nothing else says so. The one rule for
+    every command that takes an as-of date and data, and for the library paths
+    behind them (``load_transactions(max_staleness_days=...)``).
+
+    Parameters
+    ----------
+    as_of
+        The as-of date asked for.
+    last_day
+        The last day of the data (before any as-of filter).
+    max_staleness_days
+        The gap allowed, in days (``--max-staleness-days``, settings
+        ``data.max_staleness_days``; default :data:`DEFAULT_MAX_STALENESS_DAYS`).
+    source
+        Where the data come from (a file path), for the message.
+
+    Raises
+    ------
+    DataValidationError
+        Saying how stale the data are and how to allow the gap.
+
+    Examples
+    --------
+    >>> require_recent_data(dt.date(2025, 1, 5), dt.date(2024, 12, 31))  # 5 days: fine
+    >>> try:
+    ...     require_recent_data(dt.date(2025, 3, 31), dt.date(2024, 12, 31))
+    ... except DataValidationError as exc:
+    ...     print(str(exc).split(":")[0])
+    the data end 2024-12-31, 90 days before the as-of date 2025-03-31
+    """
+    require_positive_int(max_staleness_days, name="max_staleness_days", minimum=0)
+    gap = (as_of - last_day).days
+    if gap <= max_staleness_days:
+        return
+    raise DataValidationError(
+        f"the data{_where(source)} end {last_day}, {gap} days before the as-of date {as_of}: "
+        f"more than the {max_staleness_days} days allowed, so the data feed may have "
+        f"stopped, and every customer would look {gap} days more silent than they are. "
+        f"Suggestion: check that the data are up to date, or use --as-of {last_day}; if "
+        f"the gap is expected, allow it with --max-staleness-days {gap} (settings: "
+        f"data.max_staleness_days; Python: max_staleness_days={gap})."
+    )
 
 
 def implausible_dates(values: pd.Series) -> pd.Series:

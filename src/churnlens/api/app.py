@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from churnlens._version import __version__
 from churnlens.api.deps import API_KEYS_ENV
@@ -20,7 +24,13 @@ from churnlens.api.schemas import ScoreRequest
 from churnlens.api.scoring import ScoreService
 from churnlens.api.state import ServingState, StateHolder
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_ASSETS_URL", "SWAGGER_UI_VERSION", "create_app"]
+
+# Swagger UI ships inside the package (static/swagger-ui/, its licence and provenance in
+# the README there): FastAPI's own /docs loads it from a CDN, a blank page offline.
+SWAGGER_UI_VERSION = "5.35.0"
+SWAGGER_UI_DIR = Path(__file__).with_name("static") / "swagger-ui"
+DOCS_ASSETS_URL = "/docs/assets"
 
 DESCRIPTION = (
     "Churn risk paired with the customer retention rate that actually happened. Send the "
@@ -64,8 +74,10 @@ def create_app(
         scorer.close()
         reads.close()
 
+    # docs_url=None, redoc_url=None: /docs is added by _add_docs, with local assets; ReDoc
+    # (a second page over the same schema, also from a CDN) is not served.
     app = FastScoreAPI(title="churnlens", version=__version__, description=DESCRIPTION,
-                       lifespan=lifespan)
+                       lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.holder = StateHolder(state_loader, initial)
     app.state.scorer = scorer
     app.state.batcher = scorer.batcher
@@ -75,6 +87,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     app.enable_fast_score()
+    _add_docs(app)
 
     def openapi() -> dict[str, Any]:
         # POST /score reads its body itself, so its request schema is added here.
@@ -91,3 +104,33 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) with its JavaScript, CSS and icon served by the app itself.
+
+    FastAPI's recipe for self-hosted docs assets. Like FastAPI's own ``/docs`` and
+    ``/openapi.json``, these pages need no API key (they show the schema, no data); the
+    request guards (Host, body size) apply to them as to every request.
+    """
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=SWAGGER_UI_DIR), name="docs-assets")
+    redirect_url = app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + str(app.openapi_url),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon-32x32.png",
+            oauth2_redirect_url=root + redirect_url if redirect_url else None,
+            init_oauth=app.swagger_ui_init_oauth,
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    if redirect_url:
+        @app.get(redirect_url, include_in_schema=False)
+        async def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()

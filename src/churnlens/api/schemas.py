@@ -150,8 +150,10 @@ class CustomerScore(BaseModel):
     value_at_risk: float
     recency_days: int
     frequency: int
-    reasons: list[str] = Field(description="Up to three features that raise the risk most "
-                                           "(empty when not asked for).")
+    reasons: list[str] = Field(description="Up to three reasons the risk is high, in the "
+                                           "customer's own terms, heaviest first; only what "
+                                           "raises it (empty when not asked for, or when "
+                                           "nothing does).")
 
 
 class Unscored(BaseModel):
@@ -261,6 +263,12 @@ class RateWithInterval(BaseModel):
     value: float | None
     low: float | None
     high: float | None
+    level_error: float | None = Field(
+        default=None, description="Points the model's own level error, measured out of "
+                                  "sample, adds to the interval's half-width (in quadrature); "
+                                  "0 or null: the interval covers sampling only.")
+    covers: str | None = Field(default=None, description="What the interval covers, in words.")
+    definition: str | None = Field(default=None, description="The measure, in one line.")
 
 
 class Outlook(BaseModel):
@@ -274,8 +282,30 @@ class Outlook(BaseModel):
     predicted_cohort_retention: RateWithInterval
     predicted_crr: RateWithInterval
     last_actual: RetentionRatesOut
-    expected_customers_lost: float
-    revenue_at_risk: float
+    base: Literal["active"] = Field(
+        description="The base of expected_customers_lost and revenue_at_risk (and the start "
+                    "base S of the rates): the active customers.")
+    base_definition: str = Field(description="Who the active customers are, in words.")
+    acquired_customers: int = Field(description="Every customer scored, active or not.")
+    expected_customers_lost: float = Field(
+        description="Expected number of the active customers with no purchase in the "
+                    "horizon: the sum of their churn risks.")
+    revenue_at_risk: float = Field(
+        description="Sum of value_at_risk (churn risk times expected spend in the horizon) "
+                    "over the active customers.")
+    interval_covers: str | None = Field(
+        default=None, description="What the intervals of cohort retention and CRR cover, in "
+                                  "words.")
+    predicted_repeat_rate: RateWithInterval | None = Field(
+        default=None, description="Predicted share of every customer scored who buys in the "
+                                  "horizon (base: everyone acquired; sampling interval).")
+    definitions: dict[str, str] = Field(
+        default_factory=dict, description="Each measure of the outlook in one line (the "
+                                          "glossary of docs/retention.md).")
+    model_warnings: list[str] = Field(
+        default_factory=list, description="What the model said about itself when trained, in "
+                                          "words: e.g. 'no full season of history (...): the "
+                                          "level may be off by several points'.")
 
 
 class BacktestPeriod(BaseModel):

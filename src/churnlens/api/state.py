@@ -28,7 +28,7 @@ from churnlens._config import ScoringSettings, Settings
 from churnlens._io import json_ready
 from churnlens._redact import redact_uri_credentials
 
-__all__ = ["RowReader", "ServingState", "StateHolder", "build_state", "load_state"]
+__all__ = ["RowReader", "ServingState", "StateHolder", "build_state", "list_key", "load_state"]
 
 _log = logging.getLogger("churnlens.api")
 
@@ -115,33 +115,36 @@ class ServingState:
         return {"score": score, "features": features}
 
     def cached_at_risk_rows(self, sort: str, min_risk: float | None, segment: str | None,
-                            band: str | None) -> np.ndarray | None:
+                            band: str | None, kind: str = "all") -> np.ndarray | None:
         """The at-risk rows of these filters if already known (no work), else None."""
-        if min_risk is None and segment is None and band is None:
+        if kind == "all" and min_risk is None and segment is None and band is None:
             return self.ranked[sort]
-        return self.filtered.get((sort, min_risk, segment, band))
+        return self.filtered.get(list_key(kind, sort, min_risk, segment, band))
 
     def at_risk_rows(self, sort: str, min_risk: float | None, segment: str | None,
-                     band: str | None) -> np.ndarray:
+                     band: str | None, kind: str = "all") -> np.ndarray:
         """Rows of the at-risk list with these filters, in the library's order.
 
-        The order and the filters are :func:`churnlens._rules.at_risk_list`'s; the
-        result is cached per state.
+        The lists, order and filters are :func:`churnlens._rules.at_risk_list`'s (``kind``
+        ``all``, ``campaign`` or ``win-back``; the last two uncut: pages set the size);
+        the result is cached per state.
         """
         from churnlens._rules import at_risk_list
 
-        rows = self.cached_at_risk_rows(sort, min_risk, segment, band)
+        rows = self.cached_at_risk_rows(sort, min_risk, segment, band, kind)
         if rows is None:
             rows = at_risk_list(self.scores.assign(_row=np.arange(len(self.scores))),
-                                min_risk=min_risk, segment=segment, band=band, sort=sort,
-                                )["_row"].to_numpy()
+                                kind=kind, horizon_days=self.artifact.horizon_days,
+                                top=None if kind == "all" else max(1, len(self.scores)),
+                                min_risk=min_risk, segment=segment, band=band,
+                                sort=sort)["_row"].to_numpy()
             if len(self.filtered) < _MAX_CACHED_FILTERS:
-                self.filtered[(sort, min_risk, segment, band)] = rows
+                self.filtered[list_key(kind, sort, min_risk, segment, band)] = rows
         return rows
 
     def at_risk_csv(self, sort: str, min_risk: float | None, segment: str | None,
-                    band: str | None, pause: Callable[[], None] | None = None
-                    ) -> list[bytes]:
+                    band: str | None, pause: Callable[[], None] | None = None,
+                    kind: str = "all") -> list[bytes]:
         """The whole filtered at-risk list as spreadsheet-safe CSV, in pieces of bytes.
 
         The dialect is :func:`churnlens._io.csv_text`'s (``spreadsheet_safe=True``:
@@ -150,11 +153,11 @@ class ServingState:
         """
         from churnlens._io import csv_text
 
-        key = (sort, min_risk, segment, band)
+        key = list_key(kind, sort, min_risk, segment, band)
         cached = self.csv_cache.get(key)
         if cached is not None:
             return cached
-        frame = self.scores.iloc[self.at_risk_rows(sort, min_risk, segment, band)]
+        frame = self.scores.iloc[self.at_risk_rows(sort, min_risk, segment, band, kind)]
         pieces = []
         for start in range(0, max(len(frame), 1), _CSV_PIECE_ROWS):
             if start and pause is not None:
@@ -175,6 +178,13 @@ class ServingState:
                  else frame_records(self.scores.iloc[page]))
         payload = {"items": items, "total": len(rows), "limit": limit, "offset": offset}
         return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+
+def list_key(kind: str, sort: str, min_risk: float | None, segment: str | None,
+              band: str | None) -> tuple[Any, ...]:
+    """The cache key of an at-risk list (the whole base's keys as before lists existed)."""
+    filters = (sort, min_risk, segment, band)
+    return filters if kind == "all" else (kind, *filters)
 
 
 def build_state(
@@ -212,7 +222,8 @@ def build_state(
     rows = scores.assign(_row=np.arange(len(scores)))
     # The at-risk order is the library's (at_risk_list); computed once per sort key so
     # that a page costs O(limit), not a sort of the whole base.
-    ranked = {key: at_risk_list(rows, sort=key)["_row"].to_numpy() for key in SORT_KEYS}
+    ranked = {key: at_risk_list(rows, kind="all", sort=key)["_row"].to_numpy()
+              for key in SORT_KEYS}
     offsets = artifact.model.bgnbd_offset(result.features)
     offset_center = float(np.mean(offsets)) if len(offsets) else None
     return ServingState(

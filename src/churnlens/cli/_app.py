@@ -54,10 +54,14 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
-    """Console for progress and errors (stderr), so stdout stays parseable."""
+    """Console for progress and errors (stderr), so stdout stays parseable.
+
+    Progress lines (``Console.log``) carry the time but not the source line that
+    printed them (``_app.py:189`` means nothing to a user).
+    """
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, log_path=False)
 
 
 def handle_errors(func: F) -> F:
@@ -198,19 +202,139 @@ def _fmt(value: Any) -> str:
 
 def metrics_table(title: str, by_model: dict[str, dict[str, Any]], keys: tuple[str, ...]
                   ) -> Table:
-    """A table of metrics by model: churnlens first, then the baselines."""
+    """A table of metrics by model: churnlens first, then the baselines.
+
+    Headers are the metric keys with spaces for underscores, so that a narrow terminal
+    stacks a header on several lines instead of cutting it (``predict…``).
+    """
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("model")
     for key in keys:
-        table.add_column(key, justify="right")
+        table.add_column(header_text(key), justify="right")
     # churnlens first, then the baselines in their usual order
     order = ("churnlens", "bgnbd", "logistic", "recency")
     names = sorted(by_model, key=lambda n: (order.index(n) if n in order else len(order), n))
     for name in names:
         table.add_row(name, *(_fmt(by_model[name].get(k)) for k in keys))
     return table
+
+
+def header_text(key: str) -> str:
+    """A column key as a header that may wrap between words (``cohort_retention`` ->
+    ``cohort retention``)."""
+    return str(key).replace("_", " ")
+
+
+def _is_retention_key(key: str) -> bool:
+    return "retention" in key or key.endswith("crr") or "_crr" in key
+
+
+def print_metrics(console: Console, title: str, by_model: dict[str, dict[str, Any]],
+                  keys: tuple[str, ...]) -> None:
+    """Print metrics by model as two tables, each fitted to the console's width.
+
+    How well the model ranks and calibrates (AUC, Brier...) in one table; predicted
+    vs actual retention (percent) in the other. Each is split further by
+    :func:`print_fitted` only if the terminal is too narrow for it.
+    """
+    ranking = tuple(k for k in keys if not _is_retention_key(k))
+    retention = tuple(k for k in keys if _is_retention_key(k))
+    groups = [(title, ranking)] if not retention else [
+        (f"{title}: ranking and calibration", ranking),
+        (f"{title}: retention, predicted vs actual (%)", retention)]
+    for group_title, group_keys in groups:
+        if group_keys:
+            print_fitted(console, metrics_table(group_title, by_model, group_keys))
+
+
+def print_fitted(console: Console, table: Table, *, key_columns: int = 1) -> None:
+    """Print ``table`` so that no header or value is cut: stacked in parts if needed.
+
+    On a terminal, a table wider than the terminal is narrowed first by wrapping
+    headers between words (each column keeps at least its longest word or value);
+    if even that is too wide, it is printed as several tables, each repeating the
+    first ``key_columns`` columns (the model, the period...) and taking as many of
+    the other columns as fit. Into a file or a pipe the table is printed whole, at
+    its natural width.
+    """
+    from rich.console import Console as RichConsole
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(10_000)
+    if not console.is_terminal:
+        natural = Measurement.get(console, wide, table)
+        RichConsole(file=console.file, soft_wrap=True,
+                    width=max(natural.maximum, 80)).print(table)
+        return
+    ranges = [_column_range(console, column) for column in table.columns]
+    width = console.width
+
+    def fits(columns: list[int]) -> bool:
+        return sum(ranges[i][0] for i in columns) + _overhead(len(columns)) <= width
+
+    keys = list(range(min(key_columns, len(table.columns))))
+    parts: list[list[int]] = []
+    current = list(keys)
+    for index in range(len(keys), len(table.columns)):
+        if len(current) > len(keys) and not fits([*current, index]):
+            parts.append(current)
+            current = [*keys, index]
+        else:
+            current.append(index)
+    parts.append(current)
+    title = str(table.title or "")
+    for number, columns in enumerate(parts, 1):
+        part_title = (f"{title} ({number} of {len(parts)})" if len(parts) > 1 and title
+                      else title or None)
+        part = _table_part(table, columns, title=part_title)
+        _set_widths(part, [ranges[i] for i in columns], width)
+        console.print(part)
+
+
+def _overhead(columns: int) -> int:
+    """Characters a table with ``columns`` columns adds to its cells: one space of
+    padding each side of a cell, a rule between columns and at both edges."""
+    return 3 * columns + 1
+
+
+def _column_range(console: Console, column: Any) -> tuple[int, int]:
+    """(longest word, widest line) over a column's header and cells, padding excluded."""
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(10_000)
+    sizes = [Measurement.get(console, wide, item) for item in (column.header, *column.cells)]
+    return max(size.minimum for size in sizes), max(size.maximum for size in sizes)
+
+
+def _set_widths(table: Table, ranges: list[tuple[int, int]], width: int) -> None:
+    """Fix the column widths of a table that is too wide at its natural size: each
+    column gets its minimum and a share of the room left in proportion to what it
+    lacks (rich's own squeezing cuts one-word headers: ``predict…``)."""
+    room = width - _overhead(len(ranges))
+    if sum(top for _, top in ranges) <= room:
+        return  # fits as it is
+    spare = max(room - sum(low for low, _ in ranges), 0)
+    wanted = [top - low for low, top in ranges]
+    total = sum(wanted) or 1
+    widths = [low + spare * need // total for (low, _), need in zip(ranges, wanted, strict=True)]
+    for column, chosen in zip(table.columns, widths, strict=True):
+        column.width = chosen
+
+
+def _table_part(table: Table, columns: list[int], *, title: str | None) -> Table:
+    """A copy of ``table`` with only the columns at ``columns`` (in that order)."""
+    from rich.table import Table
+
+    part = Table(title=title, show_header=table.show_header, show_lines=table.show_lines)
+    for index in columns:
+        column = table.columns[index]
+        part.add_column(column.header, justify=column.justify)
+    cells = [list(table.columns[index].cells) for index in columns]
+    for row in zip(*cells, strict=True):
+        part.add_row(*row)
+    return part
 
 
 def _version(value: bool) -> None:

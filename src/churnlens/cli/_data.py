@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from churnlens.cli._app import Steps, app, handle_errors, metrics_table, stderr, stdout
+from churnlens.cli._app import Steps, app, handle_errors, print_metrics, stderr, stdout
 from churnlens.cli._options import (
     OPTION_NAMES,
     CustomersOpt,
@@ -22,6 +22,7 @@ from churnlens.cli._options import (
     SeedOpt,
     TrackingOpt,
     TransactionInput,
+    parse_day,
     parse_optional_day,
     positive_whole,
     reads_transactions,
@@ -42,10 +43,11 @@ def generate(
     from churnlens._synthetic import generate_transactions
 
     positive_whole(customers, flag="--customers", example="10000")
+    first, last = parse_day(start, flag="--start"), parse_day(end, flag="--end")
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     began = time.perf_counter()
     with stderr().status(f"simulating {customers:,} customers"):
-        frame = generate_transactions(customers, seed=seed, start=start, end=end)
+        frame = generate_transactions(customers, seed=seed, start=first, end=last)
         write_table(frame, target)
     seconds = time.perf_counter() - began
     stdout().print(
@@ -105,16 +107,16 @@ def demo(
     keys = ("auc", "brier", "lift_top_decile", "predicted_retention", "actual_retention",
             "predicted_crr", "actual_crr")
     for run in numbers["backtest"]:
-        console.print(metrics_table(
-            f"backtest: trained at {run['as_of']}, evaluated on the next "
-            f"{run['horizon_days']} days", run["models"], keys))
+        print_metrics(console, f"backtest: trained at {run['as_of']}, evaluated on the next "
+                               f"{run['horizon_days']} days", run["models"], keys)
     reg = numbers["registration"]
     console.print(f"model: churnlens version {reg['model_version']} -> @{reg['alias']} "
                   f"({reg['promotion_reason']}); run {reg['run_id']}", highlight=False)
     p, a = numbers["predicted"], numbers["last_actual"]
     console.print(
         f"scored {numbers['customers_scored']:,} customers: {numbers['high_risk']:,} high risk, "
-        f"value at risk {numbers['value_at_risk_total']:,.2f}.\n"
+        f"value at risk {numbers['value_at_risk_total']:,.2f} (the "
+        f"{numbers['active_customers']:,} active customers).\n"
         f"next {outputs.document['horizon_days']} days: predicted cohort retention "
         f"{p['cohort_retention']:.1f}% "
         f"({p['cohort_retention_low']:.1f}..{p['cohort_retention_high']:.1f}), "

@@ -2,10 +2,15 @@
 
 A command that reads transactions takes one ``source: TransactionInput`` parameter and
 is decorated with :func:`reads_transactions`: the decorator gives it ``--transactions``,
-``--config`` and the column flags (``--customer-col``, ``--time-col``, ``--amount-col``,
-``--time-format``). Column flags default to the config file's ``data`` section (itself
-defaulting to ``customer_id``, ``timestamp``, ``amount``): a flag given wins, a flag not
-given keeps the file's value.
+``--config``, the column flags (``--customer-col``, ``--time-col``, ``--amount-col``,
+``--time-format``, ``--delimiter``) and ``--max-staleness-days``. These flags default to
+the config file's ``data`` section (itself defaulting to ``customer_id``, ``timestamp``,
+``amount``, 7 days): a flag given wins, a flag not given keeps the file's value.
+
+Every date a user types (``--as-of``, ``--start``, ``--end``) is read by
+:func:`parse_day`: ISO 8601 ``YYYY-MM-DD`` only, the API's rule
+(:func:`churnlens._validation.parse_iso_day`). Timestamps inside the data files keep
+the loader's rules (``--time-format``).
 
 This module imports only the standard library and typer: the library (pandas, DuckDB,
 scikit-learn) is imported inside the functions that need it, so ``churnlens --help``
@@ -65,6 +70,13 @@ DelimiterOpt = Annotated[
     typer.Option("--delimiter", help="CSV field separator, one character or 'tab' [default: "
                                      "the config's data.delimiter, else ',' (tab for .tsv)]."),
 ]
+MaxStalenessOpt = Annotated[
+    int | None,
+    typer.Option("--max-staleness-days",
+                 help="Refuse an --as-of more than this many days after the data's last day "
+                      "(the feed may have stopped) [default: the config's "
+                      "data.max_staleness_days, else 7]."),
+]
 
 # --- dates --------------------------------------------------------------------------
 
@@ -96,6 +108,11 @@ HorizonOpt = Annotated[
 ExpectedHorizonOpt = Annotated[
     int | None, typer.Option("--horizon-days", help="Refuse a model trained for another "
                                                     "horizon.")
+]
+ScoresHorizonOpt = Annotated[
+    int | None, typer.Option("--horizon-days", help="The model's horizon, for scores that do "
+                                                    "not state it (a CSV without its "
+                                                    ".summary.json).")
 ]
 
 # --- outputs ------------------------------------------------------------------------
@@ -132,8 +149,9 @@ HistoryEndOpt = Annotated[str | None, typer.Option(
 
 # --- synthetic data -----------------------------------------------------------------
 
-DataStartOpt = Annotated[str, typer.Option("--start", help="First day of the data.")]
-DataEndOpt = Annotated[str, typer.Option("--end", help="Last day of the data.")]
+DataStartOpt = Annotated[str, typer.Option("--start", help="First day of the data "
+                                                     "(YYYY-MM-DD).")]
+DataEndOpt = Annotated[str, typer.Option("--end", help="Last day of the data (YYYY-MM-DD).")]
 
 CustomersOpt = Annotated[int, typer.Option("--customers", "-n", help="Customers to simulate.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")]
@@ -146,24 +164,26 @@ OPTION_NAMES = {
     "data.amount_col": "--amount-col", "data.time_format": "--time-format",
     "data.delimiter": "--delimiter", "horizon_days": "--horizon-days",
     "mlflow.tracking_uri": "--tracking-uri", "mlflow.experiment": "--experiment",
-    "mlflow.enabled": "--no-mlflow",
+    "mlflow.enabled": "--no-mlflow", "data.max_staleness_days": "--max-staleness-days",
 }
 
 
 def parse_day(text: str, *, flag: str = "--as-of") -> dt.date:
     """The date a user typed for ``flag``: parsed here, once, and passed down as a date.
 
+    ISO 8601 ``YYYY-MM-DD`` only, as the API (:func:`churnlens._validation.parse_iso_day`):
+    ``01/10/2024``, ``31.12.2024``, ``Oct 1 2024`` or ``today`` are refused, not guessed.
+
     Raises
     ------
     ChurnlensError
-        Not a date, or outside ``churnlens._validation.PLAUSIBLE_DATES``; the message
-        names ``flag`` and ends with a suggestion.
+        Not of the form ``YYYY-MM-DD``, not a calendar day, or outside
+        ``churnlens._validation.PLAUSIBLE_DATES``; the message names ``flag`` and the
+        accepted form, and ends with a suggestion.
     """
-    from churnlens._validation import parse_date, require_plausible_date
+    from churnlens._validation import parse_iso_day
 
-    day = parse_date(text, name=flag).date()
-    require_plausible_date(day, name=flag)
-    return day
+    return parse_iso_day(text, name=flag)
 
 
 def positive_days(value: int | None, *, flag: str = "--horizon-days") -> int | None:
@@ -253,6 +273,9 @@ class TransactionInput:
         ``--config``: the YAML settings file, or ``None`` for the defaults.
     customer_col, time_col, amount_col, time_format, delimiter
         The column flags; ``None`` when not given (the config's value applies).
+    max_staleness_days
+        ``--max-staleness-days``: the days an as-of date may fall after the data's last
+        day; ``None`` when not given (the config's ``data.max_staleness_days``).
     """
 
     path: Path
@@ -262,19 +285,32 @@ class TransactionInput:
     amount_col: str | None = None
     time_format: str | None = None
     delimiter: str | None = None
+    max_staleness_days: int | None = None
 
     def settings(self, **overrides: Any) -> Settings:
-        """The config file plus the flags and ``overrides`` (dotted keys; ``None`` ignored)."""
+        """The config file plus the flags and ``overrides`` (dotted keys; ``None`` ignored).
+
+        The settings carry ``data.max_staleness_days`` to every loader of the job
+        (training, scoring, serving), so each refuses a stale as-of date by one rule.
+        """
         from churnlens._config import load_config
 
+        if self.max_staleness_days is not None and self.max_staleness_days < 0:
+            from churnlens.exceptions import ChurnlensError
+
+            raise ChurnlensError(
+                f"--max-staleness-days: {self.max_staleness_days} is not a number of days "
+                "(0 or more). Suggestion: for example --max-staleness-days 30.")
         dotted = {"data.customer_col": self.customer_col, "data.time_col": self.time_col,
                   "data.amount_col": self.amount_col, "data.time_format": self.time_format,
-                  "data.delimiter": _delimiter(self.delimiter), **overrides}
+                  "data.delimiter": _delimiter(self.delimiter),
+                  "data.max_staleness_days": self.max_staleness_days, **overrides}
         return load_config(self.config, dotted, option_names=OPTION_NAMES)
 
     def load(self, *, as_of: dt.date | None = None, extra_cols: Sequence[str] = (),
              settings: Settings | None = None) -> LoadResult:
-        """Load and validate the transactions with the columns of ``settings``."""
+        """Load and validate the transactions with the columns of ``settings``; an
+        ``as_of`` too long after the data's last day is refused (``--max-staleness-days``)."""
         from churnlens._loading import load_transactions
 
         chosen = settings if settings is not None else self.settings()
@@ -289,6 +325,7 @@ _SHARED_INPUT = (
     ("amount_col", AmountColOpt),
     ("time_format", TimeFormatOpt),
     ("delimiter", DelimiterOpt),
+    ("max_staleness_days", MaxStalenessOpt),
 )
 
 
@@ -296,8 +333,9 @@ def reads_transactions(func: F) -> F:
     """Give a command the options that read transactions, as one ``source`` argument.
 
     ``func`` takes ``source: TransactionInput`` and its own options. The command typer
-    sees takes ``--transactions`` first, then ``func``'s own options, then ``--config``
-    and the column flags; the wrapper builds the :class:`TransactionInput`.
+    sees takes ``--transactions`` first, then ``func``'s own options, then ``--config``,
+    the column flags and ``--max-staleness-days``; the wrapper builds the
+    :class:`TransactionInput`.
     """
     own = [p for name, p in inspect.signature(func, eval_str=True).parameters.items()
            if name != "source"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnlens.cli._app import app, handle_errors, stderr, stdout
+from churnlens.cli._app import app, handle_errors, header_text, print_fitted, stderr, stdout
 from churnlens.cli._options import (
     CsvOpt,
     FigureOutOpt,
@@ -27,7 +27,6 @@ from churnlens.exceptions import ChurnlensError
 
 if TYPE_CHECKING:
     import pandas as pd
-    from rich.table import Table
 
     from churnlens._loading import LoadResult
     from churnlens._retention import RetentionRates
@@ -125,7 +124,7 @@ def retention(
     else:
         _print_table(by_segment, [segment_col, *COUNT_COLUMNS, *RATE_COLUMNS],
                      title=f"retention in ({first}, {last}] by {segment_col}, activity "
-                           f"window {window} days")
+                           f"window {window} days", key_columns=1)
         _print_meanings()
 
 
@@ -163,7 +162,8 @@ def cohorts(
         months = [c for c in table.columns if isinstance(c, int)]
         table_view = table.rename(columns={k: f"m{k}" for k in months})
         _print_table(table_view, list(table_view.columns),
-                     title="customers buying in month k after acquisition (% of cohort)")
+                     title="customers buying in month k after acquisition (% of cohort)",
+                     key_columns=len(table.columns) - len(months))
     for path in (out_path, csv_path):
         if path is not None:
             stdout().print(f"wrote {path} ({len(table):,} cohort rows)", highlight=False,
@@ -239,45 +239,41 @@ def _print_rates(rates: RetentionRates) -> None:
         value = values[key]
         shown = "n/a (denominator 0)" if value is None else _format(value, key)
         table.add_row(key, shown, meanings[key])
-    _print_wide(table)
+    print_fitted(stdout(), table)
 
 
 def _print_series(series: pd.DataFrame, every: str, segment_col: str | None) -> None:
     from churnlens._retention import COUNT_COLUMNS, RATE_COLUMNS
 
     columns = ["period", *([segment_col] if segment_col else []), *COUNT_COLUMNS,
-               *RATE_COLUMNS, "complete"]
-    view = series.assign(complete=series["complete"].map({True: "yes", False: "NO"}))
-    _print_table(view, columns, title=f"retention by {every} (periods (start, end])")
+               *RATE_COLUMNS]
+    # an incomplete period is marked on its label (a column of yes/no took the width of
+    # two rates; --json and --csv keep the "complete" column)
+    marks = series["complete"].map({True: "", False: "*"})
+    view = series.assign(period=series["period"].astype(str) + marks)
+    _print_table(view, columns, title=f"retention by {every} (periods (start, end])",
+                 key_columns=2 if segment_col else 1)
     if not series["complete"].all():
-        stdout().print("complete = NO: the data does not cover the whole period and its "
+        stdout().print("* incomplete period: the data do not cover the whole period and its "
                        "activity window; those rates are not reliable.", highlight=False)
     _print_meanings()
 
 
-def _print_table(frame: pd.DataFrame, columns: list[Any], *, title: str) -> None:
+def _print_table(frame: pd.DataFrame, columns: list[Any], *, title: str,
+                 key_columns: int = 1) -> None:
+    """Print ``columns`` of ``frame``; on a narrow terminal, stacked in parts that each
+    repeat the first ``key_columns`` columns (period, segment, cohort)."""
     from rich.table import Table
 
     from churnlens._io import frame_records
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(str(column), justify="left" if column in ("period", "cohort")
-                         else "right")
+        table.add_column(header_text(str(column)),
+                         justify="left" if column in ("period", "cohort") else "right")
     for record in frame_records(frame[columns]):
         table.add_row(*(_format(record[str(c)], str(c)) for c in columns))
-    _print_wide(table)
-
-
-def _print_wide(table: Table) -> None:
-    """Print a table; into a file or a pipe at its natural width, not squeezed to 80."""
-    from rich.console import Console
-
-    console = stdout()
-    if not console.is_terminal:
-        natural = console.measure(table, options=console.options.update_width(10_000))
-        console = Console(soft_wrap=True, width=max(natural.maximum, 80))
-    console.print(table)
+    print_fitted(stdout(), table, key_columns=key_columns)
 
 
 def _print_meanings() -> None:

@@ -14,6 +14,7 @@ from churnlens.cli._options import (
     ExpectedHorizonOpt,
     ModelOpt,
     OutTableOpt,
+    ScoresHorizonOpt,
     TrackingOpt,
     TransactionInput,
     check_model_source,
@@ -25,6 +26,7 @@ from churnlens.exceptions import ChurnlensError
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 
 @app.command()
@@ -102,16 +104,34 @@ def _print_summary(summary: dict) -> None:
     table = Table(title=f"next {summary['horizon_days']} days: predicted vs last actual")
     for column in ("rate", "predicted", "95% interval", "last actual"):
         table.add_column(column, justify="right" if column != "rate" else "left")
-    p, a = summary["predicted"], summary["last_actual"]
-    for rate in ("cohort_retention", "crr"):
-        low, high = p.get(f"{rate}_low"), p.get(f"{rate}_high")
-        table.add_row(rate, _pct(p.get(rate)),
-                      f"{_pct(low)} .. {_pct(high)}", _pct(a.get(rate)))
+    # the pairing: one row per measure, each with its base and one-line definition
+    rows = summary.get("pairing") or []
+    for row in rows:
+        table.add_row(row["rate"], _pct(row.get("predicted")),
+                      f"{_pct(row.get('predicted_low'))} .. {_pct(row.get('predicted_high'))}",
+                      _pct(row.get("last_actual")))
     out.print(table)
+    for row in rows:
+        if row.get("definition"):
+            out.print(f"  {row['rate']} ({row.get('base', 'active')} base): "
+                      f"{row['definition']}", highlight=False)
+    covered: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("interval_covers"):
+            covered.setdefault(row["interval_covers"], []).append(row["rate"])
+    for covers, rates in covered.items():
+        out.print(f"  95% interval of {', '.join(rates)}: {covers}", highlight=False)
+    for warning in summary.get("model_warnings") or []:
+        out.print(f"  note: {warning}", highlight=False)
     bands = summary["risk_bands"]
-    out.print(f"risk bands: high {bands['high']:,}, medium {bands['medium']:,}, low "
-              f"{bands['low']:,}; expected customers lost {summary['expected_customers_lost']:,.0f}"
-              f"; value at risk {summary['value_at_risk_total']:,.2f}", highlight=False)
+    out.print(f"risk bands (all {summary['customers_scored']:,} customers scored): high "
+              f"{bands['high']:,}, medium {bands['medium']:,}, low {bands['low']:,}",
+              highlight=False)
+    # one base for both totals: the active customers (summary["base"])
+    out.print(f"of the {summary['active_customers']:,} active customers (a purchase in the "
+              f"last {summary['horizon_days']} days): expected customers lost "
+              f"{summary['expected_customers_lost']:,.0f}; value at risk "
+              f"{summary['value_at_risk_total']:,.2f}", highlight=False)
 
 
 def _pct(value: float | None) -> str:
@@ -124,27 +144,86 @@ def at_risk(
     scores: Annotated[Path, typer.Option("--scores", "-s", help="Scores written by churnlens "
                                          "score.")],
     out: OutTableOpt,
-    top: Annotated[int | None, typer.Option("--top", help="Keep the first N.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every scored customer, by churn risk "
+                                        "(no campaign rule, no default size).")] = False,
+    win_back: Annotated[bool, typer.Option("--win-back", help="The customers already gone "
+                                           "(no purchase in two horizons), by value at "
+                                           "risk.")] = False,
+    top: Annotated[int | None, typer.Option("--top", help="Keep the first N (default 500; "
+                                            "every row with --all).")] = None,
     min_risk: Annotated[float | None, typer.Option("--min-risk", help="Only risk >= R.")
                         ] = None,
     segment: Annotated[str | None, typer.Option("--segment", help="Only this RFM segment.")
                        ] = None,
     band: Annotated[str | None, typer.Option("--band", help="Only this risk band "
                                              "(high, medium, low).")] = None,
-    sort: Annotated[str, typer.Option("--sort", help="churn_risk or value_at_risk.")
-                    ] = "churn_risk",
+    sort: Annotated[str | None, typer.Option("--sort", help="churn_risk or value_at_risk "
+                                             "(default value_at_risk; churn_risk with "
+                                             "--all).")] = None,
+    horizon_days: ScoresHorizonOpt = None,
 ) -> None:
-    """Write the list of at-risk customers for a campaign (spreadsheet-safe CSV)."""
+    """Write the customers worth a call: active or recently lapsed, band high or medium,
+    by value at risk, the first 500 (--all: every customer; --win-back: those already
+    gone). Spreadsheet-safe CSV."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
-    from churnlens._rules import at_risk_list
+    from churnlens._rules import CAMPAIGN_BANDS, LAPSED_HORIZONS, at_risk_list
 
+    if every and win_back:
+        raise ChurnlensError("--all and --win-back ask for two different lists. Suggestion: "
+                             "pass one of them (neither: the campaign list).")
+    kind = "all" if every else "win-back" if win_back else "campaign"
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    horizon_days = positive_days(horizon_days)
     frame = _read_scores(scores)
-    chosen = at_risk_list(frame, top=top, min_risk=min_risk, segment=segment, band=band,
-                          sort=sort)
+    horizon = None if kind == "all" else _scores_horizon(scores, horizon_days)
+    chosen = at_risk_list(frame, kind=kind, horizon_days=horizon, top=top,
+                          min_risk=min_risk, segment=segment, band=band, sort=sort)
     write_table(chosen, target, spreadsheet_safe=True)
-    stderr().print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
-                   highlight=False)
+    say = stderr()
+    if kind == "all":
+        say.print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
+                  highlight=False)
+        return
+    gone_days = LAPSED_HORIZONS * int(horizon or 0)
+    if kind == "campaign":
+        gone = int((frame["recency_days"] >= gone_days).sum())
+        say.print(f"wrote {len(chosen):,} customers worth a call to {target}: last purchase "
+                  f"less than {gone_days} days ago, risk band {' or '.join(CAMPAIGN_BANDS)}, "
+                  f"by value at risk. {gone:,} of {len(frame):,} customers have not bought "
+                  f"for {gone_days} days or more: they are on the win-back list "
+                  "(--win-back).", highlight=False)
+    else:
+        say.print(f"wrote {len(chosen):,} win-back customers to {target}: no purchase for "
+                  f"{gone_days} days or more, by value at risk.", highlight=False)
+
+
+def _scores_horizon(path: Path, given: int | None) -> int:
+    """The model horizon the scores were made with: the Parquet metadata, or a CSV's
+    ``.summary.json``, or ``--horizon-days``; refused when they disagree or none says."""
+    from churnlens._io import read_table_metadata
+
+    stated = None
+    try:
+        if path.suffix.lower() == ".parquet":
+            stated = read_table_metadata(path).get("horizon_days")
+        else:
+            summary = path.with_name(path.name + ".summary.json")
+            if summary.is_file():
+                stated = json.loads(summary.read_text(encoding="utf-8")).get("horizon_days")
+    except (OSError, ValueError) as exc:
+        raise ChurnlensError(f"{path}: cannot read the horizon the scores were made with "
+                             f"({exc}). Suggestion: pass --horizon-days.") from exc
+    stated = int(stated) if stated not in (None, "") else None
+    if stated is not None and given is not None and stated != given:
+        raise ChurnlensError(f"{path}: the scores were made with a {stated}-day model, not "
+                             f"{given} days. Suggestion: drop --horizon-days.")
+    horizon = stated if stated is not None else given
+    if horizon is None:
+        raise ChurnlensError(f"{path}: the scores do not state the model's horizon (no "
+                             "Parquet metadata or .summary.json beside the CSV), which the "
+                             "campaign list needs. Suggestion: pass --horizon-days, or --all "
+                             "for every customer.")
+    return horizon
 
 
 def _read_scores(path: Path) -> pd.DataFrame:

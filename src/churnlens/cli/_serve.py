@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import ipaddress
+import socket
 from typing import Annotated
 
 import typer
@@ -31,6 +33,42 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_port(host: str, port: int) -> socket.socket:
+    """Take ``host:port`` for the server now, before anything is loaded or announced.
+
+    The socket is handed to uvicorn, so no other process can take the port between
+    this check and serving, and a busy port is reported before the (long) loading.
+
+    Raises
+    ------
+    ChurnlensError
+        The port is in use, or the address cannot be bound (exit 2, one line).
+    """
+    # as uvicorn binds: IPv6 for an address with a colon, else IPv4 ("localhost" is
+    # 127.0.0.1); a port in TIME_WAIT after a restart is free, a port someone listens
+    # on is not
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # socket.gaierror (an unknown host) included
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ChurnlensError(
+                f"--port {port}: {host}:{port} is already in use by another process; nothing "
+                f"was served. Suggestion: stop that process, or choose another port, for "
+                f"example --port {port + 1 if port < 65535 else 8000}."
+            ) from None
+        raise ChurnlensError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+            "nothing was served. Suggestion: use an address of this machine (such as "
+            "127.0.0.1) and a port above 1023 (lower ones need privileges)."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 @app.command()
 @handle_errors
 @reads_transactions
@@ -44,7 +82,11 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")
                          ] = "warning",
 ) -> None:
-    """Serve churn risk, at-risk lists and retention over HTTP (docs at /docs)."""
+    """Serve churn risk, at-risk lists and retention over HTTP (docs at /docs).
+
+    The port is taken before the model and data are loaded: a busy port is a one-line
+    error (exit 2) and nothing is announced.
+    """
     import uvicorn
 
     from churnlens.api import API_KEYS_ENV, ServingState, api_keys, create_app, load_state
@@ -64,22 +106,32 @@ def serve(
     def loader() -> ServingState:  # re-run by POST /reload
         return load_state(transactions, model, settings, as_of=as_of_date)
 
-    console = stderr()
-    with console.status(f"loading {model} and scoring {transactions}"):
-        initial = loader()
-    console.print(f"serving {len(initial.scores):,} customers scored at {initial.as_of} with "
-                  f"model version {initial.artifact.version or '-'} on http://{host}:{port} "
-                  f"(docs: http://{host}:{port}/docs)", highlight=False)
-    # Everything loaded so far (libraries, model, the scored base) lives as long as the
-    # process: keep it out of the cyclic garbage collector's full passes, which
-    # otherwise took ~100 ms each under load and made the slowest 1% of requests
-    # several times slower than the median (measured: full passes 100 ms -> 3 ms).
-    gc.collect()
-    gc.freeze()
+    listening = bind_port(host, port)
     try:
+        console = stderr()
+        with console.status(f"loading {model} and scoring {transactions}"):
+            initial = loader()
         # uvicorn's defaults pick httptools and uvloop (churnlens dependencies): ~20%
         # less CPU per small request than h11 on asyncio.
-        uvicorn.run(create_app(loader, initial=initial), host=host, port=port,
-                    log_level=log_level)
+        server = uvicorn.Server(uvicorn.Config(create_app(loader, initial=initial), host=host,
+                                               port=port, log_level=log_level))
+        console.print(f"serving {len(initial.scores):,} customers scored at {initial.as_of} "
+                      f"with model version {initial.artifact.version or '-'} on "
+                      f"http://{host}:{port} (docs: http://{host}:{port}/docs)",
+                      highlight=False)
+        # Everything loaded so far (libraries, model, the scored base) lives as long as
+        # the process: keep it out of the cyclic garbage collector's full passes, which
+        # otherwise took ~100 ms each under load and made the slowest 1% of requests
+        # several times slower than the median (measured: full passes 100 ms -> 3 ms).
+        gc.collect()
+        gc.freeze()
+        try:
+            server.run(sockets=[listening])
+        except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C is the way to stop a server
+            pass
+        finally:
+            gc.unfreeze()  # let the interpreter clean up (and extension modules not complain)
     finally:
-        gc.unfreeze()  # let the interpreter clean up (and extension modules not complain)
+        listening.close()
+    if not server.started:
+        raise RuntimeError("the server stopped before it started; see the lines above")

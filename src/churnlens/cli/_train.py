@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from churnlens.cli._app import Steps, app, handle_errors, metrics_table, quiet_mlflow, stdout
+from churnlens.cli._app import Steps, app, handle_errors, print_metrics, quiet_mlflow, stdout
 from churnlens.cli._options import (
     OPTION_NAMES,
     AsOfListOpt,
@@ -81,10 +81,10 @@ def train(
                   f"({summary['promotion_reason']})", highlight=False)
     title = (f"held-out validation (cutoff {result.fitted.cutoffs[-1]}, "
              f"horizon {summary['horizon_days']} d)")
-    out.print(metrics_table(title, summary["validation"], _SHOWN))
+    print_metrics(out, title, summary["validation"], _SHOWN)
     for run in summary["backtest"]:
-        out.print(metrics_table(f"backtest at {run['as_of']}", run["models"],
-                                 (*_SHOWN, "predicted_crr", "actual_crr")))
+        print_metrics(out, f"backtest at {run['as_of']}", run["models"],
+                      (*_SHOWN, "predicted_crr", "actual_crr"))
     for note in summary["notes"]:
         out.print(f"note: {note}", highlight=False)
     if summary["report"]:
@@ -116,11 +116,12 @@ def backtest(
     if as_json:
         typer.echo(json.dumps(document))
         return
+    out = stdout()
     for run in document["runs"]:
-        stdout().print(metrics_table(
-            f"backtest at {run['as_of']} (horizon {run['horizon_days']} d)", run["models"],
+        print_metrics(
+            out, f"backtest at {run['as_of']} (horizon {run['horizon_days']} d)", run["models"],
             (*_SHOWN, "predicted_cohort_retention", "actual_cohort_retention",
-             "predicted_crr", "actual_crr")))
+             "predicted_crr", "actual_crr"))
 
 
 @app.command()

@@ -45,22 +45,39 @@ async def retention(
 @router.get("/retention/outlook", response_model=Outlook)
 async def outlook(state: CurrentState) -> Outlook:
     """Predicted cohort retention and CRR for the coming horizon, beside the last
-    actual rates of the same length."""
+    actual rates of the same length; customers lost and revenue at risk over the same
+    base, the active customers (``base``)."""
     summary = state.summary
     predicted = summary["predicted"]
     horizon = state.artifact.horizon_days
+    active = summary.get("bases", {}).get("active", {})
+    rows = {row["rate"]: row for row in summary.get("pairing", [])}
+
+    def rate(name: str, level_error: float | None) -> RateWithInterval:
+        row = rows.get(name, {})
+        return RateWithInterval(value=row.get("predicted"), low=row.get("predicted_low"),
+                                high=row.get("predicted_high"), level_error=level_error,
+                                covers=row.get("interval_covers"),
+                                definition=row.get("definition"))
+
     return Outlook(
         as_of=state.as_of, horizon_days=horizon, period_start=state.as_of,
         period_end=state.as_of + dt.timedelta(days=horizon),
         active_customers=predicted["S"],
-        predicted_cohort_retention=RateWithInterval(
-            value=predicted["cohort_retention"], low=predicted["cohort_retention_low"],
-            high=predicted["cohort_retention_high"]),
-        predicted_crr=RateWithInterval(value=predicted["crr"], low=predicted["crr_low"],
-                                       high=predicted["crr_high"]),
+        predicted_cohort_retention=rate("cohort_retention",
+                                        predicted.get("level_error_cohort_retention")),
+        predicted_crr=rate("crr", predicted.get("level_error_crr")),
+        predicted_repeat_rate=rate("repeat_rate", 0.0) if "repeat_rate" in rows else None,
         last_actual=RetentionRatesOut(**json_ready(summary["last_actual"])),
+        base="active",
+        base_definition=active.get("definition", f"customers with a purchase in the last "
+                                                 f"{horizon} days"),
+        acquired_customers=summary["customers_scored"],
         expected_customers_lost=predicted["expected_lost"],
         revenue_at_risk=summary["value_at_risk_total"],
+        interval_covers=predicted.get("interval_covers"),
+        definitions=summary.get("definitions", {}),
+        model_warnings=summary.get("model_warnings", []),
     )
 
 
