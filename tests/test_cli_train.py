@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,8 @@ def test_backtest_json_document(inputs: dict[str, Path]) -> None:
                          inputs["config"], "--json")
     assert code == 0, err
     document = json.loads(out)
-    assert list(document) == ["runs"]
+    assert list(document) == ["runs", "interval_coverage"]
+    assert document["interval_coverage"]["churnlens"]["dates"] == 2
     assert [r["as_of"] for r in document["runs"]] == ["2024-03-31", "2024-06-30"]
     for run_ in document["runs"]:
         assert set(run_) == {"as_of", "horizon_days", "models", "warnings", "model"}
@@ -132,6 +134,8 @@ def test_backtest_table_output(inputs: dict[str, Path]) -> None:
     lines = [line for line in out.splitlines() if "│" in line]
     assert [line.split("│")[1].strip() for line in lines] == [
         "churnlens", "bgnbd", "logistic", "recency"] * 2
+    # the interval's coverage over the backtest's dates, in words
+    assert re.search(r"churnlens' 95% intervals held the actual in [01] of 1 date\(s\)", out)
 
 
 # --- bad input: exit 2, one readable line, nothing written ---------------------------

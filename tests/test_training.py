@@ -202,7 +202,18 @@ def result(transactions: pd.DataFrame) -> BacktestResult:
 
 def test_backtest_json_document_has_the_documented_shape(result: BacktestResult) -> None:
     document = json.loads(json.dumps(result.to_dict(), allow_nan=False))
-    assert set(document) == {"runs"}
+    assert set(document) == {"runs", "interval_coverage"}
+    coverage = document["interval_coverage"]
+    assert set(coverage) == MODELS
+    for name, entry in coverage.items():
+        # recomputed by hand from the runs' own numbers
+        for rate in ("cohort_retention", "crr"):
+            models = [run["models"][name] for run in document["runs"]]
+            inside = sum(m[f"predicted_{rate}_low"] <= m[f"actual_{rate}"]
+                         <= m[f"predicted_{rate}_high"] for m in models)
+            assert entry[f"{rate}_inside"] == inside, (name, rate)
+            assert entry[f"{rate}_coverage"] == pytest.approx(100 * inside / 2)
+        assert entry["stated"] == 95.0 and entry["dates"] == 2
     assert [run["as_of"] for run in document["runs"]] == ["2024-06-30", "2024-09-30"]
     for run in document["runs"]:
         assert set(run) == {"as_of", "horizon_days", "models", "warnings", "model"}

@@ -373,7 +373,32 @@ class BacktestResult:
              **({"model": json_ready(model_notes(run["fitted"].churnlens))}
                 if run.get("fitted") is not None else {})}
             for run in self.runs
-        ]}
+        ], "interval_coverage": json_ready(self.interval_coverage())}
+
+    def interval_coverage(self) -> dict[str, dict[str, Any]]:
+        """Per model: in how many of the backtest's dates the actual cohort retention and
+        CRR fell inside the predicted 95% interval (``stated``: 95).
+
+        Examples
+        --------
+        >>> BacktestResult(91, []).interval_coverage()
+        {}
+        """
+        names = list(self.runs[0]["models"]) if self.runs else []
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            entry: dict[str, Any] = {"stated": 95.0, "dates": len(self.runs)}
+            for rate in ("cohort_retention", "crr"):
+                inside = [
+                    m[f"predicted_{rate}_low"] <= m[f"actual_{rate}"] <= m[f"predicted_{rate}_high"]
+                    for m in (run["models"][name] for run in self.runs)
+                    if all(math.isfinite(float(m.get(k, math.nan))) for k in (
+                        f"predicted_{rate}_low", f"actual_{rate}", f"predicted_{rate}_high"))
+                ]
+                entry[f"{rate}_inside"] = sum(inside)
+                entry[f"{rate}_coverage"] = 100.0 * sum(inside) / len(inside) if inside else None
+            out[name] = entry
+        return out
 
     def table(self) -> pd.DataFrame:
         """One row per (as_of, model)."""

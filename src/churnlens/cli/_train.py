@@ -122,6 +122,15 @@ def backtest(
             out, f"backtest at {run['as_of']} (horizon {run['horizon_days']} d)", run["models"],
             (*_SHOWN, "predicted_cohort_retention", "actual_cohort_retention",
              "predicted_crr", "actual_crr"))
+        for note in run.get("warnings", []):
+            out.print(f"  note: {note}", highlight=False)
+    coverage = document["interval_coverage"].get("churnlens")
+    if coverage:
+        out.print(
+            f"churnlens' 95% intervals held the actual in {coverage['cohort_retention_inside']}"
+            f" of {coverage['dates']} date(s) for cohort retention and "
+            f"{coverage['crr_inside']} for CRR (they cover who churns and the model's "
+            "measured level error).", highlight=False)
 
 
 @app.command()
