@@ -23,9 +23,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from churnlens._evaluation import classification_metrics
 from churnlens._io import json_ready
-from churnlens._scorer import BGNBD_FEATURES, SELF_KNOWLEDGE, Explanation
+from churnlens._scorer import (
+    BGNBD_FEATURES,
+    SELF_KNOWLEDGE,
+    Explanation,
+    checked_explanation,
+    credit_blend,
+)
 from churnlens._scorer import EPS as _EPS
-from churnlens._scorer import LOG_ODDS_TOLERANCE as _LOG_ODDS_TOLERANCE
 from churnlens._scorer import feature_matrix as _matrix
 from churnlens._scorer import logit as _logit
 from churnlens._scorer import sigmoid as _sigmoid
@@ -660,29 +665,18 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         values, tree_raw = tree_contributions(self.booster_.booster_).explain(matrix)
         w = float(getattr(self, "logistic_weight_", self.logistic_weight)
                   ) if self.logistic_ is not None else 0.0
-        t = float(getattr(self, "tree_weight_", 1.0))
-        values *= (1.0 - w) * t  # in place: one (rows, features) array less at the peak
-        if self.use_bgnbd:
-            k = self.feature_names_.index("bgnbd_p_purchase")
-            if offset_center is None:
-                offset_center = float(np.mean(offset)) if len(offset) else 0.0
-            values[:, k] += (1.0 - w) * (offset - offset_center)
-            values[:, -1] += (1.0 - w) * offset_center
+        credit_blend(values, offset, logistic_weight=w,
+                     tree_weight=float(getattr(self, "tree_weight_", 1.0)),
+                     offset_column=self.feature_names_.index("bgnbd_p_purchase")
+                     if self.use_bgnbd else None, offset_center=offset_center)
         if self.logistic_ is not None and w:
             values += w * _linear_contributions(self.logistic_, matrix,
                                                 len(self.feature_names_), transformed)
         log_odds = self._blended_logit(matrix, offset, transformed=transformed,
                                        tree_raw=tree_raw)
-        gap = np.abs(values.sum(axis=1) - log_odds)
-        if len(gap) and not gap.max() <= _LOG_ODDS_TOLERANCE:
-            raise ModelError(
-                "the model's feature contributions do not add up to its churn log-odds "
-                f"(largest difference {np.nanmax(gap):.3g}); this model cannot be explained "
-                "by churnlens. Suggestion: score with --no-reasons and report it.")
-        return Explanation(churn_risk=self._proba_of(_sigmoid(log_odds))[:, 1],
-                           log_odds=log_odds, contributions=values,
-                           feature_names=list(self.feature_names_), feature_values=matrix,
-                           index=X.index)
+        return checked_explanation(values, log_odds,
+                                   lambda x: self._proba_of(_sigmoid(x))[:, 1],
+                                   self.feature_names_, matrix, X.index)
 
     def _proba_of(self, raw: np.ndarray) -> np.ndarray:
         """:meth:`predict_proba` from :meth:`raw_score`."""

@@ -27,7 +27,7 @@ import io
 import json
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +148,50 @@ def logit(p: np.ndarray) -> np.ndarray:
     """Log-odds of ``p`` clipped to [1e-6, 1 - 1e-6]."""
     p = np.clip(p, EPS, 1 - EPS)
     return np.log(p / (1 - p))
+
+
+def credit_blend(values: np.ndarray, offset: np.ndarray, *, logistic_weight: float,
+                 tree_weight: float, offset_column: int | None,
+                 offset_center: float | None) -> None:
+    """Weight the trees' contributions as in the blend and credit BG/NBD's offset, in place.
+
+    The one arithmetic of :meth:`ChurnModel.explain` and :meth:`ChurnScorer.explain`: the
+    trees' contributions times ``(1 - w) * t``; BG/NBD's offset (times ``1 - w``) is
+    credited to ``offset_column`` relative to ``offset_center`` (``None``: the mean of
+    ``offset``), the rest to the bias (the last column). ``offset_column`` ``None``: the
+    model does not use BG/NBD.
+    """
+    w = logistic_weight
+    values *= (1.0 - w) * tree_weight  # in place: one (rows, features) array less
+    if offset_column is not None:
+        if offset_center is None:
+            offset_center = float(np.mean(offset)) if len(offset) else 0.0
+        values[:, offset_column] += (1.0 - w) * (offset - offset_center)
+        values[:, -1] += (1.0 - w) * offset_center
+
+
+def checked_explanation(values: np.ndarray, log_odds: np.ndarray,
+                        risk_of: Callable[[np.ndarray], np.ndarray],
+                        feature_names: Sequence[str], matrix: np.ndarray,
+                        index: Any) -> Explanation:
+    """The :class:`Explanation`, once every row's contributions add up to its log-odds.
+
+    ``risk_of`` maps the log-odds to the churn risk (sigmoid, then the calibrator).
+
+    Raises
+    ------
+    ModelError
+        If a row's contributions do not add up (a bug: refused rather than shown).
+    """
+    gap = np.abs(values.sum(axis=1) - log_odds)
+    if len(gap) and not gap.max() <= LOG_ODDS_TOLERANCE:
+        raise ModelError(
+            "the model's feature contributions do not add up to its churn log-odds "
+            f"(largest difference {np.nanmax(gap):.3g}); this model cannot be explained "
+            "by churnlens. Suggestion: score with --no-reasons and report it.")
+    return Explanation(churn_risk=risk_of(log_odds), log_odds=log_odds,
+                       contributions=values, feature_names=list(feature_names),
+                       feature_values=matrix, index=index)
 
 
 def _signed_log1p(values: np.ndarray) -> np.ndarray:
@@ -395,26 +439,15 @@ class ChurnScorer:
         transformed = self._linear_transformed(matrix) if self.has_logistic else None
         values, tree_raw = self._trees.explain(matrix)
         w = self.logistic_weight if self.has_logistic else 0.0
-        values *= (1.0 - w) * self.tree_weight
-        if self.use_bgnbd:
-            k = self.feature_names_.index("bgnbd_p_purchase")
-            if offset_center is None:
-                offset_center = float(np.mean(offset)) if len(offset) else 0.0
-            values[:, k] += (1.0 - w) * (offset - offset_center)
-            values[:, -1] += (1.0 - w) * offset_center
+        credit_blend(values, offset, logistic_weight=w, tree_weight=self.tree_weight,
+                     offset_column=self.feature_names_.index("bgnbd_p_purchase")
+                     if self.use_bgnbd else None, offset_center=offset_center)
         if transformed is not None and w:
             values += w * self._linear_contributions(transformed)
         log_odds = self._blended_logit(offset, tree_raw, transformed)
-        gap = np.abs(values.sum(axis=1) - log_odds)
-        if len(gap) and not gap.max() <= LOG_ODDS_TOLERANCE:
-            raise ModelError(
-                "the model's feature contributions do not add up to its churn log-odds "
-                f"(largest difference {np.nanmax(gap):.3g}); this model cannot be explained "
-                "by churnlens. Suggestion: score with --no-reasons and report it.")
-        return Explanation(churn_risk=self._proba_of(sigmoid(log_odds))[:, 1],
-                           log_odds=log_odds, contributions=values,
-                           feature_names=list(self.feature_names_), feature_values=matrix,
-                           index=X.index)
+        return checked_explanation(values, log_odds,
+                                   lambda x: self._proba_of(sigmoid(x))[:, 1],
+                                   self.feature_names_, matrix, X.index)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """:meth:`explain`'s contributions as a frame (features plus ``bias``)."""
