@@ -288,23 +288,39 @@ def predict_retention(
     var_active = float((p[active] * (1 - p[active])).sum())
     var_all = float((p * (1 - p)).sum())
 
+    return retention_from_sums(
+        window_days=window_days, S=s, acquired=int(p.size), stay_active=stay_active,
+        var_active=var_active, stay_all=stay_all, var_all=var_all,
+        lost_active=float(p[active].sum()), level_error=level_error)
+
+
+def retention_from_sums(*, window_days: int, S: int, acquired: int, stay_active: float,
+                        var_active: float, stay_all: float, var_all: float,
+                        lost_active: float, level_error: Mapping[str, Any] | None = None,
+                        ) -> PredictedRetention:
+    """:func:`predict_retention` from the sums it needs (the Spark engine aggregates them).
+
+    ``S``: active customers; ``stay_*``: sums of ``1 - risk`` over the active customers
+    and over everyone; ``var_*``: sums of ``risk * (1 - risk)``; ``lost_active``: sum of
+    the active customers' risks; ``level_error`` as in :func:`predict_retention`.
+    """
     level_cohort = _half_width(level_error, "half_width_cohort_retention")
     level_crr = _half_width(level_error, "half_width_crr")
 
     def rate(count: float, var: float, level: float) -> tuple[float, float, float]:
-        if s == 0:
+        if S == 0:
             return math.nan, math.nan, math.nan
-        half = math.hypot(_Z95 * math.sqrt(var), level / 100 * s)
-        return (count / s * 100, max(count - half, 0.0) / s * 100, (count + half) / s * 100)
+        half = math.hypot(_Z95 * math.sqrt(var), level / 100 * S)
+        return (count / S * 100, max(count - half, 0.0) / S * 100, (count + half) / S * 100)
 
     cohort, cohort_low, cohort_high = rate(stay_active, var_active, level_cohort)
     crr, crr_low, crr_high = rate(stay_all, var_all, level_crr)
     return PredictedRetention(
-        window_days=int(window_days), S=s, acquired=int(p.size),
+        window_days=int(window_days), S=S, acquired=acquired,
         cohort_retention=cohort, cohort_retention_low=cohort_low,
-        cohort_retention_high=min(cohort_high, 100.0) if s else cohort_high,
+        cohort_retention_high=min(cohort_high, 100.0) if S else cohort_high,
         crr=crr, crr_low=crr_low, crr_high=crr_high,
-        expected_lost=float(p[active].sum()), expected_retained=float(stay_active),
+        expected_lost=lost_active, expected_retained=float(stay_active),
         level_error_cohort_retention=level_cohort, level_error_crr=level_crr,
         interval_covers=WITH_LEVEL_ERROR if level_cohort or level_crr else SAMPLING_ONLY,
     )

@@ -230,37 +230,13 @@ def summarise_spark(scores: Any, transactions: Any, as_of: dt.date,
 def _predicted_retention(*, window_days: int, S: int, acquired: int, stay_active: float,
                          var_active: float, stay_all: float, var_all: float,
                          lost_active: float, level_error: Any = None) -> dict[str, Any]:
-    """``churnlens._evaluation.predict_retention`` from sums (a test checks they agree),
-    the interval widened by the model's level error in the same way."""
-    import math
+    """``churnlens._evaluation.predict_retention`` from sums (a test checks they agree)."""
+    from churnlens._evaluation import retention_from_sums
 
-    from churnlens._evaluation import SAMPLING_ONLY, WITH_LEVEL_ERROR, PredictedRetention
-
-    def level(key: str) -> float:
-        value = (level_error or {}).get(key)
-        value = float(value) if value is not None else 0.0
-        return value if math.isfinite(value) and value > 0 else 0.0
-
-    level_cohort = level("half_width_cohort_retention")
-    level_crr = level("half_width_crr")
-
-    def rate(count: float, var: float, widen: float) -> tuple[float, float, float]:
-        if S == 0:
-            return math.nan, math.nan, math.nan
-        half = math.hypot(1.959963984540054 * math.sqrt(var), widen / 100 * S)
-        return count / S * 100, max(count - half, 0.0) / S * 100, (count + half) / S * 100
-
-    cohort, cohort_low, cohort_high = rate(stay_active, var_active, level_cohort)
-    crr, crr_low, crr_high = rate(stay_all, var_all, level_crr)
-    return PredictedRetention(
-        window_days=int(window_days), S=S, acquired=acquired, cohort_retention=cohort,
-        cohort_retention_low=cohort_low,
-        cohort_retention_high=min(cohort_high, 100.0) if S else cohort_high,
-        crr=crr, crr_low=crr_low, crr_high=crr_high, expected_lost=lost_active,
-        expected_retained=stay_active, level_error_cohort_retention=level_cohort,
-        level_error_crr=level_crr,
-        interval_covers=WITH_LEVEL_ERROR if level_cohort or level_crr else SAMPLING_ONLY,
-    ).to_dict()
+    return retention_from_sums(
+        window_days=window_days, S=S, acquired=acquired, stay_active=stay_active,
+        var_active=var_active, stay_all=stay_all, var_all=var_all, lost_active=lost_active,
+        level_error=level_error).to_dict()
 
 
 _LAST_ACTUAL_SQL = """
