@@ -2,9 +2,9 @@
 
 Each benchmark measures churnlens against a peer in the same run and prints its own
 ratio; this script only runs them in order (bench_api, bench_features, bench_load,
-bench_quality, bench_retention, bench_scoring) and exits with the first failing status
-once all have run: a missed target in one benchmark does not hide the numbers of the
-next. They use the data cached in bench/data/ (generated on first use: ~10M
+bench_quality, bench_retention, bench_scoring, bench_web) and exits with the first
+failing status once all have run: a missed target in one benchmark does not hide the
+numbers of the next. They use the data cached in bench/data/ (generated on first use: ~10M
 transactions); bench_quality generates its own logs and reads CDNOW.
 """
 

@@ -30,12 +30,14 @@ from urllib.parse import urlsplit
 __all__ = [
     "CHROMIUM_ENV",
     "OfflinePage",
+    "chromium_browser",
     "chromium_path",
     "free_port",
     "launch_chromium",
     "offline_page",
     "require_chromium",
     "serve",
+    "serve_open",
 ]
 
 CHROMIUM_ENV = "CHURNLENS_CHROMIUM"
@@ -135,6 +137,13 @@ class OfflinePage:
     failed: list[str] = dataclasses.field(default_factory=list)
     console_errors: list[str] = dataclasses.field(default_factory=list)
 
+    def assert_clean(self) -> None:
+        """Fail unless the page stayed on the loopback server, every local request got
+        an answer below 400, and the console showed no error."""
+        assert self.blocked == [], f"requests that left localhost: {self.blocked}"
+        assert self.failed == [], self.failed
+        assert self.console_errors == [], self.console_errors
+
 
 @contextlib.contextmanager
 def offline_page(browser: Any, *, width: int = 1280, height: int = 900,
@@ -188,6 +197,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """The system's headless Chromium (skips the test where there is none, see
+    :func:`require_chromium`), closed after: the body of a module's browser fixture."""
+    with launch_chromium(require_chromium()) as browser:
+        yield browser
+
+
+@contextlib.contextmanager
 def serve(app: Any, *, timeout: float = 30.0) -> Iterator[str]:
     """Run ``app`` under uvicorn on a free loopback port (a thread): its base URL."""
     import uvicorn
@@ -208,3 +225,19 @@ def serve(app: Any, *, timeout: float = 30.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=timeout)
+
+
+@contextlib.contextmanager
+def serve_open(app: Any, *, timeout: float = 30.0) -> Iterator[str]:
+    """:func:`serve` ``app`` with no API keys and no host allow-list set (whatever the
+    environment says while it starts): the open app a page test reads."""
+    import pytest
+
+    from churnlens.api.deps import API_KEYS_ENV
+    from churnlens.api.errors import ALLOWED_HOSTS_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(API_KEYS_ENV, raising=False)
+        patch.delenv(ALLOWED_HOSTS_ENV, raising=False)
+        with serve(app, timeout=timeout) as url:
+            yield url

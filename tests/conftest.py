@@ -27,6 +27,17 @@ GOLDEN_T0 = "2024-03-31"
 GOLDEN_T1 = "2024-06-30"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_ledger() -> Iterator[None]:
+    """No test records into the prediction ledger unless it asks to: a test of the ledger
+    re-enables it with ``monkeypatch.delenv("CHURNLENS_LEDGER")``. Session-wide, so that
+    it is set before any module fixture runs a command or starts a server (subprocesses
+    inherit the variable)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHURNLENS_LEDGER", "off")
+        yield
+
+
 @pytest.fixture
 def golden_raw() -> pd.DataFrame:
     """The golden transactions as a user would hand them over (dates as text)."""

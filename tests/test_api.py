@@ -164,6 +164,8 @@ def test_no_request_field_is_a_path_or_a_model_uri(client: TestClient) -> None:
         "as_of", "customers", "customer_id", "purchases", "timestamp", "amount", "reasons",
         "allow_past", "limit", "offset", "min_risk", "segment", "band", "sort", "format",
         "start", "end", "window_days", "list",
+        # the web page's reads (issue 18): search, value filter, control group, series
+        "q", "min_value_at_risk", "control_fraction", "seed", "every",
     }
     forbidden = ("path", "file", "uri", "url", "model", "dir", "source", "location")
     assert not [n for n in names if any(word in n.lower() for word in forbidden)]

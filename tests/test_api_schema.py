@@ -37,6 +37,10 @@ OPERATIONS = [
     ("GET", "/customers/{customer_id}", True), ("GET", "/at-risk", True),
     ("GET", "/retention", True), ("GET", "/retention/outlook", False),
     ("GET", "/retention/backtest", False), ("POST", "/reload", False),
+    # monitoring (issue 17) and the web page's reads (issue 18)
+    ("GET", "/monitoring", False), ("GET", "/retention/series", True),
+    ("GET", "/retention/cohorts", False), ("GET", "/customers/{customer_id}/purchases", True),
+    ("GET", "/at-risk/facets", False),
 ]
 CASES = [pytest.param(method, path, mode, id=f"{method} {path} {mode}")
          for method, path, has_inputs in OPERATIONS

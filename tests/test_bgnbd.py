@@ -15,6 +15,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from btyd_support import (
+    BAD_FEATURE_VALUES,
+    cdnow_calibration_days,
+    features_frame,
+    with_bad_value,
+)
 
 from churnlens import (
     BGNBDModel,
@@ -29,8 +35,7 @@ from churnlens import (
     bgnbd_prob_purchase_in,
 )
 from churnlens._bgnbd import BGNBDParams, _ll_and_grad_log_params
-from churnlens.datasets import cdnow_path, load_cdnow_sample
-from churnlens.exceptions import DatasetNotAvailableError
+from churnlens.datasets import cdnow_path
 
 # --------------------------------------------------------------------------- helpers
 
@@ -93,49 +98,19 @@ def simulate_bgnbd(
     return x, t_x, future
 
 
-def features_frame(x: npt.ArrayLike, t_x: npt.ArrayLike, T: npt.ArrayLike) -> pd.DataFrame:
-    return pd.DataFrame({"repeat_frequency": x, "t_x_days": t_x, "tenure_days": T})
-
-
 # --------------------------------------------------------------------------- CDNOW
 
 # Fader, Hardie and Lee (2005), section 4: the CDNOW 1/10 sample, 39-week calibration
 # period ending 1997-09-30, times in weeks.
 PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 PUBLISHED_LL = -9582.4
-CALIBRATION_END = pd.Timestamp("1997-09-30")
 
 
 @pytest.fixture(scope="module")
 def cdnow_days() -> pd.DataFrame:
-    """``x``, ``t_x`` and ``T`` in days for the CDNOW sample, as in the paper.
-
-    Two conventions matter, and both are chosen because they reproduce the paper
-    (the tests below prove it):
-
-    - ``T = 1997-09-30 - first purchase day``, without ``+ 1``: time is measured from
-      the start of the first purchase day to the start of 1997-09-30, so a customer
-      who first bought on 1997-01-01 has ``T = 272 / 7 = 38.86`` weeks, as in Hardie's
-      summary file. Measuring to the end of 1997-09-30 (``+ 1`` day, 39.0 weeks)
-      gives LL -9589.9 and a = 0.815, which does not match.
-    - Every purchase day counts, including 8 first purchases of $0.00: the paper has
-      all 2,357 customers. churnlens' occasions (``retention.md``) need a positive
-      net amount and would drop those 8 customers (the fit then gives LL -9578.2).
-    """
-    try:
-        tx = load_cdnow_sample()
-    except DatasetNotAvailableError as exc:  # the optional 'datasets' extra
-        pytest.skip(f"CDNOW sample not installed: {exc}")
-    days = tx.loc[tx["timestamp"] <= CALIBRATION_END, ["customer_id", "timestamp"]]
-    by_customer = days.drop_duplicates().groupby("customer_id")["timestamp"]
-    first, last, occasions = by_customer.min(), by_customer.max(), by_customer.size()
-    return pd.DataFrame(
-        {
-            "x": (occasions - 1).astype("float64"),
-            "t_x": (last - first).dt.days.astype("float64"),
-            "T": (CALIBRATION_END - first).dt.days.astype("float64"),
-        }
-    )
+    """``x``, ``t_x`` and ``T`` in days for the CDNOW sample, as in the paper (the
+    conventions: :func:`btyd_support.cdnow_calibration_days`)."""
+    return cdnow_calibration_days()
 
 
 def test_cdnow_data_preparation_matches_hardies_summary(cdnow_days: pd.DataFrame) -> None:
@@ -579,23 +554,12 @@ def test_missing_column_is_named(simulated_features: pd.DataFrame) -> None:
         model.predict_proba(simulated_features.rename(columns={"tenure_days": "T"}))
 
 
-@pytest.mark.parametrize(
-    ("column", "value", "message"),
-    [
-        ("repeat_frequency", -1, "negative"),
-        ("tenure_days", np.nan, "missing"),
-        ("repeat_frequency", 1.5, "whole numbers"),
-        ("t_x_days", 10_000, "larger than 'tenure_days'"),
-        ("tenure_days", "soon", "numeric"),
-    ],
-)
+@pytest.mark.parametrize(("column", "value", "message"), BAD_FEATURE_VALUES)
 def test_bad_values_get_clear_errors(
     simulated_features: pd.DataFrame, column: str, value: object, message: str
 ) -> None:
-    bad = simulated_features.astype({column: object})
-    bad.loc[bad.index[3], column] = value
     with pytest.raises(DataValidationError, match=message):
-        BGNBDModel().fit(bad)
+        BGNBDModel().fit(with_bad_value(simulated_features, column, value))
 
 
 @pytest.mark.parametrize(

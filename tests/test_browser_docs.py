@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from api_support import served
-from browser_support import launch_chromium, offline_page, require_chromium, serve
+from browser_support import chromium_browser, offline_page, serve_open
 from fastapi.testclient import TestClient
 
 from churnlens.api import create_app
@@ -87,17 +87,14 @@ def test_docs_refuse_a_foreign_host_on_loopback(app: Any,
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    with launch_chromium(require_chromium()) as browser:
+    with chromium_browser() as browser:
         yield browser
 
 
 @pytest.fixture(scope="module")
 def base_url(app: Any) -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(API_KEYS_ENV, raising=False)
-        patch.delenv(ALLOWED_HOSTS_ENV, raising=False)
-        with serve(app) as url:
-            yield url
+    with serve_open(app) as url:
+        yield url
 
 
 @pytest.mark.browser
@@ -119,9 +116,8 @@ def test_docs_render_offline_in_chromium(chromium: Any, base_url: str) -> None:
         title = tab.page.inner_text(".information-container .title")
     assert shown == expected
     assert "churnlens" in title
-    assert tab.blocked == [], f"requests that left localhost: {tab.blocked}"
+    tab.assert_clean()
     assert all(url.startswith(base_url) for url in tab.requested), tab.requested
-    assert tab.failed == [] and tab.console_errors == []
 
 
 @pytest.mark.browser
@@ -139,7 +135,7 @@ def test_docs_try_it_out_calls_the_api(chromium: Any, base_url: str) -> None:
         body = block.locator(".live-responses-table .microlight").first.inner_text()
         assert status.inner_text().strip().startswith("200")
     assert '"status"' in body
-    assert tab.blocked == [] and tab.failed == [] and tab.console_errors == []
+    tab.assert_clean()
 
 
 @pytest.mark.parametrize(("url", "local"), [

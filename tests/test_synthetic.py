@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 from churnlens import ChurnlensError, generate_transactions, load_transactions
+from churnlens._io import write_table
+from churnlens._synthetic import (
+    _OPTION_DEFAULTS,
+    CHUNK_CUSTOMERS,
+    iter_transaction_chunks,
+    write_transactions,
+)
 from churnlens.cli import app
 
 REALISM_SEED = 1
@@ -363,3 +372,209 @@ def test_shift_raises_churn_after_its_date() -> None:
     # a factor of 1 changes nothing on average: churn stays where it was
     same = generate_transactions(4_000, shift_dropout_factor=1.0, **options)
     assert abs(_churn_per_horizon(same, "2024-09-30") - before) < 0.06
+
+
+# --- Streaming generator (issue 19: write_transactions, chunks of customers) -------------
+# Digests of generate_transactions' rows computed with the code before the streaming
+# generator (/tmp/base17, the wave before issue 19): one chunk must keep those rows.
+BEFORE_STREAM_DIGESTS = {
+    (1000, 3, ()): "a5e6598d1954a3bf",
+    (2000, 5, (("history_start", "2021-06-01"), ("one_time_share", 0.3),
+               ("acquisition_power", 0.5))): "287b8fe43397480e",
+    (1500, 9, (("shift_date", "2024-03-01"), ("shift_dropout_factor", 2.0),
+               ("season_strength", 2.0), ("dropout_beta", (1.0, 50.0)), ("rate_shape", 3.0),
+               ("mean_gap_days", 10.0), ("refund_share", 0.05))): "6baca7fceadf108c",
+}
+
+
+@pytest.mark.parametrize(("n", "seed", "options"), list(BEFORE_STREAM_DIGESTS))
+def test_one_chunk_writes_the_rows_of_before(n: int, seed: int, options: tuple,
+                                             tmp_path: Path) -> None:
+    expected = BEFORE_STREAM_DIGESTS[(n, seed, options)]
+    assert _digest(generate_transactions(n, seed=seed, **dict(options))) == expected
+    path = tmp_path / "t.parquet"
+    written = write_transactions(path, n, seed=seed, **dict(options))
+    assert written.chunks == 1 and written.chunk_customers == CHUNK_CUSTOMERS >= n
+    back = pd.read_parquet(path)
+    assert _digest(back) == expected
+    assert written.transactions == len(back)
+    assert (written.first, written.last) == (back["timestamp"].min(), back["timestamp"].max())
+    # a chunk size just large enough is the same single chunk
+    assert _digest(next(iter_transaction_chunks(n, seed=seed, chunk_customers=n,
+                                                **dict(options)))) == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_one_chunk_file_is_byte_identical_to_the_table_writer(fmt: str,
+                                                              tmp_path: Path) -> None:
+    streamed, whole = tmp_path / f"s.{fmt}", tmp_path / f"w.{fmt}"
+    write_transactions(streamed, 700, seed=11)
+    write_table(generate_transactions(700, seed=11), whole)
+    assert streamed.read_bytes() == whole.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """2,500 customers in chunks of 1,000 (seed 31), written to Parquet and read back."""
+    path = tmp_path_factory.mktemp("chunked") / "t.parquet"
+    write_transactions(path, 2_500, seed=31, chunk_customers=1_000)
+    return path, pd.read_parquet(path)
+
+
+def test_chunks_continue_the_customer_ids(chunked: tuple[Path, pd.DataFrame]) -> None:
+    path, tx = chunked
+    ids = tx["customer_id"]
+    assert ids.nunique() == 2_500  # every customer of every chunk, each id once
+    assert set(ids) == {f"C{i:07d}" for i in range(1, 2_501)}
+    # small chunks: one row group each, each chunk's customers in their own row group
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    assert parquet.metadata.num_row_groups == 3
+    groups = [set(parquet.read_row_group(i).column("customer_id").to_pylist())
+              for i in range(3)]
+    assert [len(g) for g in groups] == [1_000, 1_000, 500]
+    assert max(groups[0]) < min(groups[1]) and max(groups[1]) < min(groups[2])
+    # the first chunk is generate_transactions' own rows (the ids have the same width)
+    first = tx.iloc[: parquet.metadata.row_group(0).num_rows].reset_index(drop=True)
+    assert _digest(first) == _digest(generate_transactions(1_000, seed=31))
+    # the whole file meets the data contract (the rows are sorted by time per chunk)
+    _, report = load_transactions(path, extra_cols=["country"])
+    assert report.rows_kept == len(tx) and report.customers == 2_500
+
+
+def test_chunks_are_deterministic_and_independent(chunked: tuple[Path, pd.DataFrame],
+                                                  tmp_path: Path) -> None:
+    path, tx = chunked
+    again = tmp_path / "again.parquet"
+    write_transactions(again, 2_500, seed=31, chunk_customers=1_000)
+    assert again.read_bytes() == path.read_bytes()
+    other = tmp_path / "other.parquet"
+    write_transactions(other, 2_500, seed=32, chunk_customers=1_000)
+    assert not pd.read_parquet(other).equals(tx)
+    # chunk k does not depend on how many customers follow it (the same id width)
+    short = list(iter_transaction_chunks(2_500, seed=31, chunk_customers=1_000))
+    longer = iter_transaction_chunks(9_000, seed=31, chunk_customers=1_000)
+    for part in short[:2]:
+        pd.testing.assert_frame_equal(part, next(longer))
+    # the chunks are different draws, not copies of chunk 0 under other ids
+    assert short[0]["amount"].sum() != short[1]["amount"].sum()
+    assert len(short) == 3 and sum(map(len, short)) == len(tx)
+
+
+def test_id_width_follows_the_whole_population() -> None:
+    part = next(iter_transaction_chunks(12_000_000, seed=2, chunk_customers=50))
+    assert part["customer_id"].str.fullmatch(r"C\d{8}").all()
+    assert part["customer_id"].min() == "C00000001" and part["customer_id"].nunique() == 50
+
+
+def test_chunked_csv_has_one_header_and_the_parquet_rows(chunked: tuple[Path, pd.DataFrame],
+                                                         tmp_path: Path) -> None:
+    _, tx = chunked
+    path = tmp_path / "t.csv"
+    written = write_transactions(path, 2_500, seed=31, chunk_customers=1_000)
+    text = path.read_bytes()
+    assert text.count(b"customer_id,timestamp,amount,country\r\n") == 1
+    assert text.startswith(b"customer_id,")
+    back, _ = load_transactions(path, extra_cols=["country"])
+    assert written.transactions == len(tx) == len(back)
+    assert sorted(back["customer_id"]) == sorted(tx["customer_id"])
+    assert back["amount"].sum() == pytest.approx(tx["amount"].sum(), abs=1e-6)
+
+
+def test_knobs_keep_their_effect_in_chunks() -> None:
+    # seed 24 (as the one_time_share test above), 4,000 customers in chunks of 1,000
+    def chunks(**options: object) -> pd.DataFrame:
+        return pd.concat(iter_transaction_chunks(4_000, seed=24, chunk_customers=1_000,
+                                                 **options), ignore_index=True)
+
+    assert 0.45 < _one_time_share(chunks(one_time_share=0.4)) < 0.6
+    plain, whole = chunks(), generate_transactions(4_000, seed=24)
+    assert _one_time_share(plain) < 0.3
+    # the same law as one population simulated at once: rows, spend, refunds, countries
+    assert len(plain) / len(whole) == pytest.approx(1, abs=0.1)
+    assert plain["amount"].mean() == pytest.approx(whole["amount"].mean(), rel=0.1)
+    assert (plain["amount"] < 0).mean() == pytest.approx((whole["amount"] < 0).mean(),
+                                                        abs=0.005)
+    shares = plain.drop_duplicates("customer_id")["country"].value_counts(normalize=True)
+    assert shares["US"] == pytest.approx(0.45, abs=0.03)
+    # a growing business, in every chunk alike: far more new customers late than early
+    grown = chunks(acquisition_power=0.5)
+    new = grown.groupby("customer_id")["timestamp"].min().dt.to_period("M").value_counts()
+    late = new[new.index >= pd.Period("2024-10")].sum()
+    assert late > 5 * new[new.index <= pd.Period("2023-03")].sum()
+    # a log that starts mid-life: nothing before start, no customer starts with a refund
+    truncated = chunks(history_start="2021-01-01", start="2023-01-01")
+    assert truncated["timestamp"].min() >= pd.Timestamp("2023-01-01")
+    firsts = truncated.sort_values("timestamp", kind="stable").groupby("customer_id").head(1)
+    assert (firsts["amount"] > 0).all()
+    assert truncated["customer_id"].nunique() < 4_000  # some were gone before 2023
+
+
+def test_an_interrupted_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"the earlier file")
+    seen: list[str] = []
+
+    def interrupt(message: str) -> None:
+        seen.append(message)
+        if len(seen) == 2:  # after chunk 1 was written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_transactions(path, 3_000, seed=4, chunk_customers=1_000, progress=interrupt)
+    assert seen[0].startswith("chunk 1/3: customers 1 .. 1,000 of 3,000")
+    assert path.read_bytes() == b"the earlier file"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]  # no temporary left
+    fresh = tmp_path / "fresh.csv"
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        write_transactions(fresh, 3_000, seed=4, chunk_customers=1_000, progress=interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"chunk_customers": 0}, "chunk_customers"),
+        ({"one_time_share": 1.5}, "one_time_share"),
+        ({"end": "2022-01-01"}, "must be after start"),
+        ({"n_customers": -3}, "n_customers"),
+        ({"seed": -1}, "seed must be a whole number >= 0"),
+    ],
+)
+def test_bad_streaming_parameters_fail_before_any_file(kwargs: dict, fragment: str,
+                                                       tmp_path: Path) -> None:
+    with pytest.raises(ChurnlensError, match=fragment):
+        write_transactions(tmp_path / "t.parquet", **{"n_customers": 100, **kwargs})
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ChurnlensError, match="unknown option"):
+        next(iter_transaction_chunks(10, colour="red"))
+
+
+def test_the_streaming_writer_takes_the_options_of_generate_transactions() -> None:
+    # write_transactions repeats generate_transactions' keywords so that both public
+    # signatures stay typed and documented; iter_transaction_chunks reads the defaults
+    # from _OPTION_DEFAULTS. All three must say the same.
+    def keywords(function: Callable[..., object], skip: set[str]) -> dict[str, object]:
+        parameters = inspect.signature(function).parameters.values()
+        return {p.name: p.default for p in parameters if p.name not in skip}
+
+    generate = keywords(generate_transactions, {"n_customers", "seed"})
+    assert generate == _OPTION_DEFAULTS
+    assert keywords(write_transactions, {"path", "n_customers", "seed", "chunk_customers",
+                                         "progress"}) == generate
+
+
+@pytest.mark.slow
+def test_cli_generate_streams_more_than_one_chunk(tmp_path: Path, cli: CliRunner) -> None:
+    n = CHUNK_CUSTOMERS + 1_500
+    path = tmp_path / "t.parquet"
+    result = cli.invoke(app, ["generate", "-n", str(n), "--seed", "5", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"for {n:,} customers" in result.stdout
+    assert "chunk 2/2" in result.stderr
+    tx = pd.read_parquet(path, columns=["customer_id"])
+    assert f"wrote {len(tx):,} transactions" in result.stdout
+    assert tx["customer_id"].nunique() == n
+    assert tx["customer_id"].max() == f"C{n:07d}"

@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # static analysers see every public name
         bgnbd_p_alive,
         bgnbd_prob_purchase_in,
     )
+    from churnlens._campaign import (
+        CampaignResult,
+        analyse_campaign,
+        assign_control_group,
+        read_campaign_list,
+    )
     from churnlens._config import (
         Settings,
         load_config,
@@ -48,7 +54,14 @@ if TYPE_CHECKING:  # static analysers see every public name
         feature_names,
         feature_table_markdown,
     )
+    from churnlens._gammagamma import (
+        GammaGammaModel,
+    )
     from churnlens._io import write_safe_csv
+    from churnlens._ledger import (
+        LedgerEntry,
+        read_ledger,
+    )
     from churnlens._loading import (
         CleaningReport,
         LoadResult,
@@ -63,6 +76,16 @@ if TYPE_CHECKING:  # static analysers see every public name
     from churnlens._model_loader import (
         load_bundle,
         load_model,
+    )
+    from churnlens._monitoring import (
+        MonitorAlert,
+        MonitorReport,
+        load_and_monitor,
+        monitor,
+        write_monitor_report,
+    )
+    from churnlens._paretonbd import (
+        ParetoNBDModel,
     )
     from churnlens._pipeline import (
         TrainingRun,
@@ -86,6 +109,7 @@ if TYPE_CHECKING:  # static analysers see every public name
     )
     from churnlens._synthetic import (
         generate_transactions,
+        write_transactions,
     )
     from churnlens._training import (
         BacktestResult,
@@ -155,6 +179,7 @@ _LAZY: dict[str, str] = {
     "feature_table_markdown": "churnlens._features",
     "fit_models": "churnlens._training",
     "generate_transactions": "churnlens._synthetic",
+    "write_transactions": "churnlens._synthetic",
     "load_bundle": "churnlens._model_loader",
     "load_config": "churnlens._config",
     "load_model": "churnlens._model_loader",
@@ -168,6 +193,19 @@ _LAZY: dict[str, str] = {
     "score_customers": "churnlens._scoring",
     "snapshot_cutoffs": "churnlens._training",
     "train": "churnlens._pipeline",
+    "GammaGammaModel": "churnlens._gammagamma",
+    "ParetoNBDModel": "churnlens._paretonbd",
+    "CampaignResult": "churnlens._campaign",
+    "analyse_campaign": "churnlens._campaign",
+    "assign_control_group": "churnlens._campaign",
+    "read_campaign_list": "churnlens._campaign",
+    "LedgerEntry": "churnlens._ledger",
+    "read_ledger": "churnlens._ledger",
+    "MonitorAlert": "churnlens._monitoring",
+    "MonitorReport": "churnlens._monitoring",
+    "load_and_monitor": "churnlens._monitoring",
+    "monitor": "churnlens._monitoring",
+    "write_monitor_report": "churnlens._monitoring",
 }
 
 from churnlens._version import __version__  # noqa: E402  (tiny, always loaded)
@@ -177,6 +215,7 @@ __all__ = [
     "BGNBDModel",
     "BGNBDParams",
     "BacktestResult",
+    "CampaignResult",
     "ChurnModel",
     "ChurnlensError",
     "CleaningReport",
@@ -186,12 +225,17 @@ __all__ = [
     "EmptyDataError",
     "Explanation",
     "Feature",
+    "GammaGammaModel",
+    "LedgerEntry",
     "LoadResult",
     "LogisticBaseline",
     "MissingColumnError",
     "ModelArtifact",
     "ModelError",
+    "MonitorAlert",
+    "MonitorReport",
     "NotFittedError",
+    "ParetoNBDModel",
     "PredictedRetention",
     "RecencyBaseline",
     "RetentionRates",
@@ -199,6 +243,8 @@ __all__ = [
     "Settings",
     "TrainingRun",
     "__version__",
+    "analyse_campaign",
+    "assign_control_group",
     "at_risk_list",
     "backtest",
     "bgnbd_expected_purchases",
@@ -218,11 +264,15 @@ __all__ = [
     "fit_models",
     "generate_transactions",
     "lift_table",
+    "load_and_monitor",
     "load_bundle",
     "load_config",
     "load_model",
     "load_transactions",
+    "monitor",
     "predict_retention",
+    "read_campaign_list",
+    "read_ledger",
     "retention_rates",
     "retention_series",
     "rfm_segment",
@@ -231,7 +281,9 @@ __all__ = [
     "score_customers",
     "snapshot_cutoffs",
     "train",
+    "write_monitor_report",
     "write_safe_csv",
+    "write_transactions",
 ]
 
 

@@ -29,23 +29,32 @@ style estimator on churnlens' feature frame.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import optimize, special
 
-from churnlens._validation import format_bad_rows, require_positive_int
+from churnlens._btyd import (
+    LOG_BOUND,
+    REPEAT_FEATURES,
+    aggregate,
+    as_params,
+    as_repeat_data,
+    check_penalizer,
+    finite_nonnegative,
+    fit_weights,
+    repeat_features_to_data,
+    single_threaded_blas,
+)
+from churnlens._validation import require_positive_int
 from churnlens.exceptions import (
     ChurnlensError,
-    DataValidationError,
     EmptyDataError,
-    MissingColumnError,
     ModelError,
     NotFittedError,
 )
@@ -63,10 +72,8 @@ __all__ = [
 ArrayLike = npt.ArrayLike
 ParamsLike = Sequence[float] | Mapping[str, float] | npt.NDArray[np.float64]
 
-# Log-parameters are kept in [-_LOG_BOUND, _LOG_BOUND] during the fit: wide enough for
-# any real data set (e^-20 .. e^20), narrow enough that every term stays finite when a
-# degenerate data set (no repeat buyer at all) pushes a parameter to its boundary.
-_LOG_BOUND = 20.0
+# The bound of the log-parameters during the fit (churnlens._btyd.LOG_BOUND).
+_LOG_BOUND = LOG_BOUND
 
 
 class BGNBDParams(NamedTuple):
@@ -120,56 +127,19 @@ def boundary_issue(params: ParamsLike) -> str | None:
 
 
 def _as_params(params: ParamsLike) -> BGNBDParams:
-    if isinstance(params, Mapping):
-        try:
-            values = [params[k] for k in BGNBDParams._fields]
-        except KeyError as exc:
-            raise ChurnlensError(
-                f"params must have the keys {list(BGNBDParams._fields)}, got {sorted(params)}."
-            ) from exc
-    else:
-        values = list(np.asarray(params, dtype=float).ravel())
-        if len(values) != 4:
-            raise ChurnlensError(
-                f"params must be the 4 values (r, alpha, a, b), got {len(values)} values."
-            )
-    out = BGNBDParams(*(float(v) for v in values))
-    if not all(math.isfinite(v) and v > 0 for v in out):
-        raise ChurnlensError(f"every BG/NBD parameter must be finite and > 0, got {out}.")
-    return out
+    return as_params(params, BGNBDParams, "BG/NBD")
 
 
 def _finite_nonnegative(values: ArrayLike, what: str) -> npt.NDArray[np.float64]:
     """``values`` as a float array, refused unless every value is finite and >= 0."""
-    arr = np.asarray(values, dtype=float)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise DataValidationError(f"{what} must be finite and >= 0.")
-    return arr
+    return finite_nonnegative(values, what)
 
 
 def _as_data(
     x: ArrayLike, t_x: ArrayLike, T: ArrayLike
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Broadcast ``(x, t_x, T)`` to float arrays and check the BG/NBD data contract."""
-    try:
-        xa, txa, Ta = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (x, t_x, T)))
-    except ValueError as exc:
-        raise DataValidationError(
-            f"x, t_x and T must have the same length (or broadcast): {exc}."
-        ) from exc
-    for name, arr in (("x", xa), ("t_x", txa), ("T", Ta)):
-        if not np.all(np.isfinite(arr)):
-            raise DataValidationError(f"{name} has missing or infinite values.")
-        if np.any(arr < 0):
-            raise DataValidationError(f"{name} has negative values; BG/NBD needs {name} >= 0.")
-    if np.any(xa != np.floor(xa)):
-        raise DataValidationError("x (repeat purchases) must be whole numbers.")
-    if np.any(txa > Ta):
-        raise DataValidationError(
-            "t_x (last purchase) is after T (end of observation) for some customers; "
-            "BG/NBD needs t_x <= T."
-        )
-    return xa, txa, Ta
+    return as_repeat_data(x, t_x, T, "BG/NBD")
 
 
 def _log_terms(
@@ -316,26 +286,9 @@ def _ll_and_grad_log_params(
     return ll, np.stack([r * d_r, alpha * d_alpha, a * d_a, b * d_b])
 
 
-def _aggregate(
-    x: npt.NDArray[np.float64],
-    t_x: npt.NDArray[np.float64],
-    T: npt.NDArray[np.float64],
-    weights: npt.NDArray[np.float64],
-) -> tuple[npt.NDArray[np.float64], ...]:
-    """Collapse identical ``(x, t_x, T)`` rows into one row with summed weights.
-
-    Customer data in whole days repeat a lot (CDNOW: 2,357 customers, far fewer
-    distinct rows), and the likelihood is a weighted sum, so the fit is exact and
-    faster on the collapsed rows.
-    """
-    rows = np.column_stack([x, t_x, T])
-    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
-    # With weights, bincount returns floats (numpy's stubs only know the integer case).
-    summed = cast(
-        "npt.NDArray[np.float64]",
-        np.bincount(inverse.ravel(), weights=weights, minlength=len(unique)),
-    )
-    return unique[:, 0], unique[:, 1], unique[:, 2], summed
+# Model-free fit helpers, kept under their old names (churnlens._btyd owns them).
+_aggregate = aggregate
+_single_threaded_blas = single_threaded_blas
 
 
 def _starting_points(
@@ -353,21 +306,6 @@ def _starting_points(
     for r0, a0, b0 in ((1.0, 1.0, 1.0), (0.25, 0.75, 2.5), (3.0, 0.5, 5.0)):
         starts.append(np.log([r0, r0 / rate, a0, b0]))
     return starts
-
-
-def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """Limit BLAS to one thread while L-BFGS-B runs.
-
-    L-BFGS-B's tiny (4 parameters) linear algebra goes through BLAS/LAPACK; a
-    multithreaded OpenBLAS spends most of the fit waking threads, ten times the whole
-    fit on a busy machine (measured: 0.74 s against 0.07 s). threadpoolctl comes with
-    scikit-learn; without it the fit is just as correct, only slower.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn always brings it
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def bgnbd_fit(
@@ -424,15 +362,7 @@ def bgnbd_fit(
     """
     xa, txa, Ta = _as_data(x, t_x, T)
     xa, txa, Ta = xa.ravel(), txa.ravel(), Ta.ravel()
-    if weights is None:
-        w = np.ones_like(xa)
-    else:
-        w = np.asarray(weights, dtype=float).ravel()
-        if w.shape != xa.shape:
-            raise DataValidationError(
-                f"weights must have one value per row ({xa.size}), got {w.size}."
-            )
-        w = _finite_nonnegative(w, "weights")
+    w = fit_weights(xa, weights)
     if not math.isfinite(penalizer) or penalizer < 0:
         raise ChurnlensError(f"penalizer must be a number >= 0, got {penalizer!r}.")
     if xa.size == 0 or float(w.sum()) <= 0:
@@ -644,7 +574,7 @@ def bgnbd_prob_purchase_in(
 
 # --------------------------------------------------------------------------- estimator
 
-_FEATURES = ("repeat_frequency", "t_x_days", "tenure_days")
+_FEATURES = REPEAT_FEATURES
 
 
 def _features_to_data(
@@ -652,59 +582,10 @@ def _features_to_data(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Read and check ``(x, t_x, T)`` in days from a churnlens features frame.
 
-    Kept here rather than in ``_validation`` because the rules (t_x <= T, whole repeat
-    counts) are BG/NBD's own.
+    The rules (t_x <= T, whole repeat counts) are those of every repeat-purchase model:
+    :func:`churnlens._btyd.repeat_features_to_data`.
     """
-    if not isinstance(features, pd.DataFrame):
-        raise DataValidationError(
-            f"features must be a pandas DataFrame, got {type(features).__name__}. "
-            "Suggestion: pass the frame built by churnlens' feature module."
-        )
-    missing = [c for c in _FEATURES if c not in features.columns]
-    if missing:
-        raise MissingColumnError(
-            f"BG/NBD needs the feature columns {list(_FEATURES)}; missing {missing}; "
-            f"columns found: {[str(c) for c in features.columns]}. Suggestion: build the "
-            "features with churnlens' feature module (repeat_frequency = occasions - 1, "
-            "t_x_days = last - first occasion, tenure_days = cutoff - first occasion)."
-        )
-    arrays = []
-    for column in _FEATURES:
-        series = features[column]
-        try:
-            values = series.to_numpy(dtype=float, na_value=np.nan)
-        except (TypeError, ValueError) as exc:
-            raise DataValidationError(
-                f"column {column!r} must be numeric, got dtype {series.dtype}. "
-                "Suggestion: pass counts and day numbers, not text or dates."
-            ) from exc
-        wrong = ~np.isfinite(values) | (values < 0)
-        if wrong.any():
-            bad = series[wrong]
-            raise DataValidationError(
-                f"column {column!r} has {len(bad)} missing, infinite or negative values, "
-                f"{format_bad_rows(bad, file_rows=False)}. Suggestion: it counts days or "
-                "occasions since the first purchase and must be >= 0."
-            )
-        arrays.append(values)
-    x, t_x, T = arrays
-    fractional = x != np.floor(x)
-    if fractional.any():
-        not_whole = features["repeat_frequency"][fractional]
-        raise DataValidationError(
-            f"column 'repeat_frequency' must hold whole numbers: "
-            f"{format_bad_rows(not_whole, file_rows=False)}. Suggestion: it is the number "
-            "of occasions minus 1."
-        )
-    after = t_x > T
-    if after.any():
-        late = features["t_x_days"][after]
-        raise DataValidationError(
-            f"'t_x_days' is larger than 'tenure_days' in {len(late)} rows: "
-            f"{format_bad_rows(late, file_rows=False)}. Suggestion: both are measured from "
-            "the first occasion; the last occasion cannot be after the cutoff."
-        )
-    return x, t_x, T
+    return repeat_features_to_data(features, "BG/NBD")
 
 
 class BGNBDModel:
@@ -771,14 +652,7 @@ class BGNBDModel:
             ``self``.
         """
         horizon = require_positive_int(self.horizon_days, name="horizon_days")
-        penalizer = self.penalizer
-        if (
-            isinstance(penalizer, bool)
-            or not isinstance(penalizer, int | float | np.number)
-            or not math.isfinite(float(penalizer))
-            or penalizer < 0
-        ):
-            raise ChurnlensError(f"penalizer must be a number >= 0, got {penalizer!r}.")
+        penalizer = check_penalizer(self.penalizer)
         x, t_x, T = _features_to_data(features)
         if x.size == 0:
             raise EmptyDataError("BG/NBD needs at least one customer; features has no rows.")

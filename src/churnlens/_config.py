@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DataSettings",
+    "EngineSettings",
     "FeatureSettings",
     "MlflowSettings",
     "ModelSettings",
+    "MonitoringSettings",
     "ScoringSettings",
     "Settings",
     "SnapshotSettings",
@@ -181,6 +183,37 @@ class ScoringSettings(_Strict):
         return self
 
 
+class MonitoringSettings(_Strict):
+    """The prediction ledger and the alarms of ``churnlens monitor`` (docs/monitoring.md).
+
+    ``ledger``: record every scoring (and campaign list) as a run of ``experiment`` in
+    the MLflow tracking store (``mlflow.tracking_uri``); ``--no-ledger`` or
+    ``CHURNLENS_LEDGER=off`` turn it off for one run. ``psi_alert``: a feature drifts
+    when its population stability index against the training snapshots exceeds this
+    (0.25: the usual "act" level). ``auc_drop_alert``: realized ROC AUC this far below
+    the model's own backtest alerts. ``importance_floor``: drift alerts only on a feature
+    with at least this share of the model's mean absolute contribution.
+    """
+
+    ledger: bool = True
+    experiment: str = Field(default="churnlens-monitoring", min_length=1)
+    psi_alert: float = Field(default=0.25, gt=0)
+    auc_drop_alert: float = Field(default=0.05, gt=0, lt=1)
+    importance_floor: float = Field(default=0.05, ge=0, lt=1)
+
+
+class EngineSettings(_Strict):
+    """The embedded engine (DuckDB) when it reads files out of core (docs/scale.md).
+
+    ``memory_limit``: DuckDB's memory limit, a size (``4GB``, ``500MB``) or a share of RAM
+    (``50%``; DuckDB's own default is 80%); beyond it DuckDB spills to ``temp_directory``
+    (``null``: a fresh folder in the system's temporary directory, removed afterwards).
+    """
+
+    memory_limit: str = Field(default="50%", pattern=r"^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|B)\s*$")
+    temp_directory: str | None = Field(default=None, min_length=1)
+
+
 class Settings(_Strict):
     """Every setting of churnlens, validated. See ``configs/default.yaml``.
 
@@ -202,6 +235,10 @@ class Settings(_Strict):
         Tracking, registry and promotion (:class:`MlflowSettings`).
     scoring
         Risk band thresholds (:class:`ScoringSettings`).
+    monitoring
+        The prediction ledger and monitoring alarms (:class:`MonitoringSettings`).
+    engine
+        Memory limit and spill folder of out-of-core reads (:class:`EngineSettings`).
     """
 
     horizon_days: int = Field(default=91, ge=1, le=3660)
@@ -212,6 +249,8 @@ class Settings(_Strict):
     model: ModelSettings = ModelSettings()
     mlflow: MlflowSettings = MlflowSettings()
     scoring: ScoringSettings = ScoringSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    engine: EngineSettings = EngineSettings()  # memory limit and spill folder (scale.md)
 
     def build_model(self) -> ChurnModel:
         """The unfitted :class:`~churnlens.ChurnModel` these settings describe.

@@ -55,6 +55,9 @@ PREDICT_LOCK = threading.RLock()
 
 # LightGBM's kZeroThreshold (a float constant): |x| <= it counts as zero.
 _ZERO = float(np.float32(1e-35))
+# LightGBM reads a value at or beyond +-1e300 as +-1e300 (Common::AvoidInf), so a split
+# at 1e300 (its "missing or not" split) sends every finite value left, 1e301 and inf too.
+_LIGHTGBM_MAX = 1e300
 _MAX_SPLITS = 16  # 2**16 patterns per tree at most; larger trees use pred_contrib
 # Up to this many rows, all trees are evaluated at once (memory: ~16 bytes per row, tree
 # and used feature); above, tree by tree, vectorised over the rows.
@@ -387,7 +390,8 @@ class TreeContributions:
 
     def _codes_across_trees(self, matrix: np.ndarray) -> np.ndarray:
         """Each row's split pattern in every tree at once: ``(rows, trees)`` integers."""
-        values = matrix[:, self._split_feature]  # (rows, trees, splits)
+        # (rows, trees, splits), read as LightGBM reads them (see _goes_left)
+        values = np.clip(matrix[:, self._split_feature], -_LIGHTGBM_MAX, _LIGHTGBM_MAX)
         nan = np.isnan(values)
         left = (values <= self._threshold) | (nan & self._nan_left)
         zero = self._zero_type & ((np.abs(values) <= _ZERO) | nan)
@@ -488,7 +492,11 @@ def _tree_codes(splits: Sequence[tuple[int, float, bool, str]], columns: np.ndar
 
 def _goes_left(values: np.ndarray, nan: np.ndarray, threshold: float, default_left: bool,
                missing: str) -> np.ndarray:
-    """LightGBM's ``NumericalDecision`` (tree.h), vectorised: True where a row goes left."""
+    """LightGBM's ``NumericalDecision`` (tree.h), vectorised: True where a row goes left.
+
+    Values beyond +-1e300 are read as +-1e300 first, as LightGBM does (NaN stays NaN).
+    """
+    values = np.clip(values, -_LIGHTGBM_MAX, _LIGHTGBM_MAX)
     below = values <= threshold  # False for NaN
     if missing == "NaN":  # NaN takes the default direction
         return below | nan if default_left else below

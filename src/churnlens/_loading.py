@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnlens._engine import MAX_ABS_AMOUNT
+from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT
 from churnlens._io import json_ready
 from churnlens._validation import (
     PLAUSIBLE_DATES,
@@ -328,7 +329,7 @@ def load_transactions(
         dropped_duplicates=dropped_duplicates,
         duplicate_rows=duplicate_rows,
         refund_rows=int((amounts < 0).sum()),
-        refund_total=float(np.abs(amounts[amounts < 0]).sum()),  # never -0.0
+        refund_total=exact_total(-amounts[amounts < 0]),  # never -0.0
         zero_amount_rows=int((amounts == 0).sum()),
         timestamps_converted_to_utc=converted,
         customers=len(customer_ids),
@@ -456,13 +457,29 @@ def _read_source(
             f"{name} is a directory; churnlens reads one CSV or Parquet file. "
             "Suggestion: name the file inside it."
         )
+    if file_kind(path) == "parquet":
+        return _read_parquet(path, wanted, required), name, True
+    return _read_csv(path, wanted, required, delimiter), name, True
+
+
+def file_kind(path: Path) -> str:
+    """``"parquet"`` or ``"csv"``: how the loader reads this existing file (the one rule).
+
+    Raises
+    ------
+    EmptyDataError
+        The file has 0 bytes.
+    DataValidationError
+        A file type the loader does not read.
+    """
+    name = str(path)
     if path.stat().st_size == 0:
         raise EmptyDataError(f"{name} is empty (0 bytes). Suggestion: check the export.")
     suffix = "".join(path.suffixes[-2:]).lower() if len(path.suffixes) > 1 else path.suffix.lower()
     if path.suffix.lower() in _PARQUET_SUFFIXES or _is_parquet(path):
-        return _read_parquet(path, wanted, required), name, True
+        return "parquet"
     if suffix in _CSV_SUFFIXES or path.suffix.lower() in _CSV_SUFFIXES:
-        return _read_csv(path, wanted, required, delimiter), name, True
+        return "csv"
     raise DataValidationError(
         f"{name}: unsupported file type {path.suffix or '(no extension)'!r}. "
         "Suggestion: use a .csv, .csv.gz, .tsv or .parquet file."
@@ -490,16 +507,31 @@ def _read_parquet(path: Path, wanted: dict[str, str], required: dict[str, str]) 
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
-        require_columns(schema.names, required, source=str(path))
-        _require_optional(schema.names, wanted, str(path))
-        require_unique_columns(schema.names, wanted.values(), source=str(path))
+        check_parquet_columns(path, wanted, required)
         table = pq.read_table(path, columns=list(dict.fromkeys(wanted.values())))
     except (pa.ArrowException, OSError) as exc:
         raise DataValidationError(
             f"{path}: cannot read as Parquet ({exc}). Suggestion: check that the file "
             "is a complete Parquet file."
         ) from exc
+    return arrow_frame(table)
+
+
+def check_parquet_columns(path: Path, wanted: dict[str, str], required: dict[str, str]) -> None:
+    """Refuse a Parquet file without the ``required`` and ``wanted`` columns, or with repeats.
+
+    Reads the schema only (the file's footer). Arrow and OS errors are left to the caller.
+    """
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    require_columns(schema.names, required, source=str(path))
+    _require_optional(schema.names, wanted, str(path))
+    require_unique_columns(schema.names, wanted.values(), source=str(path))
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as the pandas frame the rules read (the loader's one conversion)."""
     frame = table.to_pandas()
     for position, field in enumerate(table.schema):
         # Integer columns with nulls would become float64 and lose ids above 2**53:
@@ -521,14 +553,7 @@ def _read_csv(path: Path, wanted: dict[str, str], required: dict[str, str],
               delimiter: str | None = None) -> pd.DataFrame:
     import pyarrow.csv as pacsv
 
-    if delimiter is None:
-        delimiter = "\t" if ".tsv" in path.suffixes else ","
-    line = _read_header_line(path)
-    header = next(csv.reader(io.StringIO(line), delimiter=delimiter))
-    _require_delimiter(header, line, delimiter, required, path)
-    require_columns(header, required, source=str(path))
-    _require_optional(header, wanted, str(path))
-    require_unique_columns(header, wanted.values(), source=str(path))
+    delimiter = check_csv_header(path, wanted, required, delimiter)
     names = list(dict.fromkeys(wanted.values()))
     try:
         table = pacsv.read_csv(
@@ -560,6 +585,20 @@ def _read_csv(path: Path, wanted: dict[str, str], required: dict[str, str],
             "must be a complete gzip file)."
         ) from None
     return table.to_pandas()
+
+
+def check_csv_header(path: Path, wanted: dict[str, str], required: dict[str, str],
+                     delimiter: str | None = None) -> str:
+    """Check a CSV file's header line (separator, columns, repeats); return the separator."""
+    if delimiter is None:
+        delimiter = "\t" if ".tsv" in path.suffixes else ","
+    line = _read_header_line(path)
+    header = next(csv.reader(io.StringIO(line), delimiter=delimiter))
+    _require_delimiter(header, line, delimiter, required, path)
+    require_columns(header, required, source=str(path))
+    _require_optional(header, wanted, str(path))
+    require_unique_columns(header, wanted.values(), source=str(path))
+    return delimiter
 
 
 def _one_line(exc: BaseException) -> str:
@@ -986,6 +1025,19 @@ def _count_repeats(hashes: np.ndarray) -> int:
     """Rows whose hash repeats an earlier row's (sorting beats a hash table here)."""
     ordered = np.sort(hashes)
     return int(np.count_nonzero(ordered[1:] == ordered[:-1]))
+
+
+def exact_total(amounts: np.ndarray) -> float:
+    """The sum of ``amounts`` as the engine adds money (``_engine.amount_units_sql``).
+
+    Each amount becomes whole billionths (rounded half away from zero, as SQL ``ROUND``),
+    the billionths are added exactly and the total turns into a float once: the same
+    number whatever the order of the rows, in pandas and in SQL.
+    """
+    scaled = np.asarray(amounts, dtype="float64") * AMOUNT_UNITS
+    whole = np.trunc(scaled)
+    units = whole + np.where(np.abs(scaled - whole) >= 0.5, np.sign(scaled), 0.0)
+    return math.fsum(units) / AMOUNT_UNITS
 
 
 def day_numbers(timestamps: pd.Series) -> np.ndarray:

@@ -21,10 +21,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from churnlens._drift import reference_profile
 from churnlens._evaluation import classification_metrics
 from churnlens._io import json_ready
 from churnlens._scorer import (
     BGNBD_FEATURES,
+    BGNBD_INPUTS,
+    MONITORING_REFERENCE,
     SELF_KNOWLEDGE,
     Explanation,
     checked_explanation,
@@ -466,7 +469,36 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             if issue:
                 self.bgnbd_flags_.append({"cutoff": "scoring", "issue": issue})
         self.warnings_ = self._warnings()
+        # What monitoring compares a scoring with (churnlens monitor: drift and level)
+        self.reference_profile_ = reference_profile(X, base)
+        self.importance_ = self._importance(X)
+        self.training_risk_ = {"mean_risk": float(np.mean(risk)) if len(risk) else None,
+                               "churn_rate": float(np.mean(labels)) if len(labels) else None,
+                               "rows": len(labels)}
         return self
+
+    def _importance(self, X: pd.DataFrame) -> dict[str, float]:
+        """Each base feature's share of the mean absolute contribution on training rows.
+
+        Up to ``IMPORTANCE_ROWS`` training rows (a seeded sample) are explained; BG/NBD's
+        columns are credited in equal parts to the features BG/NBD reads
+        (``repeat_frequency``, ``t_x_days``, ``tenure_days``), so a model that is BG/NBD
+        alone still says which inputs matter. Shares sum to 1 (all 0 if nothing moves).
+        """
+        rows = X if len(X) <= IMPORTANCE_ROWS else X.sample(
+            IMPORTANCE_ROWS, random_state=int(self.random_state))
+        explanation = self.explain(rows)
+        mean_abs = np.abs(explanation.contributions[:, :-1]).mean(axis=0)
+        credit = dict.fromkeys(self.base_feature_names_, 0.0)
+        readers = [n for n in BGNBD_INPUTS if n in credit]
+        for name, value in zip(explanation.feature_names, mean_abs, strict=True):
+            if name in credit:
+                credit[name] += float(value)
+            elif name in BGNBD_FEATURES and readers:
+                for reader in readers:
+                    credit[reader] += float(value) / len(readers)
+        total = sum(credit.values())
+        return {n: (v / total if total > 0 else 0.0) for n, v in credit.items()}
 
     def _warnings(self) -> list[str]:
         """Plain-English notes on what this model cannot know (model card, summary)."""
@@ -732,7 +764,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             "has_logistic": self.logistic_ is not None,
             "has_indicator": False, "indicator_all": False, "bgnbd_horizon_days": 0,
         }
-        for key in SELF_KNOWLEDGE:  # what the model knows about itself (model card)
+        for key in SELF_KNOWLEDGE + MONITORING_REFERENCE:  # what it knows about itself
             if hasattr(self, key):
                 meta[key.rstrip("_")] = json_ready(getattr(self, key))
         arrays["bgnbd_params"] = np.zeros(0)
@@ -857,6 +889,8 @@ def _linear_contributions(pipeline: Any, matrix: np.ndarray, n_features: int,
 # gave them huge effective coefficients, and at the scoring date each swung the
 # log-odds by about 2 with the wrong sign.
 SUPPORT_RATIO = 4.0
+# Training rows explained for the feature importances monitoring weighs drift by.
+IMPORTANCE_ROWS = 20_000
 _CONSTANT_SPREAD = 1e-9
 
 

@@ -58,6 +58,7 @@ from churnlens._engine import (
 )
 from churnlens._io import json_ready
 from churnlens._loading import ensure_clean
+from churnlens._loading_sql import CleanTransactions
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError, EmptyDataError
 
@@ -70,6 +71,9 @@ __all__ = [
 ]
 
 DateLike: TypeAlias = str | dt.date | pd.Timestamp
+# A clean frame, or the clean view of files read out of core (_loading_sql): the same
+# queries run on either.
+Transactions: TypeAlias = pd.DataFrame | CleanTransactions
 
 COUNT_COLUMNS = ("S", "E", "N", "reactivated")
 RATE_COLUMNS = ("crr", "cohort_retention", "churn_rate", "repeat_rate", "simple_ratio")
@@ -155,7 +159,7 @@ class RetentionRates:
 
 @overload
 def retention_rates(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     start: DateLike,
     end: DateLike,
     *,
@@ -166,7 +170,7 @@ def retention_rates(
 
 @overload
 def retention_rates(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     start: DateLike,
     end: DateLike,
     *,
@@ -176,7 +180,7 @@ def retention_rates(
 
 
 def retention_rates(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     start: DateLike,
     end: DateLike,
     *,
@@ -247,7 +251,7 @@ def retention_rates(
 
 
 def retention_series(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     every: str = "quarter",
     *,
     window_days: int | None = None,
@@ -260,7 +264,8 @@ def retention_series(
     Parameters
     ----------
     transactions
-        Clean transactions from :func:`churnlens.load_transactions`.
+        Clean transactions from :func:`churnlens.load_transactions` (or the out-of-core
+        view of :func:`churnlens._loading_sql.load_transactions_sql`).
     every
         Period length: ``"quarter"``, ``"month"`` or ``"year"`` (calendar periods,
         each ``(last day of the previous period, last day of the period]``), or
@@ -325,7 +330,7 @@ def retention_series(
 
 
 def cohort_table(
-    transactions: pd.DataFrame,
+    transactions: Transactions,
     *,
     end: DateLike | None = None,
     segment_col: str | None = None,
@@ -345,7 +350,8 @@ def cohort_table(
     Parameters
     ----------
     transactions
-        Clean transactions from :func:`churnlens.load_transactions`.
+        Clean transactions from :func:`churnlens.load_transactions` (or the out-of-core
+        view of :func:`churnlens._loading_sql.load_transactions_sql`).
     end
         Ignore transactions after this day (default: keep all). The table counts a
         month as elapsed when it ends on or before ``end`` and the data's last day.
@@ -395,15 +401,18 @@ def cohort_table(
 class _Prepared(NamedTuple):
     """Transactions ready for DuckDB, plus the day range they cover."""
 
-    frame: pd.DataFrame  # customer_id, timestamp (naive), amount (float) [, segment]
+    # customer_id, timestamp (naive), amount (float) [, segment]; or the out-of-core view
+    frame: pd.DataFrame | CleanTransactions
     segment_col: str | None
     segment_dtype: Any
     first_day: int | None
     last_day: int | None
 
 
-def _prepare(transactions: pd.DataFrame, segment_col: str | None) -> _Prepared:
+def _prepare(transactions: Transactions, segment_col: str | None) -> _Prepared:
     """Clean transactions (the loader's contract) with only the columns the queries read."""
+    if isinstance(transactions, CleanTransactions):
+        return _prepare_view(transactions, segment_col)
     required = dict(zip(_REQUIRED, _REQUIRED, strict=True))
     if segment_col is not None:
         if not isinstance(segment_col, str) or not segment_col:
@@ -436,6 +445,21 @@ def _prepare(transactions: pd.DataFrame, segment_col: str | None) -> _Prepared:
     last_day = day_number(timestamps.max()) if len(frame) else None
     segment_dtype = clean[segment_col].dtype if segment_col is not None else None
     return _Prepared(frame, segment_col, segment_dtype, first_day, last_day)
+
+
+def _prepare_view(view: CleanTransactions, segment_col: str | None) -> _Prepared:
+    """The out-of-core view: already clean (its loader ran the contract in SQL)."""
+    if segment_col is not None:
+        columns = [row[0] for row in view.connection.execute(
+            f"DESCRIBE SELECT * FROM {view.view}").fetchall()]
+        if segment_col not in columns:
+            raise DataValidationError(
+                f"segment column {segment_col!r} is not in the transactions read from "
+                f"{view.report.source}. Suggestion: load with extra_cols=[{segment_col!r}].")
+    report = view.report
+    first = day_number(report.first_day) if report.first_day is not None else None
+    last = day_number(report.last_day) if report.last_day is not None else None
+    return _Prepared(view, segment_col, object if segment_col else None, first, last)
 
 
 def _parse_period(start: DateLike, end: DateLike) -> tuple[int, int]:
@@ -695,6 +719,8 @@ def _counts_sql(periods: list[_Period], has_segment: bool) -> str:
 
 
 def _run(data: _Prepared, sql: str, tables: dict[str, Any] | None = None) -> pd.DataFrame:
+    if isinstance(data.frame, CleanTransactions):
+        return _run_on_view(data.frame, data.segment_col, sql, tables or {})
     con = connect()
     try:
         con.register("tx", data.frame)
@@ -705,6 +731,24 @@ def _run(data: _Prepared, sql: str, tables: dict[str, Any] | None = None) -> pd.
         raise RuntimeError(f"churnlens retention query failed: {exc}") from exc
     finally:
         con.close()
+
+
+def _run_on_view(view: CleanTransactions, segment_col: str | None, sql: str,
+                 tables: dict[str, Any]) -> pd.DataFrame:
+    """The same query on the out-of-core view (its connection's memory limit and spill)."""
+    con = view.connection
+    segment = f', "{segment_col}" AS segment' if segment_col else ""
+    try:
+        con.execute(f'CREATE OR REPLACE TEMP VIEW tx AS SELECT customer_id, "timestamp", '
+                    f"amount{segment} FROM {view.view}")
+        for name, table in tables.items():
+            con.register(name, table)
+        return con.execute(sql).df()
+    except duckdb.Error as exc:  # pragma: no cover - a bug, not bad input
+        raise RuntimeError(f"churnlens retention query failed: {exc}") from exc
+    finally:
+        for name in tables:
+            con.unregister(name)
 
 
 def _rates_frame(data: _Prepared, periods: list[_Period]) -> pd.DataFrame:

@@ -44,7 +44,7 @@ __all__ = ["SCORER_FORMAT", "ChurnScorer", "Explanation", "feature_matrix", "loa
 SCORER_FORMAT = 1
 # Features added by the model itself from its BG/NBD component.
 BGNBD_FEATURES = ("bgnbd_p_alive", "bgnbd_p_purchase")
-_BGNBD_INPUTS = ("repeat_frequency", "t_x_days", "tenure_days")
+BGNBD_INPUTS = ("repeat_frequency", "t_x_days", "tenure_days")
 EPS = 1e-6
 # How far the contributions of a row may be from its log-odds (float rounding is ~1e-14).
 LOG_ODDS_TOLERANCE = 1e-9
@@ -94,6 +94,9 @@ class Explanation:
 # boundary flags, the warnings built from them); the scoring form and the card keep them.
 SELF_KNOWLEDGE = ("selection_", "dropped_inputs_", "level_error_", "history_days_",
                   "short_history_", "bgnbd_flags_", "warnings_")
+# What monitoring compares a scoring with (churnlens monitor: drift and risk level),
+# carried by the scorer too but kept out of the model card's notes and the backtest JSON.
+MONITORING_REFERENCE = ("reference_profile_", "importance_", "training_risk_")
 
 
 def _is_frame(X: Any) -> bool:
@@ -236,7 +239,7 @@ class ChurnScorer:
             self.indicator_all = bool(meta["indicator_all"])
             self.bgnbd_horizon_days = int(meta["bgnbd_horizon_days"])
             self.artifact = dict(meta.get("artifact") or {})
-            for attribute in SELF_KNOWLEDGE:  # what the model knew about itself
+            for attribute in SELF_KNOWLEDGE + MONITORING_REFERENCE:  # what it knew
                 if attribute.rstrip("_") in meta:
                     setattr(self, attribute, meta[attribute.rstrip("_")])
             self._meta = meta
@@ -510,9 +513,9 @@ def load_scorer(data: bytes, *, source: str = "the scorer") -> ChurnScorer:
 def _bgnbd_data(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x, t_x, T)`` as :func:`churnlens._bgnbd._features_to_data` reads them; on any
     input it would refuse, its own check runs (and raises its message)."""
-    if _is_frame(X) and all(c in X.columns for c in _BGNBD_INPUTS):
+    if _is_frame(X) and all(c in X.columns for c in BGNBD_INPUTS):
         try:
-            x, t_x, T = (X[c].to_numpy(dtype=float, na_value=np.nan) for c in _BGNBD_INPUTS)
+            x, t_x, T = (X[c].to_numpy(dtype=float, na_value=np.nan) for c in BGNBD_INPUTS)
         except (TypeError, ValueError):
             pass
         else:

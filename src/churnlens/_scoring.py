@@ -103,11 +103,17 @@ class ScoreResult:
         name, version and alias (what ``--json-summary`` prints).
     features
         The features the scores were computed from (``None`` when not kept).
+    feature_profile
+        Each model feature's distribution in this scoring against the training
+        snapshots (:func:`churnlens._drift.profile_against`: shares in the reference
+        bins, quantiles, ``psi``); ``None`` when the model has no reference profile
+        (trained before the ledger: retrain).
     """
 
     scores: pd.DataFrame
     summary: dict[str, Any]
     features: pd.DataFrame | None
+    feature_profile: dict[str, Any] | None = None
 
 
 def score_customers(
@@ -451,7 +457,18 @@ def _score_features(
                   rfm_segment(features)["segment"].to_numpy())
     say("summarising")
     summary = _summary(scores, artifact, as_of, last_actual.result())
-    return ScoreResult(scores=scores, summary=summary, features=features)
+    return ScoreResult(scores=scores, summary=summary, features=features,
+                       feature_profile=_feature_profile(features, artifact))
+
+
+def _feature_profile(features: pd.DataFrame, artifact: ModelArtifact
+                    ) -> dict[str, Any] | None:
+    """The features' distribution against the model's training snapshots (drift), or
+    None when the model has no ``reference_profile_`` (trained before it was kept)."""
+    from churnlens._drift import profile_against
+
+    reference = getattr(artifact.model, "reference_profile_", None)
+    return profile_against(features, reference) if reference else None
 
 
 def _score_keyed(

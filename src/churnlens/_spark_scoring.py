@@ -45,7 +45,7 @@ from churnlens._scoring import (
 )
 from churnlens.exceptions import DataValidationError, EmptyDataError
 
-__all__ = ["score_file_with_spark", "score_spark", "summarise_spark"]
+__all__ = ["feature_profile_spark", "score_file_with_spark", "score_spark", "summarise_spark"]
 
 Progress = Callable[[str], None]
 _RFM = (("r_score", "CAST(recency_days AS DOUBLE)", True),
@@ -83,6 +83,21 @@ def score_spark(
         customer acquired by ``as_of``. Lazy: the features are persisted (they are read
         several times); cache the result if you use it more than once.
     """
+    return _score_spark(transactions, as_of, artifact, settings=settings,
+                        allow_past=allow_past, reasons=reasons, progress=progress)[0]
+
+
+def _score_spark(
+    transactions: Any,
+    as_of: str | dt.date,
+    artifact: ModelArtifact,
+    *,
+    settings: ScoringSettings | None,
+    allow_past: bool,
+    reasons: bool,
+    progress: Progress | None,
+) -> tuple[Any, Any]:
+    """:func:`score_spark`'s scores and the (persisted) features they come from."""
     from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 
     from churnlens._features import compute_features
@@ -119,7 +134,8 @@ def score_spark(
         f"WHEN {rule.sql({'R': 'r_score', 'F': 'f_score', 'M': 'm_score'})} "
         f"THEN '{rule.segment}'" for rule in SEGMENT_RULES)
     scored = scored.withColumn("segment", F.expr(f"CASE {cases} END"))
-    return scored.select(*[c for c in BASE_COLUMNS], *(REASON_COLUMNS if reasons else []))
+    return (scored.select(*[c for c in BASE_COLUMNS], *(REASON_COLUMNS if reasons else [])),
+            features)
 
 
 _SPARK_TYPES = {
@@ -171,6 +187,52 @@ def _batch_scorer(shared: Any, as_of: dt.date, settings: ScoringSettings, reason
                                   offset_center=center)[columns]
 
     return run
+
+
+# --- feature drift --------------------------------------------------------------------
+
+
+def feature_profile_spark(features: Any, artifact: ModelArtifact) -> dict[str, Any] | None:
+    """The features' distribution against the model's training snapshots, on Spark.
+
+    The counts of each feature in the reference's bins (``_drift.bin_index``'s rule:
+    bin ``i`` holds ``edges[i-1] < x <= edges[i]``, missing values the last bin) and
+    approximate quantiles (``percentile_approx``), in one aggregation; the shares and
+    PSI are :func:`churnlens._drift.profile_from_counts`'s. None when the model has no
+    ``reference_profile_``.
+    """
+    from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
+
+    from churnlens._drift import QUANTILES, profile_from_counts
+
+    reference = getattr(artifact.model, "reference_profile_", None)
+    if not reference:
+        return None
+    names = [name for name in reference if name in features.columns]
+    if not names:
+        return {}
+    columns = []
+    for j, name in enumerate(names):
+        value = F.col(f"`{name}`").cast("double")
+        missing = value.isNull() | F.isnan(value)
+        edges = [float(e) for e in reference[name]["edges"]]
+        # the number of edges strictly below the value: its bin (searchsorted, "left")
+        below = sum((F.when(value > F.lit(e), 1).otherwise(0) for e in edges), F.lit(0))
+        bin_of = F.when(missing, len(edges) + 1).otherwise(below)
+        columns += [F.sum(F.when(bin_of == k, 1).otherwise(0)).alias(f"c{j}_{k}")
+                    for k in range(len(edges) + 2)]
+        columns.append(F.percentile_approx(F.when(~missing, value),
+                                           list(QUANTILES.values())).alias(f"q{j}"))
+    row = features.agg(*columns).collect()[0]
+    counts, quantiles = {}, {}
+    for j, name in enumerate(names):
+        bins = len(reference[name]["edges"]) + 2
+        counts[name] = [int(row[f"c{j}_{k}"] or 0) for k in range(bins)]
+        values = row[f"q{j}"]
+        quantiles[name] = (dict.fromkeys(QUANTILES) if values is None else
+                           {key: None if v is None else float(v)
+                            for key, v in zip(QUANTILES, values, strict=True)})
+    return profile_from_counts(reference, counts, quantiles)
 
 
 # --- summary ------------------------------------------------------------------------
@@ -321,8 +383,9 @@ def score_file_with_spark(
     spark, owned = _session(master, say)
     try:
         tx, cleaning = read_transactions(spark, transactions, day, settings)
-        scores = score_spark(tx, day, artifact, settings=settings.scoring,
-                             allow_past=allow_past, reasons=reasons, progress=say)
+        scores, features = _score_spark(tx, day, artifact, settings=settings.scoring,
+                                        allow_past=allow_past, reasons=reasons,
+                                        progress=say)
         scores = scores.persist()
         say("collecting the scores")
         frame = _collect(scores)
@@ -330,11 +393,13 @@ def score_file_with_spark(
         summary = summarise_spark(scores, tx, day, artifact)
         summary["cleaning"] = cleaning
         summary["engine"] = "spark"
+        profile = feature_profile_spark(features, artifact)
         scores.unpersist()
+        features.unpersist()
     finally:
         if owned:
             spark.stop()
-    return ScoreResult(scores=frame, summary=summary, features=None)
+    return ScoreResult(scores=frame, summary=summary, features=None, feature_profile=profile)
 
 
 def _session(master: str, say: Progress) -> tuple[Any, bool]:

@@ -43,6 +43,7 @@ __all__ = [
     "plot_retention_pairs",
     "plot_retention_series",
     "plot_roc",
+    "plot_tracking",
     "save_figure",
 ]
 
@@ -335,3 +336,83 @@ def _draw_line(ax: Axes, x: np.ndarray, y: np.ndarray, complete: np.ndarray, lab
     if (~complete).any():
         ax.plot(x[~complete], y[~complete], marker="o", linestyle="none", color=color,
                 markerfacecolor="none", markersize=5)
+
+
+def plot_tracking(tracking: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Predicted (with its 95% interval) and actual retention per scoring date.
+
+    The way buy-till-you-die tools show expected against actual purchases: for each
+    scoring recorded in the ledger, the cohort retention and CRR the model predicted
+    for the horizon after it (a line and a shaded interval) and, once the horizon has
+    closed, the rate that actually happened (markers; an open horizon has none).
+
+    Parameters
+    ----------
+    tracking
+        :meth:`churnlens._monitoring.MonitorReport.tracking_table`: ``as_of`` and, for
+        ``cohort_retention`` and ``crr``, ``predicted_<rate>``, ``predicted_<rate>_low``,
+        ``predicted_<rate>_high`` and ``actual_<rate>`` (percent; NaN while open).
+    title
+        Figure title; default "Predicted vs actual retention per scoring date".
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per rate, the scoring date on the x axis, percent on the y axis.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> import pandas as pd
+    >>> row = {"as_of": dt.date(2024, 6, 30), "predicted_cohort_retention": 60.0,
+    ...        "predicted_cohort_retention_low": 57.0,
+    ...        "predicted_cohort_retention_high": 63.0, "actual_cohort_retention": 52.0,
+    ...        "predicted_crr": 70.0, "predicted_crr_low": 66.0, "predicted_crr_high": 74.0,
+    ...        "actual_crr": 61.0}
+    >>> figure = plot_tracking(pd.DataFrame([row]))
+    >>> [ax.get_ylabel() for ax in figure.axes]
+    ['cohort retention (%)', 'CRR (%)']
+    """
+    rates = ("cohort_retention", "crr")
+    needed = ["as_of", *(f"{kind}_{rate}{end}" for rate in rates
+                         for kind, end in (("predicted", ""), ("predicted", "_low"),
+                                           ("predicted", "_high"), ("actual", "")))]
+    missing = [c for c in needed if c not in tracking.columns]
+    if missing:
+        raise ChurnlensError(
+            f"the tracking table has no column(s) {missing}. Suggestion: pass "
+            "MonitorReport.tracking_table() (churnlens monitor).")
+    frame = tracking.sort_values("as_of", kind="stable")
+    x = pd.to_datetime(frame["as_of"]).to_numpy()
+    figure = _figure(width=7.5, height=6.4)
+    axes = figure.subplots(len(rates), 1, squeeze=False, sharex=True)[:, 0]
+    for ax, rate in zip(axes, rates, strict=True):
+        predicted = frame[f"predicted_{rate}"].to_numpy(dtype=float)
+        low = frame[f"predicted_{rate}_low"].to_numpy(dtype=float)
+        high = frame[f"predicted_{rate}_high"].to_numpy(dtype=float)
+        actual = frame[f"actual_{rate}"].to_numpy(dtype=float)
+        ax.fill_between(x, low, high, color="#1b6ca8", alpha=0.18, linewidth=0,
+                        label="predicted 95% interval")
+        ax.plot(x, predicted, color="#1b6ca8", marker="o", markersize=3,
+                label="predicted")
+        if len(x) == 1:  # one date: an interval of zero width would not show
+            ax.errorbar(x, predicted, yerr=[predicted - low, high - predicted],
+                        color="#1b6ca8", capsize=4, linestyle="none")
+        outside = (actual < low) | (actual > high)
+        inside = np.isfinite(actual) & ~outside
+        if inside.any():
+            ax.plot(x[inside], actual[inside], color="#222222", marker="s",
+                    linestyle="none", markersize=5, label="actual (inside the interval)")
+        if outside.any():
+            ax.plot(x[outside], actual[outside], color="#d1495b", marker="X",
+                    linestyle="none", markersize=8, label="actual (outside: alert)")
+        ax.set_ylabel(f"{_RATE_LABELS[rate]} (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    if len(np.unique(x)) == 1:  # one date: a readable range around it, not years
+        pad = np.timedelta64(45, "D")
+        axes[-1].set_xlim(x[0] - pad, x[0] + pad)
+    axes[-1].set_xlabel("scoring date (as-of); each rate is for the horizon after it")
+    figure.autofmt_xdate()
+    figure.suptitle(title or "Predicted vs actual retention per scoring date")
+    return figure

@@ -1,5 +1,5 @@
-"""Error answers of the HTTP API: one 422 format, and the checks before any route
-(Host, body size, content type)."""
+"""Error answers of the HTTP API: one 422 format, the sign-in redirect of the web pages,
+and the checks before any route (Host, body size, content type)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,46 @@ import ipaddress
 import os
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import Message, Receive, Scope
 
 from churnlens.exceptions import ChurnlensError
 
-__all__ = ["ALLOWED_HOSTS_ENV", "RequestGuard", "add_exception_handlers",
-           "allowed_hosts_from_env", "unprocessable"]
+__all__ = ["ALLOWED_HOSTS_ENV", "FORM_POST_PATHS", "SIGN_IN_PATH", "RequestGuard",
+           "SignInRequired", "add_exception_handlers", "allowed_hosts_from_env",
+           "unprocessable"]
 
 ALLOWED_HOSTS_ENV = "CHURNLENS_ALLOWED_HOSTS"
+# The web page's sign-in form (churnlens.api.routes.session).
+SIGN_IN_PATH = "/sign-in"
+# The only POSTs that may be an HTML form (application/x-www-form-urlencoded): sign-in
+# and sign-out, which check the Origin themselves; every other POST must be JSON.
+FORM_POST_PATHS = frozenset({"/session", "/session/sign-out"})
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class SignInRequired(Exception):  # noqa: N818 (a redirect, not an error)
+    """A web page asked for without access: answered with a redirect to the sign-in form.
+
+    Parameters
+    ----------
+    location
+        Where the sign-in form is (``root_path`` included).
+    """
+
+    def __init__(self, location: str = SIGN_IN_PATH) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 def unprocessable(message: str, loc: tuple[str | int, ...] = ()) -> HTTPException:
     """A 422 in the same shape as FastAPI's validation errors (one format for clients)."""
     return HTTPException(422, detail=[{"loc": list(loc), "msg": message, "type": "value_error"}])
+
+
+async def _sign_in(request: Request, exc: Exception) -> RedirectResponse:
+    location = exc.location if isinstance(exc, SignInRequired) else SIGN_IN_PATH
+    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 async def _churnlens_error(request: Request, exc: Exception) -> JSONResponse:
@@ -32,6 +58,7 @@ async def _churnlens_error(request: Request, exc: Exception) -> JSONResponse:
 def add_exception_handlers(app: FastAPI) -> None:
     """Install the API's exception handlers on ``app``."""
     app.add_exception_handler(ChurnlensError, _churnlens_error)
+    app.add_exception_handler(SignInRequired, _sign_in)
 
 
 def allowed_hosts_from_env() -> frozenset[str]:
@@ -69,6 +96,11 @@ def _json_content_type(value: str) -> bool:
     return True
 
 
+def _form_content_type(value: str) -> bool:
+    """``application/x-www-form-urlencoded`` (an HTML form's POST), parameters allowed."""
+    return value.split(";")[0].strip().lower() == _FORM_TYPE
+
+
 class RequestGuard:
     """The checks every request passes before any route sees it (answers in microseconds).
 
@@ -81,7 +113,9 @@ class RequestGuard:
       arrives (:meth:`limited`), so memory stays flat whatever is sent.
     - **Content type** (415): a ``POST`` must say ``Content-Type: application/json``
       (``; charset=utf-8`` allowed). A web page can send other types without asking
-      the browser's permission first (no CORS preflight); JSON it cannot.
+      the browser's permission first (no CORS preflight); JSON it cannot. The sign-in
+      and sign-out forms (:data:`FORM_POST_PATHS`) may also be
+      ``application/x-www-form-urlencoded``: they check the ``Origin`` themselves.
 
     Parameters
     ----------
@@ -118,7 +152,9 @@ class RequestGuard:
         # (an invalid Content-Length is the server's to refuse: it never gets here)
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return JSONResponse({"detail": self.too_large}, status_code=413)
-        if scope["method"] == "POST" and not _json_content_type(content_type or ""):
+        if (scope["method"] == "POST" and not _json_content_type(content_type or "")
+                and not (scope["path"] in FORM_POST_PATHS
+                         and _form_content_type(content_type or ""))):
             got = "none" if content_type is None else repr(content_type[:100])
             return JSONResponse({"detail": (
                 f"POST bodies must be JSON: Content-Type application/json (optionally with "

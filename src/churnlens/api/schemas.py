@@ -26,19 +26,28 @@ from churnlens._engine import MAX_ABS_AMOUNT
 from churnlens._validation import PLAUSIBLE_DATES
 
 __all__ = [
+    "AtRiskFacets",
     "AtRiskItem",
     "AtRiskPage",
     "BacktestPeriod",
+    "Cohort",
+    "CohortTable",
     "CustomerHistory",
     "CustomerScore",
     "ErrorDetail",
     "Health",
     "ModelInfo",
+    "MonitorAlertOut",
+    "MonitoringReport",
     "Outlook",
     "Purchase",
+    "PurchaseDay",
+    "PurchaseHistoryOut",
     "RateWithInterval",
     "ReloadResult",
+    "RetentionPeriod",
     "RetentionRatesOut",
+    "RetentionSeries",
     "ScoreRequest",
     "ScoreResponse",
     "StoredCustomer",
@@ -187,6 +196,11 @@ class Health(BaseModel):
     last_reload_error: str | None = Field(
         description="Null, or that the last reload failed and when (the reason is in the "
                     "POST /reload answer and the server log: this endpoint needs no key).")
+    alerts: int | None = Field(
+        default=None,
+        description="Alerts of the monitoring report (GET /monitoring) of the served data and "
+                    "ledger; null while it is being computed (the first /health starts it) "
+                    "or when monitoring is unavailable (no ledger entry, no settings).")
 
 
 class ModelInfo(BaseModel):
@@ -330,3 +344,98 @@ class ErrorDetail(BaseModel):
     """An error."""
 
     detail: str
+
+
+# --- the web page's reads (issue 18): series, cohorts, purchases, list facets ----------
+
+
+class RetentionPeriod(RetentionRatesOut):
+    """One period of a retention series (``churnlens retention --every``)."""
+
+    period: str = Field(description="The period's label (2024Q2, 2024-05, 2024 or "
+                                    "2024-04-01..2024-06-30).")
+    complete: bool = Field(description="Whether the data cover the whole period and its "
+                                       "activity window (otherwise its rates are not "
+                                       "reliable).")
+
+
+class RetentionSeries(BaseModel):
+    """Retention rates of consecutive periods, oldest first."""
+
+    every: str
+    window_days: int | None = Field(description="The activity window asked for (null: "
+                                                "each period's own length).")
+    periods: list[RetentionPeriod]
+
+
+class Cohort(BaseModel):
+    """One monthly acquisition cohort (a row of ``churnlens cohorts``)."""
+
+    cohort: str = Field(description="Acquisition month, YYYY-MM.")
+    cohort_size: int
+    months: list[float | None] = Field(description="Percent of the cohort buying in month "
+                                                   "k after acquisition, k = 0, 1, ...; "
+                                                   "null when that month has not elapsed.")
+
+
+class CohortTable(BaseModel):
+    """Monthly acquisition cohorts, oldest first."""
+
+    cohorts: list[Cohort]
+
+
+class PurchaseDay(BaseModel):
+    """A customer's net purchases of one day."""
+
+    day: dt.date
+    amount: float = Field(description="Net amount of the day (refunds netted).")
+    transactions: int
+
+
+class PurchaseHistoryOut(BaseModel):
+    """A customer's purchase history up to the scoring date, one row per day."""
+
+    customer_id: str | int
+    as_of: dt.date
+    days: list[PurchaseDay]
+
+
+class AtRiskFacets(BaseModel):
+    """What the at-risk list can be filtered by, with the number of customers of each."""
+
+    total: int
+    bands: dict[str, int]
+    segments: dict[str, int]
+    max_value_at_risk: float | None
+
+
+class MonitorAlertOut(BaseModel):
+    """One alert of the monitoring report, in plain words."""
+
+    kind: Literal["retention_outside_interval", "auc_drop", "feature_drift"]
+    run_id: str = Field(description="The ledger entry (MLflow run) the alert is about.")
+    as_of: dt.date = Field(description="That entry's scoring date.")
+    subject: str = Field(description="cohort_retention, crr, auc, or the feature's name.")
+    value: float = Field(description="What was measured.")
+    threshold: float = Field(description="The limit it crossed (for an interval, the bound "
+                                         "crossed).")
+    message: str
+
+
+class MonitoringReport(BaseModel):
+    """The ledger's predictions against what happened, and drift: the document of
+    ``churnlens monitor --json`` (docs/monitoring.md describes every key)."""
+
+    data_last_day: dt.date = Field(description="Last day of the served transactions: a "
+                                               "horizon is closed when it ends on or before.")
+    thresholds: dict[str, float]
+    entries_total: int
+    closed: int
+    open: int
+    alert_count: int
+    alerts: list[MonitorAlertOut]
+    entries: list[dict[str, Any]] = Field(description="One document per scoring entry of the "
+                                                      "ledger, oldest first.")
+    notes: list[str]
+    alert_kinds: dict[str, str]
+    definitions: dict[str, str]

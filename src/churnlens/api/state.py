@@ -28,12 +28,18 @@ from churnlens._config import ScoringSettings, Settings
 from churnlens._io import json_ready
 from churnlens._redact import redact_uri_credentials
 
-__all__ = ["RowReader", "ServingState", "StateHolder", "build_state", "list_key", "load_state"]
+__all__ = ["MONITORING_KEY", "RowReader", "ServingState", "StateHolder", "build_state",
+           "cohorts_key", "list_key", "load_state", "rates_key", "record_in_ledger",
+           "series_key", "warm_monitoring", "warm_reads"]
 
 _log = logging.getLogger("churnlens.api")
 
 # Filtered at-risk lists kept per state (each is an array of row positions).
 _MAX_CACHED_FILTERS = 64
+# Answers of the retention reads (series, cohorts, rates of a period) kept per state:
+# each is a query over every transaction (seconds at 1M customers), and the data never
+# changes within a state.
+_MAX_CACHED_READS = 256
 # CSV exports kept per state (bytes in all), and rows per piece of an export: a piece is
 # one pandas call (~20 ms for 2,000 rows); the read thread steps aside between pieces.
 _CSV_CACHE_BYTES = 128 * 1024 * 1024
@@ -100,6 +106,18 @@ class ServingState:
     feature_rows: RowReader | None = None
     # CSV exports already written: (sort, min_risk, segment, band) -> pieces of bytes
     csv_cache: dict[tuple[Any, ...], list[bytes]] = dataclasses.field(default_factory=dict)
+    # reads already answered: ("series", every, window_days), ("cohorts",), ("rates",
+    # start, end, window_days), ("value_counts", column), ("monitoring",) -> the
+    # library's answer (see cached_read)
+    read_cache: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
+    # the scoring's feature distribution against the training snapshots (drift)
+    feature_profile: dict[str, Any] | None = None
+    # the settings the state was loaded with (None: built from a frame by build_state)
+    settings: Settings | None = None
+    # the prediction ledger: the entry this scoring recorded, or why it was not (a
+    # ledger failure never stops serving); both None when the ledger is off
+    ledger_run_id: str | None = None
+    ledger_error: str | None = None
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """The stored score and features of one customer (id as text), or None."""
@@ -113,6 +131,64 @@ class ServingState:
             score = json_ready(self.scores.iloc[row].to_dict())
             features = json_ready(self.features.iloc[row].to_dict())
         return {"score": score, "features": features}
+
+    def cached_read(self, key: tuple[Any, ...]) -> Any | None:
+        """A read already answered for this state (no work), else None.
+
+        Keys: :func:`series_key`, :func:`cohorts_key`, :func:`rates_key`,
+        ``("value_counts", column)`` and :data:`MONITORING_KEY`.
+        """
+        return self.read_cache.get(key)
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
+        if len(self.read_cache) < _MAX_CACHED_READS:
+            self.read_cache[key] = value
+        return value
+
+    def value_counts(self, column: str) -> dict[str, int]:
+        """Customers of the scored base per value of a column of the scores (missing
+        values left out), once per state (``GET /at-risk/facets``: bands, segments)."""
+        key = ("value_counts", column)
+        cached = self.read_cache.get(key)
+        if cached is not None:
+            return cached
+        counts = self.scores[column].value_counts(dropna=True)
+        return self._remember(key, {str(k): int(v) for k, v in counts.items()})
+
+    def retention_series(self, every: str, window_days: int | None = None) -> pd.DataFrame:
+        """:func:`churnlens._retention.retention_series` up to the scoring date, once per
+        state (``GET /retention/series``; the caller checks ``every``)."""
+        from churnlens._retention import retention_series
+
+        key = series_key(every, window_days)
+        cached = self.read_cache.get(key)
+        if cached is not None:
+            return cached
+        return self._remember(key, retention_series(
+            self.transactions, every, window_days=window_days, end=self.as_of))
+
+    def cohort_table(self) -> pd.DataFrame:
+        """:func:`churnlens._retention.cohort_table` up to the scoring date, once per
+        state (``GET /retention/cohorts``)."""
+        from churnlens._retention import cohort_table
+
+        cached = self.read_cache.get(cohorts_key())
+        if cached is not None:
+            return cached
+        return self._remember(cohorts_key(), cohort_table(self.transactions, end=self.as_of))
+
+    def retention_rates(self, start: dt.date, end: dt.date,
+                        window_days: int | None = None) -> Any:
+        """:func:`churnlens._retention.retention_rates` of ``(start, end]``, once per
+        state and period (``GET /retention``; at most ``_MAX_CACHED_READS`` kept)."""
+        from churnlens._retention import retention_rates
+
+        key = rates_key(start, end, window_days)
+        cached = self.read_cache.get(key)
+        if cached is not None:
+            return cached
+        return self._remember(key, retention_rates(self.transactions, start, end,
+                                                   window_days=window_days))
 
     def cached_at_risk_rows(self, sort: str, min_risk: float | None, segment: str | None,
                             band: str | None, kind: str = "all") -> np.ndarray | None:
@@ -132,6 +208,23 @@ class ServingState:
         from churnlens._rules import at_risk_list
 
         rows = self.cached_at_risk_rows(sort, min_risk, segment, band, kind)
+        known_segment = segment is None or segment in self._segments()
+        if rows is None and kind == "all" and known_segment:
+            # The whole base's order kept for this sort, filtered: at_risk_list filters
+            # then orders by (sort descending, customer id), a total order, so keeping
+            # the matching rows of the ordered base gives its very rows in its order,
+            # without a sort of the base (tests/test_web_access.py checks every filter).
+            ranked = self.ranked[sort]
+            keep = np.ones(len(ranked), dtype=bool)
+            if min_risk is not None:
+                keep &= self.scores["churn_risk"].to_numpy(dtype=np.float64)[ranked] >= min_risk
+            for column, value in (("segment", segment), ("risk_band", band)):
+                if value is not None:
+                    keep &= (self.scores[column] == value).to_numpy(dtype=bool,
+                                                                   na_value=False)[ranked]
+            rows = ranked[keep]
+            if len(self.filtered) < _MAX_CACHED_FILTERS:
+                self.filtered[list_key(kind, sort, min_risk, segment, band)] = rows
         if rows is None:
             rows = at_risk_list(self.scores.assign(_row=np.arange(len(self.scores))),
                                 kind=kind, horizon_days=self.artifact.horizon_days,
@@ -141,6 +234,15 @@ class ServingState:
             if len(self.filtered) < _MAX_CACHED_FILTERS:
                 self.filtered[list_key(kind, sort, min_risk, segment, band)] = rows
         return rows
+
+    def _segments(self) -> frozenset[str]:
+        """The segments of the scored base (an unknown one is at_risk_list's error)."""
+        cached = self.read_cache.get(("segments",))
+        if cached is None:
+            cached = frozenset() if "segment" not in self.scores else frozenset(
+                str(s) for s in self.scores["segment"].dropna().unique())
+            self.read_cache[("segments",)] = cached
+        return cached
 
     def at_risk_csv(self, sort: str, min_risk: float | None, segment: str | None,
                     band: str | None, pause: Callable[[], None] | None = None,
@@ -180,6 +282,47 @@ class ServingState:
         return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
 
 
+def series_key(every: str, window_days: int | None) -> tuple[Any, ...]:
+    """The read cache key of a retention series (:meth:`ServingState.retention_series`)."""
+    return ("series", every, window_days)
+
+
+def cohorts_key() -> tuple[Any, ...]:
+    """The read cache key of the cohort table (:meth:`ServingState.cohort_table`)."""
+    return ("cohorts",)
+
+
+def rates_key(start: dt.date, end: dt.date, window_days: int | None) -> tuple[Any, ...]:
+    """The read cache key of a period's rates (:meth:`ServingState.retention_rates`)."""
+    return ("rates", pd.Timestamp(start).date(), pd.Timestamp(end).date(), window_days)
+
+
+def warm_reads(state: ServingState) -> None:
+    """Answer now what the web page's overview and at-risk list ask first.
+
+    The retention series of the default periods (the model's horizon), the rates of its
+    last complete period, the cohort table, the customers per band and per segment, and
+    the at-risk list of each risk band for each sort: the first visitor after a start or
+    a reload waits for none of them (at 1M customers the retention reads take seconds
+    each; ``bench/bench_web.py``).
+    """
+    from churnlens._rules import BANDS, SORT_KEYS
+
+    series = state.retention_series(f"{state.artifact.horizon_days}d")
+    complete = series.loc[series["complete"].astype(bool)]
+    if len(complete):
+        last = complete.iloc[-1]
+        state.retention_rates(pd.Timestamp(last["start"]).date(),
+                              pd.Timestamp(last["end"]).date())
+    state.cohort_table()
+    for column in ("risk_band", "segment"):
+        if column in state.scores:
+            state.value_counts(column)
+    for sort in SORT_KEYS:
+        for band in BANDS:
+            state.at_risk_rows(sort, None, None, band)
+
+
 def list_key(kind: str, sort: str, min_risk: float | None, segment: str | None,
               band: str | None) -> tuple[Any, ...]:
     """The cache key of an at-risk list (the whole base's keys as before lists existed)."""
@@ -193,6 +336,7 @@ def build_state(
     as_of: str | dt.date | None = None,
     *,
     scoring: ScoringSettings | None = None,
+    settings: Settings | None = None,
 ) -> ServingState:
     """Score the base at ``as_of`` (default: the data's last day) and index it.
 
@@ -206,16 +350,20 @@ def build_state(
         Scoring date.
     scoring
         Risk band thresholds.
+    settings
+        The settings the state serves with (kept on the state; its ``scoring`` is used
+        when ``scoring`` is not given).
 
     Returns
     -------
     ServingState
-        The scored base, its at-risk orders and its indexes.
+        The scored base, its at-risk orders and its indexes, with the web page's first
+        reads answered already (:func:`warm_reads`).
     """
     from churnlens._rules import SORT_KEYS, at_risk_list
     from churnlens._scoring import score_customers
 
-    scoring = scoring or ScoringSettings()
+    scoring = scoring or (settings.scoring if settings is not None else ScoringSettings())
     day = pd.Timestamp(as_of).date() if as_of else transactions["timestamp"].max().date()
     result = score_customers(transactions, day, artifact, settings=scoring, allow_past=True)
     scores = result.scores
@@ -226,14 +374,20 @@ def build_state(
               for key in SORT_KEYS}
     offsets = artifact.model.bgnbd_offset(result.features)
     offset_center = float(np.mean(offsets)) if len(offsets) else None
-    return ServingState(
+    state = ServingState(
         artifact=artifact, transactions=transactions, scores=scores, features=result.features,
         summary=result.summary, as_of=day,
         loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         index={str(c): i for i, c in enumerate(scores["customer_id"].tolist())},
         ranked=ranked, scoring=scoring, offset_center=offset_center,
         score_rows=RowReader(scores), feature_rows=RowReader(result.features),
+        feature_profile=result.feature_profile, settings=settings,
     )
+    try:
+        warm_reads(state)
+    except Exception as exc:  # a read that fails here fails again, as a 422, when asked
+        _log.warning("the web page's first reads were not prepared: %s", exc)
+    return state
 
 
 def load_state(
@@ -242,6 +396,7 @@ def load_state(
     settings: Settings,
     *,
     as_of: str | dt.date | None = None,
+    ledger: bool = False,
 ) -> ServingState:
     """Load the model (every check of the one loader) and the transactions, score the base.
 
@@ -255,6 +410,10 @@ def load_state(
         Column names, tracking store and risk bands.
     as_of
         Scoring date (default: the data's last day).
+    ledger
+        Record the scoring in the prediction ledger (:mod:`churnlens._ledger`, source
+        ``serve``). A ledger failure does not stop serving: it is logged as a warning
+        and kept as ``ledger_error`` (credentials masked).
 
     Returns
     -------
@@ -275,7 +434,62 @@ def load_state(
     artifact = load_model(model, settings.mlflow)
     tx, _ = load_transactions(
         transactions_source, **settings.data.loader_options(), as_of=as_of)
-    return build_state(artifact, tx, as_of, scoring=settings.scoring)
+    state = build_state(artifact, tx, as_of, scoring=settings.scoring, settings=settings)
+    state = record_in_ledger(state) if ledger else state
+    warm_monitoring(state)
+    return state
+
+
+# The read cache key of the monitoring report (GET /monitoring, /health's alert count).
+MONITORING_KEY = ("monitoring",)
+
+
+def warm_monitoring(state: ServingState) -> None:
+    """Compute the state's monitoring report now, before it is served (after its own
+    scoring is recorded in the ledger): ``GET /monitoring`` and ``/health`` find it in
+    ``state.read_cache[MONITORING_KEY]`` (:mod:`churnlens.api.monitoring`).
+
+    A ChurnlensError (no ledger entry yet, a store that cannot be read) is kept in its
+    place, as the request path keeps it; any other failure is logged and left to the
+    request path.
+    """
+    from churnlens._monitoring import monitor_ledger
+    from churnlens.exceptions import ChurnlensError
+
+    if state.settings is None:
+        return
+    outcome: Any
+    try:
+        outcome = monitor_ledger(state.transactions, state.settings).to_dict()
+    except ChurnlensError as exc:
+        outcome = exc
+    except Exception as exc:  # left to the request path, which says why
+        _log.warning("the monitoring report was not prepared: %s",
+                     redact_uri_credentials(str(exc)))
+        return
+    state.read_cache[MONITORING_KEY] = outcome
+
+
+def record_in_ledger(state: ServingState) -> ServingState:
+    """The state with its scoring recorded in the prediction ledger (source ``serve``).
+
+    Never raises for a ledger failure: the state comes back with ``ledger_error`` (the
+    reason, credentials masked) and a warning is logged.
+    """
+    from churnlens._ledger import record_scoring
+    from churnlens._scoring import ScoreResult
+
+    result = ScoreResult(scores=state.scores, summary=state.summary, features=state.features,
+                         feature_profile=state.feature_profile)
+    try:
+        run_id = record_scoring(result, state.artifact, state.settings or Settings(),
+                                source="serve")
+    except Exception as exc:  # the ledger never stops serving
+        error = redact_uri_credentials(str(exc))
+        _log.warning("ledger: the scoring at %s was not recorded; serving anyway: %s",
+                     state.as_of, error)
+        return dataclasses.replace(state, ledger_error=error)
+    return dataclasses.replace(state, ledger_run_id=run_id)
 
 
 class StateHolder:

@@ -38,6 +38,7 @@ app = typer.Typer(
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_ALERTS = 3  # `monitor` found something to act on (docs/monitoring.md)
 EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])

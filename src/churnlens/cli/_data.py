@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from churnlens.cli._app import Steps, app, handle_errors, print_metrics, stderr, stdout
+from churnlens.cli._app import Steps, app, handle_errors, print_metrics, stdout
 from churnlens.cli._options import (
     OPTION_NAMES,
     CustomersOpt,
@@ -38,22 +38,28 @@ def generate(
     start: DataStartOpt = "2023-01-01",
     end: DataEndOpt = "2024-12-31",
 ) -> None:
-    """Write realistic synthetic purchase transactions."""
-    from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
-    from churnlens._synthetic import generate_transactions
+    """Write realistic synthetic purchase transactions.
+
+    Streams: customers are simulated 200,000 at a time and appended to the file, so
+    memory stays flat for any --customers (up to 200,000 customers the rows are those of
+    generate_transactions with the same seed).
+    """
+    from churnlens._io import TABLE_SUFFIXES, check_output_path
+    from churnlens._synthetic import write_transactions
 
     positive_whole(customers, flag="--customers", example="10000")
     first, last = parse_day(start, flag="--start"), parse_day(end, flag="--end")
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     began = time.perf_counter()
-    with stderr().status(f"simulating {customers:,} customers"):
-        frame = generate_transactions(customers, seed=seed, start=first, end=last)
-        write_table(frame, target)
+    with Steps() as steps:
+        written = write_transactions(target, customers, seed=seed, start=first, end=last,
+                                     progress=steps)
     seconds = time.perf_counter() - began
+    span = ("no rows" if written.first is None or written.last is None
+            else f"{written.first.date()} .. {written.last.date()}")
     stdout().print(
-        f"wrote {len(frame):,} transactions for {customers:,} customers "
-        f"({frame['timestamp'].min().date()} .. {frame['timestamp'].max().date()}) "
-        f"to {target} in {seconds:.1f} s",
+        f"wrote {written.transactions:,} transactions for {customers:,} customers "
+        f"({span}) to {target} in {seconds:.1f} s",
         highlight=False, markup=False, emoji=False,  # a path may contain "[/b]" or ":x:"
     )
 
@@ -66,11 +72,21 @@ def validate(
     as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a transactions file against the data contract and print the cleaning report."""
+    """Check a transactions file against the data contract and print the cleaning report.
+
+    The checks run in DuckDB on the file itself (a glob or a directory of Parquet files
+    also works), within the memory limit of the config's ``engine`` block.
+    """
     from rich.table import Table
     from rich.text import Text
 
-    _, report = source.load(as_of=parse_optional_day(as_of))
+    from churnlens._loading_sql import EngineLimits, load_transactions_sql
+
+    settings = source.settings()
+    limits = EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory)
+    with load_transactions_sql(source.path, **settings.data.loader_options(),
+                               as_of=parse_optional_day(as_of), limits=limits) as clean:
+        report = clean.report
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return

@@ -155,6 +155,16 @@ DataEndOpt = Annotated[str, typer.Option("--end", help="Last day of the data (YY
 
 CustomersOpt = Annotated[int, typer.Option("--customers", "-n", help="Customers to simulate.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")]
+BootstrapSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the revenue bootstrap "
+                                               "(same seed, same interval).")]
+ControlSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the control group draw "
+                                             "(same list and seed, same groups).")]
+CampaignStartOpt = Annotated[str, typer.Option("--start", help="The day the campaign began "
+                                               "(YYYY-MM-DD): the window is (start, start + H].")]
+ReportOpt = Annotated[Path | None, typer.Option("--report", help="Also write an HTML report "
+                                                "here (.html).")]
+NoLedgerOpt = Annotated[bool, typer.Option("--no-ledger", help="Do not record this in the "
+                                           "prediction ledger (also CHURNLENS_LEDGER=off).")]
 
 
 # The flag behind each settings key a command-line option overrides, so that a bad

@@ -28,7 +28,7 @@ from churnlens.exceptions import ChurnlensError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from churnlens._loading import LoadResult
+    from churnlens._loading_sql import CleanTransactions
     from churnlens._retention import RetentionRates
 
 
@@ -79,7 +79,7 @@ def retention(
     last = parse_optional_day(end, flag="--end")
     positive_days(window_days, flag="--window-days")
     loaded = _load(source, as_of, segment_col)
-    tx = loaded.transactions
+    tx = loaded  # the clean view over the file: the queries run out of core
 
     if every is not None:
         series = retention_series(tx, every, window_days=window_days, start=first, end=last,
@@ -149,7 +149,7 @@ def cohorts(
     csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
     last = parse_optional_day(end, flag="--end")
     loaded = _load(source, as_of, segment_col)
-    table = cohort_table(loaded.transactions, end=last, segment_col=segment_col)
+    table = cohort_table(loaded, end=last, segment_col=segment_col)
     figure = None
     if out_path is not None:
         from churnlens.plots import plot_cohort_heatmap
@@ -173,9 +173,16 @@ def cohorts(
 # --- helpers ----------------------------------------------------------------------
 
 
-def _load(source: TransactionInput, as_of: str | None, segment_col: str | None) -> LoadResult:
-    loaded = source.load(as_of=parse_optional_day(as_of),
-                         extra_cols=(segment_col,) if segment_col else ())
+def _load(source: TransactionInput, as_of: str | None,
+          segment_col: str | None) -> CleanTransactions:
+    """The file's clean rows as a DuckDB view (docs/scale.md), closed when collected."""
+    from churnlens._loading_sql import EngineLimits, load_transactions_sql
+
+    settings = source.settings()
+    limits = EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory)
+    loaded = load_transactions_sql(source.path, **settings.data.loader_options(),
+                                   as_of=parse_optional_day(as_of), limits=limits,
+                                   extra_cols=(segment_col,) if segment_col else ())
     report = loaded.report
     stderr().print(
         f"read {report.rows_kept:,} transactions of {report.customers:,} customers "

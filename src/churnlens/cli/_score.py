@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from churnlens.cli._app import Steps, app, handle_errors, stderr, stdout
 from churnlens.cli._options import (
+    OPTION_NAMES,
     AsOfOpt,
+    ConfigOpt,
+    ControlSeedOpt,
     ExpectedHorizonOpt,
     ModelOpt,
+    NoLedgerOpt,
     OutTableOpt,
     ScoresHorizonOpt,
     TrackingOpt,
@@ -49,9 +55,12 @@ def score(
     master: Annotated[str, typer.Option("--master", help="Spark master with --engine spark.")
                       ] = "local[2]",
     tracking_uri: TrackingOpt = None,
+    no_ledger: NoLedgerOpt = False,
 ) -> None:
-    """Score every customer at an as-of date and write one row per customer."""
+    """Score every customer at an as-of date and write one row per customer, and record
+    the scoring in the prediction ledger (the MLflow tracking store)."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json, write_table
+    from churnlens._ledger import ledger_enabled
     from churnlens._model_loader import load_model
     from churnlens._scoring import score_file
     from churnlens._validation import require_choice
@@ -84,13 +93,42 @@ def score(
         # a CSV is opened in spreadsheets: formula-like ids are neutralised there
         # (Parquet keeps every value exact)
         write_table(result.scores, target, metadata=metadata, spreadsheet_safe=True)
+        ledger_line, ledger_error = None, None
+        summary["ledger_run_id"] = None
+        if ledger_enabled(no_ledger, settings):
+            steps("recording the scoring in the prediction ledger")
+            ledger_line, ledger_error = _record_ledger(
+                result, artifact, settings, "score" if engine == "duckdb" else
+                f"score --engine {engine}", summary, target)
         if target.suffix.lower() == ".csv":
             write_json(summary, summary_path)
     summary["output"] = str(target)
     if json_summary:
         typer.echo(json.dumps(summary, allow_nan=False))
-        return
-    _print_summary(summary)
+    else:
+        _print_summary(summary)
+    if ledger_line is not None:
+        (stderr() if json_summary else stdout()).print(ledger_line, highlight=False)
+    if ledger_error is not None:
+        stderr().print(f"error: {' '.join(ledger_error.split())}", markup=False,
+                       highlight=False, emoji=False, soft_wrap=True)
+        raise typer.Exit(1)  # the scores are written; the ledger failed (not bad input)
+
+
+def _record_ledger(result: object, artifact: object, settings: object, source: str,
+                   summary: dict, target: Path) -> tuple[str | None, str | None]:
+    """Record the scoring; ``summary["ledger_run_id"]`` is its run (None when it failed).
+
+    Returns the line to print after the summary and the error, if the recording failed
+    (the scores are written either way)."""
+    from churnlens._ledger import record_scoring, recorded_message
+
+    try:
+        run_id = record_scoring(result, artifact, settings, source=source)
+    except ChurnlensError as exc:
+        return None, f"the scores were written to {target}, but {exc}"
+    summary["ledger_run_id"] = run_id
+    return recorded_message(run_id, settings), None
 
 
 def _print_summary(summary: dict) -> None:
@@ -161,10 +199,19 @@ def at_risk(
                                              "(default value_at_risk; churn_risk with "
                                              "--all).")] = None,
     horizon_days: ScoresHorizonOpt = None,
+    control_fraction: Annotated[float | None, typer.Option(
+        "--control-fraction", help="Hold back this share of each risk band as a random "
+        "control group (0 < F < 1): column group (treatment or control) and list_id; "
+        "read out with churnlens campaign.")] = None,
+    seed: ControlSeedOpt = 0,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    no_ledger: NoLedgerOpt = False,
 ) -> None:
     """Write the customers worth a call: active or recently lapsed, band high or medium,
     by value at risk, the first 500 (--all: every customer; --win-back: those already
-    gone). Spreadsheet-safe CSV."""
+    gone). Spreadsheet-safe CSV. With --control-fraction, a random control group is held
+    back in each risk band and the list is recorded in the prediction ledger."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
     from churnlens._rules import CAMPAIGN_BANDS, LAPSED_HORIZONS, at_risk_list
 
@@ -178,8 +225,17 @@ def at_risk(
     horizon = None if kind == "all" else _scores_horizon(scores, horizon_days)
     chosen = at_risk_list(frame, kind=kind, horizon_days=horizon, top=top,
                           min_risk=min_risk, segment=segment, band=band, sort=sort)
-    write_table(chosen, target, spreadsheet_safe=True)
+    drawn = None
+    if control_fraction is not None:
+        drawn = _ControlGroup.draw(chosen, scores, fraction=control_fraction, seed=seed,
+                                   horizon_days=horizon or horizon_days, config=config,
+                                   tracking_uri=tracking_uri, no_ledger=no_ledger)
+        chosen = drawn.frame
+    write_table(chosen, target, spreadsheet_safe=True,
+                metadata=None if drawn is None else drawn.metadata)
     say = stderr()
+    if drawn is not None:
+        drawn.report(say, len(frame), target)
     if kind == "all":
         say.print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
                   highlight=False)
@@ -239,3 +295,134 @@ def _read_scores(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype={"customer_id": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
         raise ChurnlensError(f"{path}: cannot read the scores ({exc}).") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class _ControlGroup:
+    """A campaign list with its control group drawn, and its ledger entry to record.
+
+    ``settings`` is None when the ledger is off (``--no-ledger``, ``CHURNLENS_LEDGER=off``
+    or ``monitoring.ledger: false``).
+    """
+
+    frame: pd.DataFrame
+    list_id: str
+    fraction: float
+    seed: int
+    card: dict[str, Any]
+    horizon_days: int | None
+    settings: Any
+
+    @classmethod
+    def draw(cls, chosen: pd.DataFrame, scores: Path, *, fraction: float, seed: int,
+             horizon_days: int | None, config: Path | None, tracking_uri: str | None,
+             no_ledger: bool) -> _ControlGroup:
+        """Draw the control group (stratified by risk band) and check, before anything
+        is written, that the ledger can record the list."""
+        from churnlens._campaign import assign_control_group, campaign_list_id
+        from churnlens._config import load_config
+        from churnlens._ledger import ledger_enabled
+
+        marked = assign_control_group(chosen, fraction, seed=seed)
+        list_id = campaign_list_id(marked["customer_id"], fraction=fraction, seed=seed)
+        marked["list_id"] = list_id
+        card = _scores_card(scores)
+        horizon = horizon_days if horizon_days is not None else card.get("horizon_days")
+        settings = load_config(config, {"mlflow.tracking_uri": tracking_uri},
+                               option_names=OPTION_NAMES)
+        enabled = ledger_enabled(no_ledger, settings)
+        if enabled and horizon is None:
+            raise ChurnlensError(
+                f"{scores}: the scores do not state the model's horizon, which the ledger "
+                "records with the campaign list. Suggestion: pass --horizon-days, or "
+                "--no-ledger to skip the ledger.")
+        return cls(marked, list_id, float(fraction), int(seed), card,
+                   None if horizon is None else int(horizon), settings if enabled else None)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What a Parquet list stores of itself (``churnlens`` schema metadata)."""
+        return {"list_id": self.list_id, "control_fraction": self.fraction,
+                "seed": self.seed, "as_of": self.card.get("as_of"),
+                "horizon_days": self.horizon_days,
+                "model": json.dumps(self.card.get("model") or {}, sort_keys=True)}
+
+    def report(self, say: Any, scored: int, target: Path) -> None:
+        """Say what was held back, then record the list in the ledger (exit 1 when the
+        recording fails: the list is written, the ledger is not bad input)."""
+        groups = self.frame["group"]
+        controls = int((groups == "control").sum())
+        say.print(f"control group: {controls:,} of the {len(groups):,} customers held back "
+                  f"({self.fraction:g} of each risk band, seed {self.seed}); list id "
+                  f"{self.list_id}. Contact only the treatment rows; read the campaign out "
+                  f"with churnlens campaign --list {target} --transactions FILE --start "
+                  "DATE.",
+                  highlight=False)
+        if self.settings is None:
+            return
+        from churnlens._ledger import record_list, recorded_message
+
+        try:
+            entry = _scores_entry(self.card, scored, self.settings)
+            model = self.card.get("model") or None
+            run_id = record_list(
+                self.frame, list_id=self.list_id, control_fraction=self.fraction,
+                seed=self.seed, scores_entry=entry, settings=self.settings,
+                source="at-risk", horizon_days=self.horizon_days, model=model,
+                as_of=_as_date(self.card.get("as_of")))
+        except ChurnlensError as exc:
+            say.print(f"error: the list was written, but {' '.join(str(exc).split())}",
+                      markup=False, highlight=False, emoji=False, soft_wrap=True)
+            raise typer.Exit(1) from exc
+        say.print(recorded_message(run_id, self.settings), highlight=False)
+
+
+def _as_date(value: Any) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _scores_card(path: Path) -> dict[str, Any]:
+    """What a scores file says of itself: ``as_of``, ``horizon_days``, ``model`` (a dict)
+    and, for a CSV's ``.summary.json``, ``ledger_run_id``; empty when it says nothing."""
+    from churnlens._io import read_table_metadata
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            card = dict(read_table_metadata(path))
+        else:
+            summary = path.with_name(path.name + ".summary.json")
+            card = (json.loads(summary.read_text(encoding="utf-8")) if summary.is_file()
+                    else {})
+    except (OSError, ValueError):
+        return {}  # the list does not need it; the ledger then says what it lacks
+    model = card.get("model")
+    if isinstance(model, str):
+        try:
+            model = json.loads(model)
+        except ValueError:
+            model = None
+    horizon = card.get("horizon_days")
+    return {"as_of": card.get("as_of"), "model": model if isinstance(model, dict) else None,
+            "horizon_days": int(horizon) if horizon not in (None, "") else None,
+            "ledger_run_id": card.get("ledger_run_id")}
+
+
+def _scores_entry(card: dict[str, Any], scored: int, settings: Any) -> Any:
+    """The ledger entry of the scoring the list was drawn from: the CSV summary's run
+    id, else the latest scoring of the same as-of date, horizon, model run and size."""
+    from churnlens._ledger import read_ledger
+
+    entries = read_ledger(settings.mlflow.tracking_uri,
+                          experiment=settings.monitoring.experiment, kind="scoring")
+    run_id = card.get("ledger_run_id")
+    if run_id:
+        matches = [e for e in entries if e.run_id == run_id]
+    else:
+        model_run = (card.get("model") or {}).get("run_id")
+        matches = [e for e in entries
+                   if str(e.as_of) == str(card.get("as_of"))[:10]
+                   and e.horizon_days == card.get("horizon_days")
+                   and e.model.get("run_id") == model_run and e.customers == scored]
+    return matches[-1] if matches else None

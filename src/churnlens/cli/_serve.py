@@ -13,6 +13,7 @@ import typer
 from churnlens.cli._app import app, handle_errors, stderr
 from churnlens.cli._options import (
     ModelOpt,
+    NoLedgerOpt,
     OptionalAsOfOpt,
     TrackingOpt,
     TransactionInput,
@@ -81,14 +82,18 @@ def serve(
     tracking_uri: TrackingOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")
                          ] = "warning",
+    no_ledger: NoLedgerOpt = False,
 ) -> None:
     """Serve churn risk, at-risk lists and retention over HTTP (docs at /docs).
 
     The port is taken before the model and data are loaded: a busy port is a one-line
-    error (exit 2) and nothing is announced.
+    error (exit 2) and nothing is announced. The scoring at start-up and on each
+    /reload is recorded in the prediction ledger (unless --no-ledger or
+    CHURNLENS_LEDGER=off); a ledger failure is a warning, never a reason to stop.
     """
     import uvicorn
 
+    from churnlens._ledger import ledger_enabled, recorded_message
     from churnlens.api import API_KEYS_ENV, ServingState, api_keys, create_app, load_state
 
     if not is_loopback(host) and not api_keys():
@@ -103,8 +108,10 @@ def serve(
     settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
     transactions = source.path
 
+    ledger = ledger_enabled(no_ledger, settings)
+
     def loader() -> ServingState:  # re-run by POST /reload
-        return load_state(transactions, model, settings, as_of=as_of_date)
+        return load_state(transactions, model, settings, as_of=as_of_date, ledger=ledger)
 
     listening = bind_port(host, port)
     try:
@@ -119,6 +126,12 @@ def serve(
                       f"with model version {initial.artifact.version or '-'} on "
                       f"http://{host}:{port} (docs: http://{host}:{port}/docs)",
                       highlight=False)
+        if initial.ledger_run_id is not None:
+            console.print(recorded_message(initial.ledger_run_id, settings),
+                          highlight=False)
+        elif initial.ledger_error is not None:
+            console.print(f"warning: {initial.ledger_error} (serving anyway)",
+                          highlight=False)
         # Everything loaded so far (libraries, model, the scored base) lives as long as
         # the process: keep it out of the cyclic garbage collector's full passes, which
         # otherwise took ~100 ms each under load and made the slowest 1% of requests

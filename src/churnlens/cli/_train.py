@@ -17,6 +17,7 @@ from churnlens.cli._options import (
     HorizonOpt,
     JsonOpt,
     ModelOpt,
+    ReportOpt,
     TrackingOpt,
     TransactionInput,
     check_model_source,
@@ -38,8 +39,7 @@ def train(
     horizon_days: HorizonOpt = None,
     promote: Annotated[bool, typer.Option("--promote", help="Make this model the champion "
                                           "whatever its metric.")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Write the HTML report here."
-                                                )] = None,
+    report: ReportOpt = None,
     bundle: Annotated[Path | None, typer.Option("--bundle", help="Also export the model "
                                                 "bundle to this folder.")] = None,
     tracking_uri: TrackingOpt = None,

@@ -1,21 +1,26 @@
-"""``GET /at-risk``: the at-risk list, a page as JSON or the whole list as CSV."""
+"""``GET /at-risk``: the at-risk list, a page as JSON or the whole list as CSV;
+``GET /at-risk/facets``: what it can be filtered by."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from churnlens.api.deps import E401, CurrentState, Reads, secured
+from churnlens.api.errors import unprocessable
 from churnlens.api.reads import ReadQueue
-from churnlens.api.schemas import AtRiskPage
-from churnlens.api.state import list_key
+from churnlens.api.schemas import AtRiskFacets, AtRiskPage
+from churnlens.api.state import ServingState, list_key
 
 # A page of a few hundred rows costs ~1 ms: answered on the event loop; larger pages,
 # new filters and CSV exports go to the read thread (churnlens.api.reads).
 _INLINE_PAGE_ROWS = 500
+# rows per piece of a CSV export narrowed by q or min_value_at_risk (as the state's own)
+_CSV_PIECE_ROWS = 2_000
 ListKind = Literal["all", "campaign", "win-back"]
 
 router = APIRouter(tags=["lists"], dependencies=secured, responses=E401)
@@ -41,14 +46,38 @@ async def at_risk(
         "horizons ago, band high or medium, by value at risk; the CLI's default list, "
         "uncut); win-back: the customers already gone (no purchase in two horizons), by "
         "value at risk.")] = "all",
+    q: Annotated[str | None, Query(
+        min_length=1, max_length=256,
+        description="Keep the customers whose id contains this text (case-insensitive).")
+    ] = None,
+    min_value_at_risk: Annotated[float | None, Query(
+        ge=0, le=1e15, description="Keep customers with value_at_risk >= this.")] = None,
+    control_fraction: Annotated[float | None, Query(
+        gt=0, lt=1, description="With format=csv: hold back this share of each risk band "
+        "as a random control group (columns group, treatment or control, and list_id; "
+        "read out with churnlens campaign), as churnlens at-risk --control-fraction.")
+    ] = None,
+    seed: Annotated[int, Query(ge=0, le=2**32 - 1, description="Seed of the control group "
+                                                               "draw.")] = 0,
 ) -> Response:
     """At-risk customers: by default the whole scored base, riskiest first (the CLI's
     ``at-risk --all``; filter by band, risk or segment); ``?list=campaign`` for the
     customers worth a call, ``?list=win-back`` for those already gone. ``?format=csv``
-    or ``Accept: text/csv`` streams the whole filtered list as spreadsheet-safe CSV."""
+    or ``Accept: text/csv`` streams the whole filtered list as spreadsheet-safe CSV.
+    ``q`` (text in the customer id) and ``min_value_at_risk`` narrow any of these lists,
+    in the same order; the CSV of the same query is exactly the list the pages show."""
     if sort is None:
         sort = "churn_risk" if kind == "all" else "value_at_risk"
-    if format == "csv" or (format is None and wants_csv(request.headers.get("accept", ""))):
+    csv_wanted = format == "csv" or (
+        format is None and wants_csv(request.headers.get("accept", "")))
+    if control_fraction is not None and not csv_wanted:
+        raise unprocessable("a control group is drawn for the download of a list: add "
+                            "format=csv", ("query", "control_fraction"))
+    if q is not None or min_value_at_risk is not None or control_fraction is not None:
+        control = None if control_fraction is None else (control_fraction, seed)
+        return await _narrowed(state, reads, csv_wanted, kind, sort, min_risk, segment,
+                               band, q, min_value_at_risk, offset, limit, control)
+    if csv_wanted:
         # written once per state and filter, on the read thread (never the event loop)
         pieces = state.csv_cache.get(list_key(kind, sort, min_risk, segment, band))
         if pieces is None:
@@ -67,6 +96,106 @@ async def at_risk(
     else:
         body = await reads.run(state.page_body, rows, offset, limit)
     return Response(body, media_type="application/json")
+
+
+async def _narrowed(state: ServingState, reads: ReadQueue, csv_wanted: bool, kind: str,
+                    sort: str, min_risk: float | None, segment: str | None,
+                    band: str | None, q: str | None, min_value_at_risk: float | None,
+                    offset: int, limit: int, control: tuple[float, int] | None) -> Response:
+    """The list of the other filters, narrowed by ``q`` and ``min_value_at_risk``; its
+    CSV with a control group drawn when ``control`` (fraction, seed) is given."""
+    rows = state.cached_at_risk_rows(sort, min_risk, segment, band, kind)
+    if rows is None:
+        rows = await reads.run(state.at_risk_rows, sort, min_risk, segment, band, kind)
+    if q is not None or min_value_at_risk is not None:
+        rows = await reads.run(narrow_rows, state, rows, q, min_value_at_risk)
+    if csv_wanted:
+        pieces = await reads.run(_csv_pieces, state, rows, reads.pause, control)
+        reads.check_room()
+        name = "at-risk" if kind == "all" else kind
+        return StreamingResponse(_stream(reads, pieces), media_type="text/csv",
+                                 headers={"Content-Disposition":
+                                          f"attachment; filename={name}.csv"})
+    body = await reads.run(state.page_body, rows, offset, limit)
+    return Response(body, media_type="application/json")
+
+
+def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
+                min_value_at_risk: float | None) -> np.ndarray:
+    """Narrow an at-risk list by customer id text and value at risk, keeping its order.
+
+    Parameters
+    ----------
+    state
+        The served state whose ``scores`` the rows point into.
+    rows
+        Positions in ``state.scores``, in list order.
+    q
+        Keep the customers whose id (as text) contains this, case-insensitive.
+    min_value_at_risk
+        Keep the customers with ``value_at_risk`` at least this.
+
+    Returns
+    -------
+    numpy.ndarray
+        The positions kept, in their order.
+    """
+    keep = np.ones(len(rows), dtype=bool)
+    if min_value_at_risk is not None:
+        values = state.scores["value_at_risk"].to_numpy(dtype=np.float64)[rows]
+        keep &= values >= min_value_at_risk
+    if q:
+        ids = state.scores["customer_id"].iloc[rows].astype("string")
+        keep &= ids.str.contains(q, case=False, regex=False).fillna(False).to_numpy(bool)
+    return rows[keep]
+
+
+def _csv_pieces(state: ServingState, rows: np.ndarray, pause: Callable[[], None],
+                control: tuple[float, int] | None = None) -> list[bytes]:
+    # the dialect of ServingState.at_risk_csv: _io.csv_text, spreadsheet-safe
+    from churnlens._io import csv_text
+
+    frame = state.scores.iloc[rows]
+    if control is not None:
+        # the CLI's draw (churnlens at-risk --control-fraction): stratified by risk band,
+        # seeded, with the list's id; the list is not recorded in the ledger from a GET
+        from churnlens._campaign import assign_control_group, campaign_list_id
+
+        fraction, seed = control
+        frame = assign_control_group(frame, fraction, seed=seed)
+        frame["list_id"] = campaign_list_id(frame["customer_id"], fraction=fraction,
+                                            seed=seed)
+    pieces = []
+    for start in range(0, max(len(frame), 1), _CSV_PIECE_ROWS):
+        if start:
+            pause()
+        pieces.append(csv_text(frame.iloc[start: start + _CSV_PIECE_ROWS],
+                               spreadsheet_safe=True, header=start == 0).encode())
+    return pieces
+
+
+@router.get("/at-risk/facets", response_model=AtRiskFacets)
+async def at_risk_facets(state: CurrentState, reads: Reads) -> AtRiskFacets:
+    """The scored base by risk band and by segment (what ``GET /at-risk`` filters on)."""
+    if state.cached_read(("value_counts", "segment")) is not None:
+        return _facets(state)  # counts kept by the state (build_state): microseconds
+    return await reads.run(_facets, state)
+
+
+def _facets(state: ServingState) -> AtRiskFacets:
+    from churnlens._rules import SEGMENT_RULES
+
+    scores = state.scores
+    # the counts are kept per state (ServingState.value_counts), the maximum is one pass
+    bands = state.value_counts("risk_band")
+    segments = state.value_counts("segment")
+    values = scores["value_at_risk"]
+    top = values.max() if len(values) else None
+    return AtRiskFacets(
+        total=len(scores),
+        bands={name: int(bands.get(name, 0)) for name in ("high", "medium", "low")},
+        segments={rule.segment: int(segments.get(rule.segment, 0)) for rule in SEGMENT_RULES},
+        max_value_at_risk=None if top is None or top != top else float(top))
 
 
 async def _stream(reads: ReadQueue, pieces: list[bytes]) -> AsyncIterator[bytes]:

@@ -1,0 +1,625 @@
+"""The transactions contract run by DuckDB on the files themselves (out of core).
+
+:func:`load_transactions_sql` applies the rules of :func:`churnlens._loading.load_transactions`
+to a Parquet or CSV path (one file, a glob such as ``data/*.parquet``, or a directory of
+Parquet files, hive partitions included) without reading the transactions into pandas:
+DuckDB scans the files, checks every row in SQL, counts the cleaning report and leaves
+a view of the clean rows for the next stage (retention, cohorts). Memory is bounded by
+:class:`EngineLimits` (DuckDB's memory limit; beyond it DuckDB spills to the temporary
+directory), not by the size of the input.
+
+One definition, two executions: the SQL accepts a value only where the pandas rules
+accept it with the same result (ISO 8601 text, plain numbers, typed Parquet columns).
+Anything else is *suspicious*: those rows alone (with their row numbers) go through
+the pandas rules of :mod:`churnlens._loading`, which raise the loader's own error and
+message. If the pandas rules accept a suspicious value (text dates pandas reads but the
+SQL does not, ``time_format``, an unusual column type), a single file is loaded by the
+pandas loader instead (``CleanTransactions.out_of_core`` is then False) and several
+files are refused with a message saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT, amount_units_sql, connect
+from churnlens._loading import (
+    AMOUNT,
+    CUSTOMER,
+    MISSING_ID_TEXT,
+    ORDER,
+    QUANTITY,
+    TIMESTAMP,
+    CleaningReport,
+    LoadResult,
+    arrow_frame,
+    check_csv_header,
+    check_parquet_columns,
+    check_time_format,
+    file_kind,
+    load_transactions,
+)
+from churnlens._loading import _parse_amounts as _pandas_amounts
+from churnlens._loading import _parse_timestamps as _pandas_timestamps
+from churnlens._validation import (
+    PLAUSIBLE_DATES,
+    parse_date,
+    require_plausible_date,
+    require_recent_data,
+)
+from churnlens.exceptions import ChurnlensError, DataValidationError, EmptyDataError
+
+__all__ = [
+    "CleanTransactions",
+    "EngineLimits",
+    "is_file_source",
+    "load_transactions_sql",
+]
+
+#: DuckDB's own default is 80% of RAM; churnlens leaves more to Python (pandas results,
+#: LightGBM) and to the other processes of the machine.
+DEFAULT_MEMORY_LIMIT = "50%"
+_GLOB_CHARS = ("*", "?", "[")
+_SPACES = " \t\n\r\v\f"
+_TIME_PART = r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?"
+_NAIVE_ISO = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME_PART}$"
+_OFFSET_ISO = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+               r"(?:Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
+_PLAIN_NUMBER = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_ZERO_FRACTION = r"^-?(?:0|[1-9][0-9]*)\.0+$"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineLimits:
+    """How much the embedded engine may hold in memory, and where it spills the rest.
+
+    Attributes
+    ----------
+    memory_limit
+        DuckDB's ``memory_limit``: a size (``"4GB"``, ``"500MB"``) or a share of the
+        machine's RAM (``"50%"``, the default; DuckDB's own is 80%).
+    temp_directory
+        Where DuckDB writes what does not fit (``temp_directory``). ``None``: a fresh
+        folder in the system's temporary directory, removed when the connection closes.
+    """
+
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    temp_directory: str | None = None
+
+
+class CleanTransactions:
+    """Clean transactions as a DuckDB view over the files, and their cleaning report.
+
+    Attributes
+    ----------
+    connection
+        The DuckDB connection holding the view (memory limit and spill folder set).
+    view
+        The view's name: columns ``customer_id``, ``timestamp`` (naive, UTC offsets
+        converted), ``amount`` (DOUBLE) and the optional columns asked for.
+    report
+        The :class:`~churnlens._loading.CleaningReport`, equal to the pandas loader's.
+    out_of_core
+        False when the pandas loader did the work (values only it reads).
+    """
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, view: str,
+                 report: CleaningReport, *, out_of_core: bool,
+                 temp_directory: str | None = None) -> None:
+        self.connection = connection
+        self.view = view
+        self.report = report
+        self.out_of_core = out_of_core
+        # closed and removed when closed, collected, or at exit (whichever comes first)
+        self._release = weakref.finalize(self, _release, connection, temp_directory)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The clean rows in memory (tests and small data; order not defined)."""
+        return self.connection.execute(f"SELECT * FROM {self.view}").df()
+
+    def close(self) -> None:
+        """Close the connection and remove the spill folder churnlens made."""
+        self._release()
+
+    def __enter__(self) -> CleanTransactions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _release(connection: duckdb.DuckDBPyConnection, temp_directory: str | None) -> None:
+    try:
+        connection.close()
+    finally:
+        if temp_directory is not None:
+            shutil.rmtree(temp_directory, ignore_errors=True)
+
+
+def is_file_source(source: object) -> bool:
+    """Whether ``source`` is a path (file, glob or directory) rather than a frame."""
+    return isinstance(source, str | os.PathLike)
+
+
+def load_transactions_sql(
+    source: str | os.PathLike[str],
+    *,
+    customer_col: str = CUSTOMER,
+    time_col: str = TIMESTAMP,
+    amount_col: str = AMOUNT,
+    order_col: str | None = None,
+    quantity_col: str | None = None,
+    extra_cols: tuple[str, ...] | list[str] = (),
+    as_of: str | dt.date | pd.Timestamp | None = None,
+    time_format: str | None = None,
+    deduplicate: bool = False,
+    delimiter: str | None = None,
+    max_staleness_days: int | None = None,
+    limits: EngineLimits | None = None,
+) -> CleanTransactions:
+    """:func:`~churnlens._loading.load_transactions` on files, run by DuckDB out of core.
+
+    Parameters
+    ----------
+    source
+        A Parquet or CSV file, a glob (``"exports/*.parquet"``) or a directory of
+        Parquet files (hive partitions such as ``year=2024/`` are columns, read when
+        named in ``extra_cols``).
+    customer_col, time_col, amount_col, order_col, quantity_col, extra_cols, as_of, \
+time_format, deduplicate, delimiter, max_staleness_days
+        As in :func:`~churnlens._loading.load_transactions`.
+    limits
+        Memory limit and spill folder of the engine (default :class:`EngineLimits`).
+
+    Returns
+    -------
+    CleanTransactions
+        The open view of the clean rows and the cleaning report; close it (or use it
+        as a context manager) when done.
+
+    Raises
+    ------
+    DataValidationError, EmptyDataError
+        Where :func:`~churnlens._loading.load_transactions` raises, with its message.
+    ChurnlensError
+        A memory limit DuckDB does not read as a size.
+    """
+    limits = limits or EngineLimits()
+    columns = {CUSTOMER: customer_col, TIMESTAMP: time_col, AMOUNT: amount_col}
+    optional = {role: name for role, name in {ORDER: order_col,
+                                              QUANTITY: quantity_col}.items() if name}
+    wanted = {**columns, **optional, **{name: name for name in extra_cols}}
+    pandas_options: dict[str, Any] = dict(
+        customer_col=customer_col, time_col=time_col, amount_col=amount_col,
+        order_col=order_col, quantity_col=quantity_col, extra_cols=tuple(extra_cols),
+        as_of=as_of, time_format=time_format, deduplicate=deduplicate, delimiter=delimiter,
+        max_staleness_days=max_staleness_days)
+    as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
+    if as_of_ts is not None:
+        require_plausible_date(as_of_ts, name="as_of")
+    if time_format is not None:
+        check_time_format(time_format)
+    if delimiter is not None and len(delimiter) != 1:
+        load_transactions(pd.DataFrame(), **pandas_options)  # raises the loader's message
+    files, name, kind = _resolve(source)
+    single = len(files) == 1 and not _is_pattern(source) and not Path(source).is_dir()
+    for path in files:
+        if kind == "parquet":
+            # a hive partition folder (month=2024-01/) gives its files that column
+            keys = {part.split("=", 1)[0] for part in path.parts[:-1] if "=" in part}
+            try:
+                check_parquet_columns(
+                    path, {r: c for r, c in wanted.items() if c not in keys}, columns)
+            except (pa.ArrowException, OSError):
+                return _fallback(source, files, single, pandas_options, limits,
+                                 "the file is not readable Parquet")
+        else:
+            delimiter = check_csv_header(path, wanted, columns, delimiter)
+    if time_format is not None:
+        return _fallback(source, files, single, pandas_options, limits,
+                         "--time-format is read by the pandas rules")
+
+    con, temp_dir = _connect(limits)
+    try:
+        scan = _scan_sql(files, kind, wanted, delimiter)
+        try:
+            types = {str(row[0]): str(row[1])
+                     for row in con.execute(f"DESCRIBE {scan}").fetchall()}
+        except duckdb.Error as exc:  # the pandas reader names the problem
+            con.close()
+            return _fallback(source, files, single, pandas_options, limits,
+                             f"DuckDB cannot read it ({' '.join(str(exc).split())[:200]})",
+                             temp_dir)
+        rules = _Rules(wanted, types)
+        if not rules.handled:
+            con.close()
+            return _fallback(source, files, single, pandas_options, limits,
+                             f"column types {rules.unhandled} are read by the pandas rules",
+                             temp_dir)
+        con.execute(f"CREATE TEMP VIEW raw_rows AS {scan}")
+        con.execute(f"CREATE TEMP VIEW parsed AS {rules.parsed_sql('raw_rows')}")
+        report: CleaningReport | None = None
+        try:
+            tally: dict[str, int] = {}
+            outcome = _check(con, name, wanted, as_of_ts, max_staleness_days, tally)
+            report = (None if outcome else
+                      _report(con, name, wanted, as_of_ts, deduplicate, tally))
+        except duckdb.Error as exc:  # a broken file: the pandas reader names the problem
+            outcome = f"DuckDB cannot read it ({' '.join(str(exc).split())[:300]})"
+        if outcome is not None or report is None:
+            # the pandas rules accept what the SQL does not read, or explain the failure
+            con.close()
+            return _fallback(source, files, single, pandas_options, limits,
+                             outcome or "", temp_dir)
+    except BaseException:
+        con.close()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return CleanTransactions(con, "transactions", report, out_of_core=True,
+                             temp_directory=temp_dir)
+
+
+# --- inputs -----------------------------------------------------------------------
+
+
+def _is_pattern(source: str | os.PathLike[str]) -> bool:
+    return any(char in str(source) for char in _GLOB_CHARS) and not Path(source).exists()
+
+
+def _resolve(source: str | os.PathLike[str]) -> tuple[list[Path], str, str]:
+    """The files of ``source``, its name for messages and their kind (parquet or csv)."""
+    if not is_file_source(source):
+        raise DataValidationError(
+            f"transactions must be a file path, a glob or a directory, got "
+            f"{type(source).__name__}. Suggestion: pass a CSV/Parquet path.")
+    name = str(source)
+    path = Path(source)
+    if _is_pattern(source):
+        files = sorted(Path(p) for p in glob.glob(name, recursive=True) if Path(p).is_file())
+        if not files:
+            raise DataValidationError(
+                f"{name}: no file matches this pattern. Suggestion: check the path "
+                f"(relative paths start from {Path.cwd()}).")
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and p.suffix.lower() in (".parquet", ".pq", ".parq"))
+        if not files:
+            raise DataValidationError(
+                f"{name} is a directory without Parquet files. Suggestion: name a CSV "
+                "file, a glob such as data/*.csv, or a directory of .parquet files.")
+    elif not path.exists():
+        raise DataValidationError(
+            f"{name}: no such file. Suggestion: check the path (relative paths start "
+            f"from {Path.cwd()}).")
+    else:
+        files = [path]
+    kinds = {file_kind(p) for p in files}
+    if len(kinds) > 1:
+        raise DataValidationError(
+            f"{name} mixes CSV and Parquet files. Suggestion: read one kind at a time.")
+    return files, name, kinds.pop()
+
+
+def _space_list() -> str:
+    return "(" + ", ".join(_quote(char) for char in _SPACES) + ")"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _scan_sql(files: list[Path], kind: str, wanted: dict[str, str],
+              delimiter: str | None) -> str:
+    """SELECT of the wanted columns (as roles), plus the row number in file order."""
+    listed = "[" + ", ".join(_quote(str(p)) for p in files) + "]"
+    if kind == "parquet":
+        reader = f"read_parquet({listed}, union_by_name = true)"
+    else:
+        # Everything as text, as the pandas loader reads CSV: the rules convert it.
+        reader = (f"read_csv({listed}, header = true, all_varchar = true, auto_detect = false, "
+                  f"delim = {_quote(delimiter or ',')}, quote = '\"', escape = '\"', "
+                  f"columns = {{{_csv_columns(files[0], delimiter)}}}, union_by_name = false)")
+    names = ", ".join(f"{_ident(column)} AS {_ident(role)}" for role, column in wanted.items())
+    return f"SELECT {names} FROM {reader}"
+
+
+def _csv_columns(path: Path, delimiter: str | None) -> str:
+    import csv
+    import io
+
+    from churnlens._loading import _read_header_line
+
+    header = next(csv.reader(io.StringIO(_read_header_line(path)), delimiter=delimiter or ","))
+    return ", ".join(f"{_quote(name)}: 'VARCHAR'" for name in header)
+
+
+def _connect(limits: EngineLimits) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    try:
+        con = connect(memory_limit=limits.memory_limit)
+    except duckdb.Error as exc:
+        raise ChurnlensError(
+            f"memory limit {limits.memory_limit!r} (engine.memory_limit) is not a size: "
+            f"{' '.join(str(exc).split())[:200]}. Suggestion: for example 4GB, 500MB or 50%."
+        ) from None
+    made = None
+    folder = limits.temp_directory
+    if folder is None:
+        folder = made = tempfile.mkdtemp(prefix="churnlens-duckdb-")
+    else:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    con.execute("SET temp_directory = ?", [folder])
+    con.execute("SET TimeZone = 'UTC'")
+    return con, made
+
+
+# --- the rules in SQL ---------------------------------------------------------------
+
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT")
+_FLOAT_TYPES = ("FLOAT", "DOUBLE")
+
+
+class _Rules:
+    """The SQL twin of the column rules, chosen by the column types DuckDB reads."""
+
+    def __init__(self, wanted: dict[str, str], types: dict[str, str]) -> None:
+        self.wanted = wanted
+        self.types = types
+        self.unhandled = {role: kind for role, kind in types.items()
+                          if not self._handled(role, kind)}
+        self.handled = not self.unhandled
+
+    def _handled(self, role: str, kind: str) -> bool:
+        if role == CUSTOMER:
+            return kind == "VARCHAR" or kind in _INTEGER_TYPES or kind in _FLOAT_TYPES
+        if role == TIMESTAMP:
+            return kind in ("VARCHAR", "DATE") or kind.startswith("TIMESTAMP")
+        if role in (AMOUNT, QUANTITY):
+            return (kind == "VARCHAR" or kind in _INTEGER_TYPES or kind in _FLOAT_TYPES
+                    or kind.startswith("DECIMAL"))
+        return True
+
+    def parsed_sql(self, table: str) -> str:
+        """Per row: the clean values and one flag per rule (``*_suspicious``)."""
+        parts = self._id()
+        parts += self._timestamp()
+        parts += self._number(AMOUNT)
+        if QUANTITY in self.wanted:
+            parts += self._number(QUANTITY)
+        parts += [_ident(role) for role in self.wanted
+                  if role not in (CUSTOMER, TIMESTAMP, AMOUNT, QUANTITY)]
+        # the values as read, for the pandas rules' messages on suspicious rows
+        parts += [f"{_ident(role)} AS {_ident('raw_' + role)}"
+                  for role in (TIMESTAMP, AMOUNT, QUANTITY) if role in self.wanted]
+        return f"SELECT {', '.join(parts)} FROM {table}"
+
+    def _id(self) -> list[str]:
+        kind, raw = self.types[CUSTOMER], _ident(CUSTOMER)
+        if kind in _INTEGER_TYPES:
+            return [f"{raw} AS customer_id", "false AS id_suspicious"]
+        if kind in _FLOAT_TYPES:
+            # a whole-number float id is the integer id (pandas widened it for gaps)
+            bad = f"({raw} IS NOT NULL AND (isnan({raw}) OR isinf({raw}) OR {raw} <> floor({raw})))"
+            return [f"CASE WHEN {bad} THEN NULL ELSE TRY_CAST({raw} AS BIGINT) END AS customer_id",
+                    f"{bad} AS id_suspicious"]
+        words = ", ".join(_quote(word) for word in MISSING_ID_TEXT)
+        longest = max(len(word) for word in MISSING_ID_TEXT)
+        # As in _loading._missing_id_text: only short ids or ids with surrounding spaces
+        # can be one of those words; CASE looks at the rest only when the cheap test holds.
+        maybe = (f"(length({raw}) <= {longest} OR {raw}[1] IN {_space_list()} "
+                 f"OR {raw}[-1] IN {_space_list()})")
+        missing = f"lower(trim({raw}, {_quote(_SPACES)})) IN ({words})"
+        return [f"CASE WHEN {raw} IS NULL THEN NULL "
+                f"WHEN {maybe} AND {missing} THEN NULL "
+                f"WHEN contains({raw}, '.') AND regexp_full_match({raw}, {_quote(_ZERO_FRACTION)}) "
+                f"THEN split_part({raw}, '.', 1) ELSE {raw} END AS customer_id",
+                "false AS id_suspicious"]
+
+    def _timestamp(self) -> list[str]:
+        kind, raw = self.types[TIMESTAMP], _ident(TIMESTAMP)
+        if kind == "VARCHAR":
+            text = f"trim({raw}, {_quote(_SPACES)})"
+            offset = f"regexp_full_match({text}, {_quote(_OFFSET_ISO)})"
+            value = (f"CASE WHEN {offset} THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) "
+                     f"WHEN regexp_full_match({text}, {_quote(_NAIVE_ISO)}) "
+                     f"THEN TRY_CAST({text} AS TIMESTAMP) END")
+            converted = offset
+        elif kind.startswith("TIMESTAMP WITH TIME ZONE") or kind == "TIMESTAMPTZ":
+            value, converted = f"CAST({raw} AS TIMESTAMP)", f"{raw} IS NOT NULL"
+        else:  # naive timestamps (any unit) and dates
+            value, converted = f"CAST({raw} AS TIMESTAMP)", "false"
+        first, last = PLAUSIBLE_DATES
+        in_range = (f"ts_value >= TIMESTAMP '{first}' AND "
+                    f"ts_value < TIMESTAMP '{last}' + INTERVAL 1 DAY")
+        return [f"{value} AS ts_value", f"coalesce({converted}, false) AS ts_converted",
+                f"(ts_value IS NULL OR NOT ({in_range})) AS ts_suspicious",
+                "ts_value AS timestamp"]
+
+    def _number(self, role: str) -> list[str]:
+        kind, raw = self.types[role], _ident(role)
+        if kind == "VARCHAR":
+            text = f"trim({raw}, {_quote(_SPACES)})"
+            value = (f"CASE WHEN regexp_full_match({text}, {_quote(_PLAIN_NUMBER)}) "
+                     f"THEN TRY_CAST({text} AS DOUBLE) END")
+        else:
+            value = f"CAST({raw} AS DOUBLE)"
+        good = (f"({value} IS NOT NULL AND NOT isnan({value}) "
+                f"AND abs({value}) < {MAX_ABS_AMOUNT!r})")
+        return [f"{value} AS {role}", f"NOT coalesce({good}, false) AS {role}_suspicious"]
+
+
+# --- checks, in the pandas loader's order -----------------------------------------
+
+
+def _check(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
+           as_of_ts: pd.Timestamp | None, max_staleness_days: int | None,
+           tally: dict[str, int]) -> str | None:
+    """Raise the loader's error for the first broken rule; a reason to fall back, or None.
+
+    One scan of the files; the counts the report needs go into ``tally``.
+    """
+    quantity = QUANTITY in wanted
+    after = "false"
+    if as_of_ts is not None:
+        day_after = (as_of_ts + pd.Timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        after = f"timestamp >= TIMESTAMP '{day_after}'"
+    counts = con.execute(f"""
+        SELECT count(*) AS rows_read,
+               count(*) FILTER (WHERE id_suspicious) AS bad_ids,
+               count(*) FILTER (WHERE customer_id IS NOT NULL) AS with_id,
+               count(*) FILTER (WHERE customer_id IS NOT NULL AND ts_converted) AS converted,
+               count(*) FILTER (WHERE customer_id IS NOT NULL AND {after}) AS after_as_of,
+               count(*) FILTER (WHERE customer_id IS NOT NULL AND ts_suspicious) AS bad_ts,
+               count(*) FILTER (WHERE customer_id IS NOT NULL AND amount_suspicious)
+                   AS bad_amounts,
+               {"count(*) FILTER (WHERE customer_id IS NOT NULL AND quantity_suspicious)"
+                if quantity else "0"} AS bad_quantities,
+               max(timestamp) FILTER (WHERE customer_id IS NOT NULL) AS last_seen
+        FROM parsed
+    """).fetchall()[0]
+    assert counts is not None
+    (rows_read, bad_ids, with_id, converted, after_as_of, bad_ts, bad_amounts, bad_quantities,
+     last_seen) = counts
+    if rows_read == 0:
+        raise EmptyDataError(
+            f"{name} has no data rows (only a header). "
+            "Suggestion: check that the right file was exported."
+        )
+    if bad_ids:
+        return "customer ids that are not whole numbers are read by the pandas rules"
+    if with_id == 0:
+        raise EmptyDataError(
+            f"{name}: all {rows_read:,} rows have no customer id in column "
+            f"{wanted[CUSTOMER]!r}. Suggestion: check --customer-col."
+        )
+    if bad_ts:
+        values = _suspicious(con, TIMESTAMP, "ts_suspicious")
+        _pandas_timestamps(values, name, wanted[TIMESTAMP], True, None)
+        return "timestamps that only the pandas rules read"
+    if bad_amounts:
+        _pandas_amounts(_suspicious(con, AMOUNT, "amount_suspicious"), name,
+                        wanted[AMOUNT], True)
+        return "amounts that only the pandas rules read"
+    if bad_quantities:
+        _pandas_amounts(_suspicious(con, QUANTITY, "quantity_suspicious"), name,
+                        wanted[QUANTITY], True)
+        return "quantities that only the pandas rules read"
+    if as_of_ts is not None and max_staleness_days is not None:
+        require_recent_data(as_of_ts.date(), pd.Timestamp(last_seen).date(),
+                            max_staleness_days=max_staleness_days, source=name)
+    con.execute(f"CREATE TEMP VIEW kept AS SELECT * FROM parsed "
+                f"WHERE customer_id IS NOT NULL AND NOT ({after})")
+    tally.update(rows_read=rows_read, with_id=with_id, converted=converted,
+                 kept=with_id - after_as_of)
+    if as_of_ts is not None and after_as_of == with_id:
+        raise EmptyDataError(
+            f"{name}: no transactions on or before the as-of date "
+            f"{as_of_ts.date()} ({with_id:,} rows are after it). "
+            "Suggestion: choose a later --as-of date."
+        )
+    return None
+
+
+def _suspicious(con: duckdb.DuckDBPyConnection, role: str, flag: str) -> pd.Series:
+    """The raw values of the suspicious rows (with an id), indexed by their row number.
+
+    Read back through Arrow the way the pandas loader reads files, so the pandas rules
+    see the same values and dtypes and write the same message.
+    """
+    # Row numbers follow the files' order only while insertion order is kept (the
+    # connection drops it elsewhere: faster, less memory).
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        table = con.sql(
+            f"SELECT value, _row FROM (SELECT row_number() OVER () - 1 AS _row, customer_id, "
+            f"{flag}, {_ident('raw_' + role)} AS value FROM parsed) "
+            f"WHERE customer_id IS NOT NULL AND {flag} ORDER BY _row"
+        ).to_arrow_table()
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    frame = arrow_frame(table)
+    values = frame["value"]
+    values.index = pd.Index(frame["_row"].to_numpy())
+    return values
+
+
+def _report(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
+            as_of_ts: pd.Timestamp | None, deduplicate: bool,
+            tally: dict[str, int]) -> CleaningReport:
+    """The cleaning report from two more scans; leaves the view ``transactions``."""
+    listed = ", ".join(_ident(role) for role in wanted)
+    rows_read, kept_rows, with_id = tally["rows_read"], tally["kept"], tally["with_id"]
+    converted = tally["converted"]
+    groups = con.execute(
+        f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM kept GROUP BY {listed})"
+    ).fetchall()[0]
+    duplicate_rows = int(groups[0]) if groups is not None else 0
+    body = f"SELECT DISTINCT {listed} FROM kept" if deduplicate else f"SELECT {listed} FROM kept"
+    con.execute(f"CREATE TEMP VIEW transactions AS {body}")
+    refund_units = amount_units_sql("(-amount)")
+    stats = con.execute(f"""
+        SELECT count(*), count(*) FILTER (WHERE amount < 0),
+               coalesce(sum({refund_units}) FILTER (WHERE amount < 0), 0),
+               count(*) FILTER (WHERE amount = 0), count(DISTINCT customer_id),
+               min(timestamp), max(timestamp)
+        FROM transactions
+    """).fetchall()[0]
+    assert stats is not None
+    rows_kept, refund_rows, refund_units_total, zero_rows, customers, first_ts, last_ts = stats
+    return CleaningReport(
+        source=name,
+        rows_read=rows_read,
+        rows_kept=int(rows_kept),
+        dropped_missing_customer_id=rows_read - with_id,
+        dropped_after_as_of=with_id - kept_rows,
+        dropped_duplicates=duplicate_rows if deduplicate else 0,
+        duplicate_rows=duplicate_rows,
+        refund_rows=int(refund_rows),
+        # the exact billionths, turned into a float once (as _loading.exact_total)
+        refund_total=float(int(refund_units_total)) / AMOUNT_UNITS,
+        zero_amount_rows=int(zero_rows),
+        timestamps_converted_to_utc=converted,
+        customers=int(customers),
+        first_day=pd.Timestamp(first_ts).date(),
+        last_day=pd.Timestamp(last_ts).date(),
+        as_of=as_of_ts.date() if as_of_ts is not None else None,
+    )
+
+
+# --- the pandas loader where the SQL does not read a value ---------------------------
+
+
+def _fallback(source: str | os.PathLike[str], files: list[Path], single: bool,
+              options: dict[str, Any], limits: EngineLimits, reason: str,
+              temp_dir: str | None = None) -> CleanTransactions:
+    if temp_dir is not None:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    if not single:
+        raise DataValidationError(
+            f"{source}: {reason}, which read one file at a time ({len(files)} files match). "
+            "Suggestion: write ISO 8601 timestamps and plain numbers, or load the files "
+            "one by one."
+        )
+    loaded: LoadResult = load_transactions(files[0], **options)
+    con, made = _connect(limits)
+    con.register("_loaded", loaded.transactions)
+    con.execute("CREATE TEMP VIEW transactions AS SELECT * FROM _loaded")
+    return CleanTransactions(con, "transactions", loaded.report, out_of_core=False,
+                             temp_directory=made)
