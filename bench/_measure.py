@@ -32,3 +32,12 @@ def measure(command: list[str], *, cwd: str | Path, env: dict[str, str] | None =
         raise SystemExit(f"{' '.join(command[:3])} failed ({process.returncode}):\n{stderr}")
     return {"wall_seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "peak_rss_gib": usage.ru_maxrss * 1024 / 2**30, "stdout": stdout}
+
+
+def measure_and_print(command: list[str], *, cwd: str | Path) -> dict[str, Any]:
+    """:func:`measure`, its output dropped and its cost printed in one line."""
+    result = measure(command, cwd=cwd)
+    result.pop("stdout")
+    print(f"  {result['wall_seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "
+          f"peak {result['peak_rss_gib']:.2f} GiB", flush=True)
+    return result

@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _measure import measure  # bench/_measure.py: the script's own folder is on sys.path
+from _measure import measure_and_print  # bench/_measure.py: the script's own folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -117,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(command: list[str]) -> dict[str, Any]:
-    result = measure(command, cwd=ROOT)
-    result.pop("stdout")
-    print(f"  {result['wall_seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "
-          f"peak {result['peak_rss_gib']:.2f} GiB", flush=True)
-    return result
+    return measure_and_print(command, cwd=ROOT)
 
 
 def print_results(results: dict[str, Any]) -> None:

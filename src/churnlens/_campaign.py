@@ -54,7 +54,7 @@ from churnlens._engine import (
     from_day_number,
     is_occasion_sql,
 )
-from churnlens._io import FORMULA_PREFIXES, json_ready
+from churnlens._io import FORMULA_PREFIXES, json_ready, read_table
 from churnlens._loading import ensure_clean
 from churnlens._validation import parse_date
 from churnlens.exceptions import ChurnlensError
@@ -455,10 +455,7 @@ def read_campaign_list(path: str | Path) -> pd.DataFrame:
         raise ChurnlensError(f"--list {path}: no such file. Suggestion: write the list with "
                              "churnlens at-risk ... --control-fraction 0.1.")
     try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"customer_id": str, "group": str, "list_id": str},
-                           keep_default_na=False)
+        return read_table(path, text_columns=("customer_id", "group", "list_id"))
     except (OSError, ValueError) as exc:
         raise ChurnlensError(f"--list {path}: cannot read the list ({exc}). Suggestion: "
                              "pass the .csv or .parquet file written by churnlens "

@@ -44,6 +44,7 @@ __all__ = [
     "json_ready",
     "neutralize_formulas",
     "parquet_table",
+    "read_table",
     "read_table_metadata",
     "write_json",
     "write_safe_csv",
@@ -307,6 +308,19 @@ def write_json(payload: Any, path: str | os.PathLike[str]) -> Path:
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return out
+
+
+def read_table(path: str | os.PathLike[str], *, text_columns: tuple[str, ...] = ("customer_id",)
+               ) -> pd.DataFrame:
+    """A table :func:`write_table` wrote (scores, lists): Parquet, or CSV with
+    ``text_columns`` read as text exactly ("NA", "" and "007" are ids, not missing
+    values or numbers). Read errors (``OSError``, ``ValueError``) are the caller's to
+    word."""
+    import pandas as pd
+
+    if Path(path).suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), keep_default_na=False)
 
 
 def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -283,16 +283,13 @@ def _scores_horizon(path: Path, given: int | None) -> int:
 
 
 def _read_scores(path: Path) -> pd.DataFrame:
-    import pandas as pd
+    from churnlens._io import read_table
 
     if not path.is_file():
         raise ChurnlensError(f"{path}: no such scores file. Suggestion: run churnlens score "
                              "first.")
     try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        # ids as text, exactly ("NA" and "" are ids too, not missing values)
-        return pd.read_csv(path, dtype={"customer_id": str}, keep_default_na=False)
+        return read_table(path)  # ids as text, exactly ("NA" and "" are ids too)
     except (OSError, ValueError) as exc:
         raise ChurnlensError(f"{path}: cannot read the scores ({exc}).") from exc
 
