@@ -481,6 +481,28 @@ def test_cli_campaign_json_and_table(campaign_files):
 
 
 @pytest.mark.slow
+def test_cli_campaign_reads_a_parquet_list_over_its_own_horizon(campaign_files):
+    """Without --horizon-days the window is the horizon the list was drawn with (a
+    30-day model's list is read over 30 days), not the config's 91."""
+    scores, tx, folder = campaign_files
+    thirty = folder / "scores30.parquet"
+    write_table(pd.read_parquet(scores), thirty, metadata={
+        "horizon_days": "30", "as_of": "2024-06-30", "model": json.dumps({"name": "c"})})
+    listed = folder / "list30.parquet"
+    code, _, err = run("at-risk", "--scores", thirty, "--out", listed, "--all",
+                       "--control-fraction", "0.2", "--seed", "4")
+    assert code == 0, err
+    code, out, err = run("campaign", "--list", listed, "--transactions", tx,
+                         "--start", "2024-07-01", "--json")
+    assert code == 0, err
+    assert json.loads(out)["window"]["horizon_days"] == 30
+    assert json.loads(out)["window"]["end"] == "2024-07-31"
+    code, out, err = run("campaign", "--list", listed, "--transactions", tx,
+                         "--start", "2024-07-01", "--json", "--horizon-days", "91")
+    assert code == 0, err
+    assert json.loads(out)["window"]["horizon_days"] == 91  # the option wins
+
+
 def test_cli_at_risk_records_the_list_in_the_ledger(campaign_files, monkeypatch):
     from churnlens._ledger import read_ledger
 

@@ -199,6 +199,34 @@ def test_only_complete_entries_are_read(scored: Any, tmp_path: Path,
         read_ledger(uri, kind="scorings")
 
 
+def test_one_unreadable_entry_does_not_stop_the_others(scored: Any, tmp_path: Path) -> None:
+    """A complete run whose entry document is not an entry (another version, edited by
+    hand, or a list recorded with an empty as-of before that was refused) is skipped with
+    a warning; before, every later read of the ledger failed on it."""
+    _, _, artifact = trained()
+    uri = _uri(tmp_path)
+    settings = _settings(uri)
+    kept = record_scoring(scored, artifact, settings, source="score")
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    bad = tmp_path / "bad" / "ledger"
+    bad.mkdir(parents=True)
+    document = json.loads(Path(client.download_artifacts(
+        kept, "ledger/entry.json", str(tmp_path / "copy"))).read_text())
+    (bad / "entry.json").write_text(json.dumps({**document, "as_of": None}))
+    run = client.create_run(experiment, tags={"churnlens.ledger.kind": "scoring"})
+    client.log_artifacts(run.info.run_id, str(bad), "ledger")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_tag(run.info.run_id, COMPLETE_TAG, "true")
+    with pytest.warns(UserWarning, match=f"ledger entry {run.info.run_id} skipped"):
+        assert [e.run_id for e in read_ledger(uri)] == [kept]
+    # a list whose as-of cells are empty is refused, not recorded with no date
+    frame = scored.scores.head(8).assign(group=["control"] * 2 + ["treatment"] * 6, as_of="")
+    with pytest.raises(ChurnlensError, match="as-of date or horizon is unknown"):
+        record_list(frame, list_id="x", control_fraction=0.25, seed=0, scores_entry=None,
+                    settings=settings, horizon_days=91)
+
+
 def test_reading_a_store_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
     assert read_ledger(_uri(tmp_path)) == []
     assert not (tmp_path / "mlflow.db").exists()

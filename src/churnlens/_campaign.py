@@ -316,8 +316,9 @@ def bootstrap_mean_difference(treated: np.ndarray, control: np.ndarray, *, seed:
 
     Each resample draws ``len(treated)`` customers from ``treated`` and
     ``len(control)`` from ``control``, with replacement (the groups are resampled
-    separately, as they were drawn). Vectorised by chunks of resamples; the chunking
-    does not change the draws. Seeded: the same inputs and seed give the same interval.
+    separately, as they were drawn). Vectorised by chunks of resamples (the draws
+    depend on the chunk size, a fixed constant, so the same inputs and seed always give
+    the same interval).
 
     Parameters
     ----------

@@ -46,6 +46,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -272,6 +273,23 @@ def record_scoring(result: Any, artifact: Any, settings: Any, *, source: str) ->
         The entry could not be recorded (the run, if one was created, ends ``FAILED``
         and is never read as an entry).
     """
+    try:  # a failure before the run exists is a clean error too (the scores stay written)
+        document, risks, metrics = _scoring_document(result, artifact, source)
+    except ChurnlensError:
+        raise
+    except Exception as exc:
+        raise ChurnlensError(
+            f"the ledger entry was not recorded: the scoring could not be summarised for it "
+            f"({type(exc).__name__}: {exc}). Suggestion: --no-ledger, and report it."
+        ) from exc
+    as_of, horizon = document["as_of"], document["horizon_days"]
+    return _record(document, settings, tables={RISKS_FILE: risks}, metrics=metrics,
+                   run_name=f"{source.split()[0]} {as_of.isoformat()} h{horizon}")
+
+
+def _scoring_document(result: Any, artifact: Any, source: str
+                      ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, Any]]:
+    """A scoring's entry document, its risks table and its headline metrics."""
     scores = result.scores
     # the scoring's summary, without what the command adds about its own run
     summary = {k: v for k, v in result.summary.items() if k not in ("output", "ledger_run_id")}
@@ -300,8 +318,7 @@ def record_scoring(result: Any, artifact: Any, settings: Any, *, source: str) ->
     metrics["mean_churn_risk"] = summary.get("mean_churn_risk")
     metrics["active_customers"] = predicted.get("S")
     metrics["customers"] = len(scores)
-    return _record(document, settings, tables={RISKS_FILE: risks}, metrics=metrics,
-                   run_name=f"{source.split()[0]} {as_of.isoformat()} h{horizon}")
+    return document, risks, metrics
 
 
 def record_list(
@@ -362,7 +379,8 @@ def record_list(
         horizon_days = horizon_days or scores_entry.horizon_days
         model = model or scores_entry.model
     if as_of is None and "as_of" in frame.columns and len(frame):
-        as_of = pd.Timestamp(max(frame["as_of"].tolist())).date()
+        latest = pd.to_datetime(frame["as_of"], errors="coerce").max()
+        as_of = None if pd.isna(latest) else latest.date()  # empty or unreadable cells
     if as_of is None or horizon_days is None:
         raise ChurnlensError("the campaign list's as-of date or horizon is unknown; nothing "
                              "was recorded in the ledger. Suggestion: pass the scores "
@@ -677,7 +695,8 @@ def read_ledger(tracking_uri: str, *, experiment: str = DEFAULT_EXPERIMENT,
             token = page.token
             if not token:
                 break
-        entries = [_entry(client, tracking_uri, run.info.run_id) for run in runs]
+        entries = [entry for entry in (_entry(client, tracking_uri, run.info.run_id)
+                                       for run in runs) if entry is not None]
     except ChurnlensError:
         raise
     except Exception as exc:
@@ -690,11 +709,19 @@ def read_ledger(tracking_uri: str, *, experiment: str = DEFAULT_EXPERIMENT,
     return sorted(entries, key=lambda e: e.recorded_at)
 
 
-def _entry(client: Any, uri: str, run_id: str) -> LedgerEntry:
+def _entry(client: Any, uri: str, run_id: str) -> LedgerEntry | None:
+    """The entry of a complete run, or None (with a warning) when its document cannot be
+    read as an entry (written by another version, edited by hand): one bad entry must
+    not make every later read of the ledger fail."""
     with tempfile.TemporaryDirectory(prefix="churnlens-ledger-") as tmp:
         path = _retry(lambda: client.download_artifacts(run_id, ENTRY_FILE, tmp))
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    return LedgerEntry.from_dict(document, tracking_uri=uri)
+        text = Path(path).read_text(encoding="utf-8")
+    try:
+        return LedgerEntry.from_dict(json.loads(text), tracking_uri=uri)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        warnings.warn(f"ledger entry {run_id} skipped: its {ENTRY_FILE} is not a churnlens "
+                      f"ledger entry ({type(exc).__name__}: {exc})", stacklevel=3)
+        return None
 
 
 def _read_table(uri: str, run_id: str, name: str) -> pd.DataFrame:

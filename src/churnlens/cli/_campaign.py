@@ -39,7 +39,9 @@ def campaign(
     from churnlens._campaign import analyse_campaign, read_campaign_list
 
     start_date = parse_day(start, flag="--start")
-    horizon_days = positive_days(horizon_days)
+    # the window's length: --horizon-days, else the horizon a Parquet list was drawn
+    # with (its metadata), else the config's horizon_days
+    horizon_days = positive_days(horizon_days) or _list_horizon(list_file)
     settings = source.settings(horizon_days=horizon_days)
     members = read_campaign_list(list_file)
     transactions = source.load(settings=settings).transactions
@@ -50,6 +52,20 @@ def campaign(
         typer.echo(json.dumps(document, allow_nan=False))
         return
     _print_result(document)
+
+
+def _list_horizon(path: Path) -> int | None:
+    """The model horizon a Parquet list states in its metadata (None for a CSV, or when
+    it states none or the file cannot be read: read_campaign_list says why)."""
+    from churnlens._io import read_table_metadata
+
+    if path.suffix.lower() != ".parquet" or not path.is_file():
+        return None
+    try:
+        stated = read_table_metadata(path).get("horizon_days")
+        return int(stated) if stated not in (None, "") else None
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _print_result(doc: dict[str, Any]) -> None:

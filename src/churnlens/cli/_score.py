@@ -375,9 +375,13 @@ class _ControlGroup:
 
 
 def _as_date(value: Any) -> dt.date | None:
+    """A date the scores file states, or None when it states none or an unreadable one."""
     if value in (None, ""):
         return None
-    return dt.date.fromisoformat(str(value)[:10])
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
 
 
 def _scores_card(path: Path) -> dict[str, Any]:
