@@ -401,6 +401,36 @@ def test_sign_in_failures_are_rate_limited_per_client(fresh: Any,
         assert one.post("/session", json={"key": KEY}).status_code == 200
 
 
+def test_sign_ins_sent_in_parallel_are_limited_too(fresh: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the limit was checked before the body was read and a failure counted
+    after: 50 wrong keys sent at once, each body arriving in two pieces, all got 401
+    and none 429. Now each attempt is counted before the key is read."""
+    import asyncio
+
+    import httpx
+
+    monkeypatch.setenv(API_KEYS_ENV, KEY)
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=fresh)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            async def one(i: int) -> int:
+                async def body() -> Any:
+                    yield b'{"key": "wrong'
+                    await asyncio.sleep(0.01)
+                    yield f'{i}"}}'.encode()
+                answer = await c.post("/session", content=body(),
+                                      headers={"content-type": "application/json"})
+                return answer.status_code
+
+            return list(await asyncio.gather(*(one(i) for i in range(50))))
+
+    codes = asyncio.run(main())
+    assert codes.count(401) == SIGN_IN_ATTEMPTS
+    assert codes.count(429) == 50 - SIGN_IN_ATTEMPTS
+
+
 # --- same-origin rule for cookie-authenticated changes -----------------------------------
 
 

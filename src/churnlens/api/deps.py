@@ -199,30 +199,38 @@ class SignInLimiter:
             collections.OrderedDict())
         self._lock = threading.Lock()
 
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until ``client`` may try again, or None when it may now."""
+    def attempt(self, client: str) -> int | None:
+        """Check and count one sign-in attempt of ``client`` in one step.
+
+        Returns the seconds to wait (the attempt is refused and not counted), or None:
+        the attempt is counted as a failure at once, before the key is read, so sign-ins
+        sent in parallel cannot all pass the check before any failure is counted; call
+        :meth:`succeeded` when the key was right.
+        """
         now = self.clock()
         with self._lock:
-            failures = self._failures.get(client)
-            if failures is None:
-                return None
+            failures = self._failures.pop(client, None) or collections.deque()
             while failures and failures[0] <= now - self.window_seconds:
                 failures.popleft()
-            if not failures:
-                del self._failures[client]
-                return None
-            if len(failures) < self.attempts:
-                return None
-            return max(1, int(failures[0] + self.window_seconds - now + 0.999))
-
-    def failed(self, client: str) -> None:
-        """Count a failed sign-in of ``client``."""
-        with self._lock:
-            failures = self._failures.pop(client, None) or collections.deque()
-            failures.append(self.clock())
-            self._failures[client] = failures  # most recent last
+            wait = None
+            if len(failures) >= self.attempts:
+                wait = max(1, int(failures[0] + self.window_seconds - now + 0.999))
+            else:
+                failures.append(now)
+            if failures:
+                self._failures[client] = failures  # most recent last
             while len(self._failures) > _MAX_CLIENTS:
                 self._failures.popitem(last=False)
+            return wait
+
+    def succeeded(self, client: str) -> None:
+        """Take back the attempt :meth:`attempt` counted: the key was right."""
+        with self._lock:
+            failures = self._failures.get(client)
+            if failures:
+                failures.pop()
+                if not failures:
+                    del self._failures[client]
 
 
 def session_store(app: Any) -> SessionStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from churnlens._redact import redact_uri_credentials
 from churnlens.api.deps import E401, CurrentState, Reads, Responses, secured
 from churnlens.api.monitoring import CACHE
 from churnlens.api.schemas import ErrorDetail, MonitoringReport
@@ -27,8 +28,8 @@ async def monitoring(state: CurrentState, reads: Reads) -> MonitoringReport:
     Computed once per served state (``POST /reload`` refreshes it)."""
     try:
         document = await CACHE.report(state, reads)
-    except EmptyDataError as exc:
-        raise HTTPException(404, detail=str(exc)) from None
+    except EmptyDataError as exc:  # (messages name the store: credentials masked)
+        raise HTTPException(404, detail=redact_uri_credentials(str(exc))) from None
     except ChurnlensError as exc:
-        raise HTTPException(503, detail=str(exc)) from None
+        raise HTTPException(503, detail=redact_uri_credentials(str(exc))) from None
     return MonitoringReport(**document)

@@ -189,14 +189,16 @@ async def sign_in(request: Request) -> Response:
                             headers={"Cache-Control": "no-store"})
     client = request.client.host if request.client else "unknown"
     limiter = sign_in_limiter(request.app)
-    wait = limiter.retry_after(client)
+    # checked and counted in one step before the body is read (sign-ins sent in
+    # parallel cannot all pass the check first); taken back when the key is right
+    wait = limiter.attempt(client)
     if wait is not None:  # (the key is not even looked at)
         return _refused(request, f"too many failed sign-ins from this address; try again "
                                  f"in {wait} seconds", 429, {"Retry-After": str(wait)})
     key = matching_key(await _submitted_key(request), keys)
     if key is None:
-        limiter.failed(client)
         return _refused(request, SIGN_IN_FAILED, 401)
+    limiter.succeeded(client)
     token = session_store(request.app).open(key)
     answer: Response
     if _is_form(request):
