@@ -160,14 +160,21 @@ def test_an_entry_reads_back_whole(scored: Any, tmp_path: Path) -> None:
         scores["churn_risk"].mean())
 
 
-def test_only_complete_entries_are_read(scored: Any, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    _, _, artifact = trained()
+def _one_entry(scored: Any, tmp_path: Path) -> tuple[str, Any, str, Any, str]:
+    """A new store with one complete scoring entry: its URI, settings, run id, an MLflow
+    client and the ledger's experiment id."""
     uri = _uri(tmp_path)
     settings = _settings(uri)
-    kept = record_scoring(scored, artifact, settings, source="score")
+    kept = record_scoring(scored, trained()[2], settings, source="score")
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    return uri, settings, kept, client, experiment
+
+
+def test_only_complete_entries_are_read(scored: Any, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, settings, kept, client, experiment = _one_entry(scored, tmp_path)
+    artifact = trained()[2]
     # a copy of the complete entry's artifacts in runs that are not complete
     source = Path(client.download_artifacts(kept, "ledger", str(tmp_path / "copy")))
     for status, complete in (("RUNNING", True), ("FINISHED", False), ("FAILED", True),
@@ -203,12 +210,7 @@ def test_one_unreadable_entry_does_not_stop_the_others(scored: Any, tmp_path: Pa
     """A complete run whose entry document is not an entry (another version, edited by
     hand, or a list recorded with an empty as-of before that was refused) is skipped with
     a warning; before, every later read of the ledger failed on it."""
-    _, _, artifact = trained()
-    uri = _uri(tmp_path)
-    settings = _settings(uri)
-    kept = record_scoring(scored, artifact, settings, source="score")
-    client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    uri, settings, kept, client, experiment = _one_entry(scored, tmp_path)
     bad = tmp_path / "bad" / "ledger"
     bad.mkdir(parents=True)
     document = json.loads(Path(client.download_artifacts(
