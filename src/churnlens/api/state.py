@@ -253,19 +253,12 @@ class ServingState:
         formula-like cells neutralised, CRLF line ends). Written once per state and
         filter (kept up to a memory budget); ``pause`` is called between pieces.
         """
-        from churnlens._io import csv_text
-
         key = list_key(kind, sort, min_risk, segment, band)
         cached = self.csv_cache.get(key)
         if cached is not None:
             return cached
-        frame = self.scores.iloc[self.at_risk_rows(sort, min_risk, segment, band, kind)]
-        pieces = []
-        for start in range(0, max(len(frame), 1), _CSV_PIECE_ROWS):
-            if start and pause is not None:
-                pause()
-            pieces.append(csv_text(frame.iloc[start: start + _CSV_PIECE_ROWS],
-                                   spreadsheet_safe=True, header=start == 0).encode())
+        pieces = csv_pieces(
+            self.scores.iloc[self.at_risk_rows(sort, min_risk, segment, band, kind)], pause)
         held = sum(len(p) for chunks in self.csv_cache.values() for p in chunks)
         if held + sum(len(p) for p in pieces) <= _CSV_CACHE_BYTES:
             self.csv_cache[key] = pieces
@@ -321,6 +314,21 @@ def warm_reads(state: ServingState) -> None:
     for sort in SORT_KEYS:
         for band in BANDS:
             state.at_risk_rows(sort, None, None, band)
+
+
+def csv_pieces(frame: pd.DataFrame, pause: Callable[[], None] | None = None) -> list[bytes]:
+    """A list as spreadsheet-safe CSV (:func:`churnlens._io.csv_text`) in pieces of
+    ``_CSV_PIECE_ROWS`` rows, the header in the first; ``pause`` is called between
+    pieces (the read thread yields to scoring there)."""
+    from churnlens._io import csv_text
+
+    pieces = []
+    for start in range(0, max(len(frame), 1), _CSV_PIECE_ROWS):
+        if start and pause is not None:
+            pause()
+        pieces.append(csv_text(frame.iloc[start: start + _CSV_PIECE_ROWS],
+                               spreadsheet_safe=True, header=start == 0).encode())
+    return pieces
 
 
 def list_key(kind: str, sort: str, min_risk: float | None, segment: str | None,

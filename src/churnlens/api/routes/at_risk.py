@@ -14,13 +14,11 @@ from churnlens.api.deps import E401, CurrentState, Reads, secured
 from churnlens.api.errors import unprocessable
 from churnlens.api.reads import ReadQueue
 from churnlens.api.schemas import AtRiskFacets, AtRiskPage
-from churnlens.api.state import ServingState, list_key
+from churnlens.api.state import ServingState, csv_pieces, list_key
 
 # A page of a few hundred rows costs ~1 ms: answered on the event loop; larger pages,
 # new filters and CSV exports go to the read thread (churnlens.api.reads).
 _INLINE_PAGE_ROWS = 500
-# rows per piece of a CSV export narrowed by q or min_value_at_risk (as the state's own)
-_CSV_PIECE_ROWS = 2_000
 ListKind = Literal["all", "campaign", "win-back"]
 
 router = APIRouter(tags=["lists"], dependencies=secured, responses=E401)
@@ -152,9 +150,6 @@ def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
 
 def _csv_pieces(state: ServingState, rows: np.ndarray, pause: Callable[[], None],
                 control: tuple[float, int] | None = None) -> list[bytes]:
-    # the dialect of ServingState.at_risk_csv: _io.csv_text, spreadsheet-safe
-    from churnlens._io import csv_text
-
     frame = state.scores.iloc[rows]
     if control is not None:
         # the CLI's draw (churnlens at-risk --control-fraction): stratified by risk band,
@@ -165,13 +160,7 @@ def _csv_pieces(state: ServingState, rows: np.ndarray, pause: Callable[[], None]
         frame = assign_control_group(frame, fraction, seed=seed)
         frame["list_id"] = campaign_list_id(frame["customer_id"], fraction=fraction,
                                             seed=seed)
-    pieces = []
-    for start in range(0, max(len(frame), 1), _CSV_PIECE_ROWS):
-        if start:
-            pause()
-        pieces.append(csv_text(frame.iloc[start: start + _CSV_PIECE_ROWS],
-                               spreadsheet_safe=True, header=start == 0).encode())
-    return pieces
+    return csv_pieces(frame, pause)  # the dialect and pieces of ServingState.at_risk_csv
 
 
 @router.get("/at-risk/facets", response_model=AtRiskFacets)
