@@ -34,6 +34,7 @@ from churnlens._evaluation import predict_retention
 from churnlens._retention import retention_rates
 from churnlens._rules import at_risk_list
 from churnlens._scoring import score_requests
+from churnlens._value import VALUE_COLUMNS
 from churnlens.api import API_KEYS_ENV, ApiLimits, ServingState, build_state, create_app
 from churnlens.cli import app as cli_app
 from churnlens.exceptions import DataValidationError, ModelError
@@ -166,6 +167,8 @@ def test_no_request_field_is_a_path_or_a_model_uri(client: TestClient) -> None:
         "start", "end", "window_days", "list",
         # the web page's reads (issue 18): search, value filter, control group, series
         "q", "min_value_at_risk", "control_fraction", "seed", "every",
+        # lists sized by profit (issue 20)
+        "cost_per_contact", "save_rate", "margin",
     }
     forbidden = ("path", "file", "uri", "url", "model", "dir", "source", "location")
     assert not [n for n in names if any(word in n.lower() for word in forbidden)]
@@ -207,6 +210,11 @@ def test_score_equals_the_stored_scores_of_the_same_histories(
     np.testing.assert_allclose(got["churn_risk"], stored["churn_risk"], rtol=1e-9)
     np.testing.assert_allclose(got["value_at_risk"], stored["value_at_risk"], rtol=1e-9)
     np.testing.assert_allclose(got["expected_value"], stored["expected_value"], rtol=1e-9)
+    for column in VALUE_COLUMNS:  # issue 20: null where the scores hold NaN
+        assert got[column].isna().tolist() == stored[column].isna().tolist(), column
+        np.testing.assert_allclose(got[column].astype(float), stored[column], rtol=1e-9,
+                                   err_msg=column)
+    assert stored["clv"].notna().all()
     assert got["risk_band"].tolist() == stored["risk_band"].tolist()
     assert got["recency_days"].tolist() == stored["recency_days"].tolist()
     assert got["frequency"].tolist() == stored["frequency"].tolist()
@@ -696,7 +704,13 @@ def test_at_risk_pages_walk_the_whole_ordered_list(client: TestClient, state: Se
     risks = [item["churn_risk"] for item in first["items"]]
     assert risks == sorted(risks, reverse=True)
     assert set(first["items"][0]) >= {"customer_id", "as_of", "churn_risk", "risk_band",
-                                      "value_at_risk", "segment", "reason_1"}
+                                      "value_at_risk", "segment", "reason_1", *VALUE_COLUMNS}
+    # the value outputs pass through the list (issue 20): the stored numbers, NaN as null
+    stored = state.scores.set_index("customer_id")
+    for item in first["items"][:20]:
+        for column in VALUE_COLUMNS:
+            want = stored.loc[item["customer_id"], column]
+            assert (item[column] is None) if pd.isna(want) else item[column] == want, column
 
 
 @pytest.mark.parametrize("query", [

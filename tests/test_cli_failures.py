@@ -255,7 +255,8 @@ def test_unexpected_failure_exits_1_with_one_line(inputs, tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise TypeError("boom\nsecond line")
 
-    monkeypatch.setattr(features_module, "compute_features", broken)
+    # the features command's SQL step (out of core: it runs in DuckDB on the file)
+    monkeypatch.setattr(features_module, "create_features_table", broken)
     monkeypatch.delenv(DEBUG_ENV, raising=False)
     code, out, err = run(tmp_path, *_expand(tuple(FEATURES.split()), inputs, tmp_path))
     assert code == 1 and out == ""
@@ -275,7 +276,8 @@ def test_unexpected_failure_hides_uri_passwords(inputs, tmp_path, monkeypatch) -
     def broken(*args, **kwargs):
         raise OSError("cannot reach postgresql://analyst:s3cret@db.internal/mlflow")
 
-    monkeypatch.setattr(features_module, "compute_features", broken)
+    # the features command's SQL step (out of core: it runs in DuckDB on the file)
+    monkeypatch.setattr(features_module, "create_features_table", broken)
     monkeypatch.delenv(DEBUG_ENV, raising=False)
     code, _, err = run(tmp_path, *_expand(tuple(FEATURES.split()), inputs, tmp_path))
     assert code == 1 and len(err.splitlines()) == 1

@@ -18,7 +18,9 @@ from churnlens.cli import app
 SEED = 13
 AS_OF = "2024-09-30"
 print(f"test_cli_train: generate_transactions(1500, seed={SEED})")
-MODELS = {"churnlens", "bgnbd", "recency", "logistic"}
+MODELS = {"churnlens", "bgnbd", "recency", "logistic", "paretonbd"}
+VALUE_PREDICTORS = ["bgnbd_gammagamma", "heuristic", "heuristic_x_retention",
+                    "paretonbd_gammagamma", "value_model"]
 SMALL_CONFIG = "model:\n  n_estimators: 60\n  n_jobs: 1\nsnapshots:\n  count: 5\n"
 
 
@@ -62,7 +64,7 @@ def test_train_json_document(trained: tuple[dict, Path]) -> None:
     assert len(summary["run_id"]) == 32 and summary["model_version"] == "1"
     assert summary["alias"] == "champion" and summary["promoted"] is True
     assert summary["as_of"] == AS_OF and summary["horizon_days"] == 91
-    assert set(summary["validation"]) == MODELS
+    assert set(summary["validation"]) == MODELS - {"paretonbd"}  # backtest only
     assert 0.5 < summary["validation"]["churnlens"]["auc"] <= 1
     [run_] = summary["backtest"]  # backtest_steps: 1, at as-of - horizon
     assert run_["as_of"] == "2024-07-01" and set(run_["models"]) == MODELS
@@ -116,7 +118,9 @@ def test_backtest_json_document(inputs: dict[str, Path]) -> None:
     assert document["interval_coverage"]["churnlens"]["dates"] == 2
     assert [r["as_of"] for r in document["runs"]] == ["2024-03-31", "2024-06-30"]
     for run_ in document["runs"]:
-        assert set(run_) == {"as_of", "horizon_days", "models", "warnings", "model"}
+        assert set(run_) == {"as_of", "horizon_days", "models", "warnings", "model",
+                             "baseline_fits", "value"}
+        assert set(run_["value"]["models"]) == set(VALUE_PREDICTORS)
         assert run_["horizon_days"] == 91 and set(run_["models"]) == MODELS
         for metrics in run_["models"].values():
             assert {"auc", "pr_auc", "brier", "log_loss", "lift_top_decile",
@@ -133,7 +137,11 @@ def test_backtest_table_output(inputs: dict[str, Path]) -> None:
     assert "backtest at 2024-06-30 (horizon 91 d): retention, predicted vs actual (%)" in out
     lines = [line for line in out.splitlines() if "│" in line]
     assert [line.split("│")[1].strip() for line in lines] == [
-        "churnlens", "bgnbd", "logistic", "recency"] * 2
+        "churnlens", "bgnbd", "logistic", "recency", "paretonbd"] * 2 + VALUE_PREDICTORS
+    # the value backtest, its predictors said in words
+    assert "value backtest at 2024-06-30: spend in the horizon, predicted vs actual" in out
+    assert "heuristic: spend if the customer stays" in out
+    assert "heuristic_x_retention: heuristic x (1 - churnlens churn risk)" in out
     # the interval's coverage over the backtest's dates, in words
     assert re.search(r"churnlens' 95% intervals held the actual in [01] of 1 date\(s\)", out)
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from churnlens._evaluation import (
+    actual_spend,
     calibration_table,
     classification_metrics,
     lift_table,
     predict_retention,
+    value_decile_table,
+    value_metrics,
 )
 from churnlens.exceptions import DataValidationError
 
@@ -122,3 +126,84 @@ def test_empty_active_base_gives_nan_not_error() -> None:
     r = predict_retention([500, 600], [0.5, 0.5], window_days=91)
     assert r.S == 0 and math.isnan(r.crr)
     assert r.to_dict()["crr"] is None
+
+
+# --- value: predicted vs actual spend (issue 20, item 4) ---------------------------
+
+
+def test_value_metrics_golden_hand_computed() -> None:
+    # actual 0, 10, 30, 0; predicted 5, 10, 20, 5: errors +5, 0, -10, +5
+    m = value_metrics([0.0, 10.0, 30.0, 0.0], [5.0, 10.0, 20.0, 5.0])
+    assert m["mae"] == pytest.approx(20 / 4)
+    assert m["rmse"] == pytest.approx(math.sqrt((25 + 0 + 100 + 25) / 4))
+    # ranks: actual (1.5, 3, 4, 1.5), predicted (1.5, 3, 4, 1.5): the same order
+    assert m["spearman"] == pytest.approx(1.0)
+    assert m["aggregate_error_pct"] == pytest.approx((40 - 40) / 40 * 100)
+    assert m["predicted_total"] == 40.0 and m["actual_total"] == 40.0
+    assert m["customers"] == 4.0
+    # a reversed order with one tie: actual ranks (1, 2, 3.5, 3.5), predicted (4, 3, 1.5, 1.5)
+    # centred: (-1.5, -0.5, 1, 1) and (1.5, 0.5, -1, -1): r = -4.5 / sqrt(4.5 * 4.5) = -1
+    r = value_metrics([1.0, 2.0, 3.0, 3.0], [9.0, 8.0, 1.0, 1.0])
+    assert r["spearman"] == pytest.approx(-1.0)
+    assert r["aggregate_error_pct"] == pytest.approx((19 - 9) / 9 * 100)
+
+
+def test_value_metrics_undefined_parts_are_nan() -> None:
+    m = value_metrics([0.0, 0.0], [1.0, 2.0])
+    assert math.isnan(m["spearman"]) and math.isnan(m["aggregate_error_pct"])
+    assert m["mae"] == 1.5
+
+
+def _reference_spearman(a: np.ndarray, p: np.ndarray) -> float:
+    def ranks(v: np.ndarray) -> np.ndarray:
+        # each value's rank: 1 + how many are smaller + (how many equal - 1) / 2
+        return np.array([1 + (v < x).sum() + ((v == x).sum() - 1) / 2 for x in v])
+
+    return float(np.corrcoef(ranks(a), ranks(p))[0, 1])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_value_metrics_match_plain_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    # spend as in a horizon: many zeros (ties) and a long tail
+    actual = np.where(rng.random(n) < 0.6, 0.0, np.round(rng.gamma(2.0, 20.0, n), 1))
+    predicted = np.round(actual * rng.uniform(0, 2, n) + rng.gamma(1.0, 5.0, n), 0)
+    m = value_metrics(actual, predicted)
+    print(f"seed={seed} n={n}")
+    assert m["mae"] == pytest.approx(np.mean(np.abs(predicted - actual)))
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - actual) ** 2)))
+    assert m["spearman"] == pytest.approx(_reference_spearman(actual, predicted))
+    assert m["aggregate_error_pct"] == pytest.approx(
+        100 * (predicted.sum() - actual.sum()) / actual.sum())
+    table = value_decile_table(actual, predicted)
+    assert table["customers"].sum() == n
+    assert (table["mean_actual"] * table["customers"]).sum() == pytest.approx(actual.sum())
+    assert table["mean_predicted"].is_monotonic_increasing
+
+
+def test_value_metrics_bad_inputs_are_clear_errors() -> None:
+    with pytest.raises(DataValidationError, match="3 actual spends but 2"):
+        value_metrics([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(DataValidationError, match="no customers"):
+        value_metrics([], [])
+    with pytest.raises(DataValidationError, match="finite"):
+        value_metrics([1.0, math.nan], [1.0, 2.0])
+
+
+def test_actual_spend_counts_occasions_as_the_retention_rules_do() -> None:
+    tx = pd.DataFrame({
+        "customer_id": ["A", "A", "A", "B", "B", "C", "C", "D"],
+        "timestamp": pd.to_datetime([
+            "2024-01-02 09:00", "2024-01-02 18:00",  # A: one occasion, 30 - 10 = 20
+            "2024-01-05 00:00",                      # A: refund-only day, no occasion
+            "2024-01-31 23:59",                      # B: last day of (start, end]: in
+            "2024-01-01 12:00",                      # B: the start day itself: out
+            "2024-01-10 08:00", "2024-01-10 09:00",  # C: 10.10 + 5.20 - 15.30 = 0: none
+            "2024-02-01 00:00"]),                    # D: after the end: out
+        "amount": [30.0, -10.0, -5.0, 20.0, 99.0, 10.10, 5.20, 7.0],
+    })
+    tx = pd.concat([tx, pd.DataFrame({"customer_id": ["C"], "timestamp": pd.to_datetime(
+        ["2024-01-10"]), "amount": [-15.30]})], ignore_index=True)
+    spend = actual_spend(tx, "2024-01-01", "2024-01-31")
+    assert spend.to_dict() == {"A": 20.0, "B": 20.0}

@@ -409,3 +409,28 @@ def test_fitted_model_survives_pickling(data: Data, model: ChurnModel) -> None:
 
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(_risk(restored, data.features), _risk(model, data.features))
+
+
+@pytest.mark.parametrize("rows", [3, 5000])
+def test_explain_trees_without_a_split_give_float_contributions(rows: int) -> None:
+    # A booster whose trees never split (too few rows per leaf to split anywhere), as
+    # LightGBM grows on a tiny or constant training set: every contribution goes to the
+    # bias. The across-trees path (few rows) summed nothing with bincount and got an
+    # integer array back, which then failed when scaled in place (bench_quality
+    # --quick, regime "growing").
+    import lightgbm as lgb
+
+    from churnlens._contributions import tree_contributions
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (rng.random(60) < 0.3).astype(float)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "min_data_in_leaf": 100,
+                         "min_data_in_bin": 1}, lgb.Dataset(X, y), num_boost_round=3)
+    matrix = rng.normal(size=(rows, 4))
+    values, raw = tree_contributions(booster).explain(matrix)
+    assert values.dtype == np.float64
+    expected = booster.predict(matrix, pred_contrib=True)
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(raw, booster.predict(matrix, raw_score=True))
+    values *= 0.5  # the in-place scaling credit_blend does

@@ -44,6 +44,7 @@ from churnlens.exceptions import (
     DataValidationError,
     EmptyDataError,
     MissingColumnError,
+    ModelError,
     NotFittedError,
 )
 
@@ -551,7 +552,40 @@ def test_init_only_stores_arguments() -> None:
     assert vars(ParetoNBDModel(horizon_days=30, penalizer=0.01)) == {
         "horizon_days": 30,
         "penalizer": 0.01,
+        "max_evaluations": None,
     }
+
+
+def test_evaluation_budget_stops_the_fit_with_a_clear_error(features: pd.DataFrame) -> None:
+    # The budget counts likelihood evaluations across every start and the polish: a fit
+    # past it raises ModelError (callers fall back to BG/NBD) instead of running on.
+    calls = 0
+    real = paretonbd_module._ll_unchecked
+
+    def counting(*args: object, **kwargs: object) -> npt.NDArray[np.float64]:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paretonbd_module, "_ll_unchecked", counting)
+        full = ParetoNBDModel(horizon_days=91).fit(features)
+        needed = calls - 1  # the last call is the log-likelihood of the result
+        calls = 0
+        with pytest.raises(ModelError, match=r"stopped after 50 likelihood evaluations"):
+            ParetoNBDModel(horizon_days=91, max_evaluations=50).fit(features)
+        assert calls == 50
+    assert needed > 50
+    # A budget the fit does not reach changes nothing.
+    enough = ParetoNBDModel(horizon_days=91, max_evaluations=needed).fit(features)
+    assert enough.params_ == full.params_
+    # A budget spent after a start has finished keeps the best start (not an error).
+    short = ParetoNBDModel(horizon_days=91, max_evaluations=needed - 20).fit(features)
+    assert "stopped at the evaluation budget" in short.fit_message_
+    for name, value in full.params_.items():
+        assert short.params_[name] == pytest.approx(value, rel=1e-3)
+    with pytest.raises(ChurnlensError, match="max_evaluations"):
+        ParetoNBDModel(max_evaluations=0).fit(features)
 
 
 def test_fit_learns_attributes_and_predicts(features: pd.DataFrame) -> None:

@@ -25,12 +25,14 @@ print(f"test_report: generate_transactions(1500, seed={SEED}), as of {AS_OF}")
 PLOT_SECTIONS = ["ROC, backtest trained at 2024-07-01",
                  "Lift and gains, backtest trained at 2024-07-01",
                  "Calibration, backtest trained at 2024-07-01",
-                 "Predicted vs actual retention", "Feature importance", "Acquisition cohorts",
-                 "CRR over time"]
+                 "Predicted vs actual retention",
+                 "Predicted vs actual spend by decile, backtest trained at 2024-07-01",
+                 "Feature importance", "Acquisition cohorts", "CRR over time"]
 OUTLOOK_SECTIONS = ["Outlook: the next 91 days after 2024-09-30",
                     "Outlook: customers lost and value at risk"]
 TABLE_SECTIONS = [*OUTLOOK_SECTIONS, "Validation on the held-out latest cutoff (2024-07-01)",
-                  "Backtest: trained at A from history up to A, evaluated on (A, A+H]"]
+                  "Backtest: trained at A from history up to A, evaluated on (A, A+H]",
+                  "Value backtest: spend in (A, A+H], predicted vs actual, per customer"]
 
 
 class _Page(HTMLParser):
@@ -121,6 +123,15 @@ def test_report_tables_show_every_model_and_no_raw_nan(run: TrainingRun) -> None
         assert cells.count(model) == 2, model  # once per table
     for header in ("AUC", "Brier", "retention %", "cohort retention %", "CRR %"):
         assert header in cells, header
+    # Pareto/NBD in the backtest only; the value backtest's table, one row per predictor
+    assert cells.count("paretonbd") == 1
+    for predictor in ("value_model", "paretonbd_gammagamma", "bgnbd_gammagamma", "heuristic",
+                      "heuristic_x_retention"):
+        assert cells.count(predictor) == 1, predictor
+    for header in ("MAE", "RMSE", "Spearman", "total %"):
+        assert header in cells, header
+    mae = run.backtest.runs[0]["value"]["models"]["value_model"]["mae"]
+    assert f"{mae:.3f}" in cells
     text = " ".join(page.text)
     assert not re.search(r"\bnan\b|\bNaN\b|\bNone\b", text)
     # percent columns with one decimal, metrics with three
@@ -155,10 +166,10 @@ def test_retention_pairs_legend_does_not_cover_the_bars(run: TrainingRun) -> Non
     assert len(fig.legends) == 1
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["actual", "churnlens (predicted)", "recency (predicted)",
-                      "logistic (predicted)", "bgnbd (predicted)"]
+                      "logistic (predicted)", "bgnbd (predicted)", "paretonbd (predicted)"]
     # every bar carries its value
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert len(texts) == 2 * 5
+    assert len(texts) == 2 * 6
 
 
 def _backtest_like_table(dates: list[str]) -> pd.DataFrame:

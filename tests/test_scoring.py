@@ -41,6 +41,7 @@ from churnlens._scoring import (
     score_file,
     score_requests,
 )
+from churnlens._value import VALUE_COLUMNS, predict_value, value_model_of
 from churnlens.exceptions import ModelError
 
 SEED = 11
@@ -342,8 +343,14 @@ def test_scores_columns_rules_and_products(transactions, artifact, scored):
     np.testing.assert_array_equal(plain["churn_risk"], artifact.churn_risk(by_id))
     assert plain["risk_band"].tolist() == scores["risk_band"].tolist()
     assert (scores["value_at_risk"] == scores["churn_risk"] * scores["expected_value"]).all()
-    np.testing.assert_array_equal(scores["expected_value"],
-                                  expected_value(by_id, artifact.horizon_days))
+    # the value columns: the model's value model on the same features (issue 20)
+    value_model = value_model_of(artifact.model)
+    assert value_model is not None
+    values = predict_value(value_model, by_id, horizon_days=artifact.horizon_days)
+    for column in ("expected_value", *VALUE_COLUMNS):
+        np.testing.assert_array_equal(scores[column], values[column])
+    assert not np.array_equal(scores["expected_value"],
+                              expected_value(by_id, artifact.horizon_days))
     for column in ("recency_days", "frequency", "monetary_total"):
         np.testing.assert_array_equal(scores[column], by_id[column])
     risk = scores["churn_risk"]

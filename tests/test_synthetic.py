@@ -563,7 +563,8 @@ def test_the_streaming_writer_takes_the_options_of_generate_transactions() -> No
     generate = keywords(generate_transactions, {"n_customers", "seed"})
     assert generate == _OPTION_DEFAULTS
     assert keywords(write_transactions, {"path", "n_customers", "seed", "chunk_customers",
-                                         "progress"}) == generate
+                                         "progress", "customers_path", "events_path",
+                                         "input_effects"}) == generate
 
 
 @pytest.mark.slow

@@ -187,7 +187,8 @@ def test_the_run_logs_every_artifact_and_metric(scenario: Scenario) -> None:
             "features.json", "data_summary.json", "backtest.json", "plots"} <= top
     plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
     assert plots == {"roc.png", "lift_and_gains.png", "calibration.png",
-                     "predicted_vs_actual_retention.png", "feature_importance.png",
+                     "predicted_vs_actual_retention.png", "predicted_vs_actual_spend.png",
+                     "feature_importance.png",
                      "acquisition_cohorts.png", "crr_over_time.png"}
     local = Path(client.download_artifacts(run_id, "features.json", str(scenario.store.parent)))
     features = json.loads(local.read_text())
@@ -196,8 +197,10 @@ def test_the_run_logs_every_artifact_and_metric(scenario: Scenario) -> None:
     metrics = run.data.metrics
     assert metrics["validation.churnlens.auc"] == pytest.approx(
         scenario.first.fitted.validation["churnlens"]["auc"])
-    for model in ("churnlens", "bgnbd", "recency", "logistic"):
+    for model in ("churnlens", "bgnbd", "recency", "logistic", "paretonbd"):
         assert f"backtest.{model}.auc" in metrics
+    for predictor in ("value_model", "heuristic", "heuristic_x_retention"):
+        assert f"backtest.value.{predictor}.mae" in metrics
     assert run.data.params["as_of"] == AS_OF
     assert run.data.tags["horizon_days"] == "91"
 
@@ -305,7 +308,8 @@ def test_metric_names_compare_across_runs(scenario: Scenario) -> None:
     # a run without a backtest: the same validation names, nothing dated
     worse = set(client.get_run(scenario.worse.registration.run_id).data.metrics)
     assert "validation.churnlens.auc" in worse
-    assert all(name.startswith("validation.") for name in worse)
+    assert all(name.startswith(("validation.", "training.")) for name in worse)
+    assert {"training.snapshot_rows_before", "training.snapshot_rows_after"} <= worse
     assert date_step(dt.date(1998, 3, 31)) == 19980331
 
 

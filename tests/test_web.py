@@ -390,6 +390,62 @@ def test_the_download_is_the_filtered_list(chromium: Any, base_url: str,
 
 @pytest.mark.browser
 @pytest.mark.slow
+def test_the_list_sized_by_profit_reads_its_numbers_from_the_api(
+        chromium: Any, base_url: str, ledger_state: Any) -> None:
+    """Cost, save rate and margin typed in the page: the list, its size and expected
+    total profit are the API's (and the rule's, churnlens._rules.at_risk_list)."""
+    import httpx
+
+    from churnlens._rules import at_risk_list, profit_terms
+
+    scores = ledger_state.scores
+    cost = round(0.1 * float(scores["expected_value"].median()), 2)
+    shown: dict[float, dict[str, Any]] = {}
+    with offline_page(chromium) as tab:
+        page = _open(tab, base_url, "#/at-risk?list=campaign", "at-risk")
+        for price in (cost, 4 * cost):
+            page.fill("input[name=cost_per_contact]", str(price))
+            page.fill("input[name=save_rate]", "0.3")
+            page.fill("input[name=margin]", "0.6")
+            page.click("#filters button[type=submit]")
+            page.wait_for_function(
+                "c => document.body.dataset.ready === 'at-risk' && "
+                "location.hash.includes('cost_per_contact=' + c)", arg=str(price))
+            shown[price] = {
+                "total": int(page.locator("#count").get_attribute("data-total") or -1),
+                "profit": float(page.locator("#profit-total").get_attribute("data-value")
+                                or "nan"),
+                "profit_text": page.locator("#profit-total").inner_text(),
+                "ids": page.locator("#at-risk-table tbody tr").evaluate_all(
+                    "rows => rows.map(r => r.dataset.customer)"),
+                "gains": page.locator("#at-risk-table tbody td[data-profit]").evaluate_all(
+                    "cells => cells.map(c => Number(c.dataset.profit))"),
+                "headers": page.locator("#at-risk-table thead th").all_inner_texts(),
+            }
+            if price == cost:
+                _screenshot(page, "at-risk-profit")
+    tab.assert_clean()
+    for price, seen in shown.items():
+        expected = at_risk_list(scores, kind="campaign",
+                                horizon_days=ledger_state.artifact.horizon_days,
+                                profit=profit_terms(price, 0.3, 0.6))
+        listed = httpx.get(f"{base_url}/at-risk", params={
+            "list": "campaign", "cost_per_contact": price, "save_rate": 0.3, "margin": 0.6,
+            "limit": 50}, timeout=30).json()
+        assert seen["total"] == listed["total"] == len(expected)
+        assert seen["profit"] == listed["expected_profit_total"]
+        assert listed["expected_profit_total"] == pytest.approx(
+            expected["expected_profit"].sum(), rel=1e-9)
+        assert seen["profit_text"] == f"expected total profit {seen['profit']:,.2f}"
+        assert seen["ids"] == [str(i["customer_id"]) for i in listed["items"]]
+        assert seen["ids"] == expected["customer_id"].head(50).astype(str).tolist()
+        assert seen["gains"] == [i["expected_profit"] for i in listed["items"]]
+        assert "expected profit" in seen["headers"]
+    assert 0 < shown[4 * cost]["total"] < shown[cost]["total"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
 def test_customer_page_shows_the_customers_reasons(chromium: Any, base_url: str,
                                                    ledger_state: Any) -> None:
     state = ledger_state

@@ -57,6 +57,14 @@ if TYPE_CHECKING:  # static analysers see every public name
     from churnlens._gammagamma import (
         GammaGammaModel,
     )
+    from churnlens._inputs import (
+        CleanCustomers,
+        CleanEvents,
+        attributes_at,
+        events_until,
+        load_customers,
+        load_events,
+    )
     from churnlens._io import write_safe_csv
     from churnlens._ledger import (
         LedgerEntry,
@@ -98,8 +106,12 @@ if TYPE_CHECKING:  # static analysers see every public name
         retention_series,
     )
     from churnlens._rules import (
+        ProfitTerms,
         at_risk_list,
+        expected_profit,
         expected_value,
+        heuristic_expected_value,
+        profit_terms,
         rfm_segment,
         risk_band,
     )
@@ -108,6 +120,8 @@ if TYPE_CHECKING:  # static analysers see every public name
         score_customers,
     )
     from churnlens._synthetic import (
+        SyntheticInputs,
+        generate_inputs,
         generate_transactions,
         write_transactions,
     )
@@ -116,6 +130,11 @@ if TYPE_CHECKING:  # static analysers see every public name
         backtest,
         fit_models,
         snapshot_cutoffs,
+    )
+    from churnlens._value import (
+        ValueModel,
+        fit_value_model,
+        predict_value,
     )
     from churnlens._version import (
         __version__,
@@ -206,6 +225,21 @@ _LAZY: dict[str, str] = {
     "load_and_monitor": "churnlens._monitoring",
     "monitor": "churnlens._monitoring",
     "write_monitor_report": "churnlens._monitoring",
+    "CleanCustomers": "churnlens._inputs",
+    "CleanEvents": "churnlens._inputs",
+    "attributes_at": "churnlens._inputs",
+    "events_until": "churnlens._inputs",
+    "load_customers": "churnlens._inputs",
+    "load_events": "churnlens._inputs",
+    "SyntheticInputs": "churnlens._synthetic",
+    "generate_inputs": "churnlens._synthetic",
+    "ValueModel": "churnlens._value",
+    "fit_value_model": "churnlens._value",
+    "predict_value": "churnlens._value",
+    "ProfitTerms": "churnlens._rules",
+    "expected_profit": "churnlens._rules",
+    "heuristic_expected_value": "churnlens._rules",
+    "profit_terms": "churnlens._rules",
 }
 
 from churnlens._version import __version__  # noqa: E402  (tiny, always loaded)
@@ -218,6 +252,8 @@ __all__ = [
     "CampaignResult",
     "ChurnModel",
     "ChurnlensError",
+    "CleanCustomers",
+    "CleanEvents",
     "CleaningReport",
     "ConfigError",
     "DataValidationError",
@@ -237,15 +273,19 @@ __all__ = [
     "NotFittedError",
     "ParetoNBDModel",
     "PredictedRetention",
+    "ProfitTerms",
     "RecencyBaseline",
     "RetentionRates",
     "ScoreResult",
     "Settings",
+    "SyntheticInputs",
     "TrainingRun",
+    "ValueModel",
     "__version__",
     "analyse_campaign",
     "assign_control_group",
     "at_risk_list",
+    "attributes_at",
     "backtest",
     "bgnbd_expected_purchases",
     "bgnbd_fit",
@@ -258,19 +298,28 @@ __all__ = [
     "cohort_table",
     "compute_features",
     "compute_labels",
+    "events_until",
+    "expected_profit",
     "expected_value",
     "feature_names",
     "feature_table_markdown",
     "fit_models",
+    "fit_value_model",
+    "generate_inputs",
     "generate_transactions",
+    "heuristic_expected_value",
     "lift_table",
     "load_and_monitor",
     "load_bundle",
     "load_config",
+    "load_customers",
+    "load_events",
     "load_model",
     "load_transactions",
     "monitor",
     "predict_retention",
+    "predict_value",
+    "profit_terms",
     "read_campaign_list",
     "read_ledger",
     "retention_rates",

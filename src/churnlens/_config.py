@@ -30,6 +30,7 @@ __all__ = [
     "ScoringSettings",
     "Settings",
     "SnapshotSettings",
+    "ValueSettings",
     "load_config",
 ]
 
@@ -170,11 +171,25 @@ class MlflowSettings(_Strict):
     enabled: bool = True
 
 
+class ValueSettings(_Strict):
+    """The customer lifetime value of the scores (``docs/value.md``).
+
+    ``clv_months``: months of 30.4375 days the discounted expected spend ``clv`` sums
+    over; ``annual_discount_rate``: its yearly discount rate (0.10 for 10%), applied
+    monthly as ``(1 + rate)^(1/12) - 1``.
+    """
+
+    clv_months: int = Field(default=12, ge=1, le=1200)
+    annual_discount_rate: float = Field(default=0.10, ge=0, le=10)
+
+
 class ScoringSettings(_Strict):
-    """Risk bands: ``high`` if risk >= high, ``medium`` if >= medium, else ``low``."""
+    """Risk bands: ``high`` if risk >= high, ``medium`` if >= medium, else ``low``; and
+    the CLV's period and discount rate (``value``)."""
 
     high_risk: float = Field(default=0.7, gt=0, lt=1)
     medium_risk: float = Field(default=0.4, gt=0, lt=1)
+    value: ValueSettings = ValueSettings()
 
     @model_validator(mode="after")
     def _ordered(self) -> ScoringSettings:
@@ -214,6 +229,19 @@ class EngineSettings(_Strict):
     temp_directory: str | None = Field(default=None, min_length=1)
 
 
+class TrainingSettings(_Strict):
+    """How many training snapshot rows reach the model (docs/scale.md).
+
+    ``max_snapshot_rows``: the labelled snapshots (features and label of every customer
+    at every cutoff) are kept by the engine and sampled to at most this many rows,
+    stratified by cutoff and label, before LightGBM; ``0`` or ``null``: every row.
+    ``sample_seed``: seed of the sampling hash (the same rows on DuckDB and Spark).
+    """
+
+    max_snapshot_rows: int | None = Field(default=2_000_000, ge=0)
+    sample_seed: int = Field(default=0, ge=0)
+
+
 class Settings(_Strict):
     """Every setting of churnlens, validated. See ``configs/default.yaml``.
 
@@ -239,6 +267,8 @@ class Settings(_Strict):
         The prediction ledger and monitoring alarms (:class:`MonitoringSettings`).
     engine
         Memory limit and spill folder of out-of-core reads (:class:`EngineSettings`).
+    training
+        Sampling of the training snapshots (:class:`TrainingSettings`).
     """
 
     horizon_days: int = Field(default=91, ge=1, le=3660)
@@ -251,6 +281,7 @@ class Settings(_Strict):
     scoring: ScoringSettings = ScoringSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     engine: EngineSettings = EngineSettings()  # memory limit and spill folder (scale.md)
+    training: TrainingSettings = TrainingSettings()  # snapshot sampling (scale.md)
 
     def build_model(self) -> ChurnModel:
         """The unfitted :class:`~churnlens.ChurnModel` these settings describe.

@@ -331,7 +331,9 @@ class TreeContributions:
                 contrib = self.booster.predict(matrix, num_iteration=self.n_trees,
                                                pred_contrib=True)
                 raw = self.booster.predict(matrix, num_iteration=self.n_trees, raw_score=True)
-            return np.asarray(contrib), np.asarray(raw, dtype=np.float64)
+            # float64 always, as the fast paths: credit_blend scales it in place.
+            return (np.asarray(contrib, dtype=np.float64),
+                    np.asarray(raw, dtype=np.float64))
         n = matrix.shape[0]
         if 0 < n <= _ROWS_ACROSS_TREES:
             return self._compute_across_trees(matrix)
@@ -378,8 +380,9 @@ class TreeContributions:
         weights = self._flat[self._pair_start + codes[:, self._pair_tree]]
         # (feature, row) cells, as the loop's output: one contiguous row per feature.
         where = self._pair_column * n + np.arange(n, dtype=np.int64)[:, None]
-        out = np.bincount(where.ravel(), weights=weights.ravel(), minlength=n * width)
-        out = out.reshape(width, n)
+        summed = np.bincount(where.ravel(), weights=weights.ravel(), minlength=n * width)
+        # float64 even with no split in any tree: bincount of nothing is an int array
+        out = summed.astype(np.float64, copy=False).reshape(width, n)
         # The bias (the tree's expected value) is the same for every row: summed tree
         # by tree from the first row, as the loop does.
         bias = 0.0

@@ -1,4 +1,4 @@
-"""Model quality: classification metrics and predicted vs actual retention.
+"""Model quality: classification metrics, predicted vs actual retention and spend.
 
 The pairing of predicted risk with retention follows ``retention.md``: with the
 activity window ``W`` equal to the horizon ``H``, a customer active at ``t0`` is still
@@ -25,10 +25,13 @@ from churnlens.exceptions import DataValidationError
 
 __all__ = [
     "PredictedRetention",
+    "actual_spend",
     "calibration_table",
     "classification_metrics",
     "lift_table",
     "predict_retention",
+    "value_decile_table",
+    "value_metrics",
 ]
 
 _Z95 = 1.959963984540054
@@ -335,3 +338,166 @@ def _half_width(level_error: Mapping[str, Any] | None, key: str) -> float:
         return 0.0
     value = float(value)
     return value if math.isfinite(value) and value > 0 else 0.0
+
+
+# --- value: predicted vs actual spend -------------------------------------------------
+
+_UNITS_PER_CURRENCY = 1_000_000_000  # amounts add as whole billionths (retention.md)
+
+
+def actual_spend(transactions: pd.DataFrame, start: Any, end: Any) -> pd.Series:
+    """What each customer spent on their purchase occasions in the days ``(start, end]``.
+
+    The spend of a period counts as the retention rules count purchases
+    (``docs/retention.md``): a day's amounts net out (refunds included, added as whole
+    billionths), a day whose net amount is positive is an occasion and adds that net
+    amount, and a day whose net is zero or negative (a refund-only day) adds nothing,
+    as it is no occasion. This is the quantity the value models forecast: purchases
+    times spend per purchase occasion.
+
+    Parameters
+    ----------
+    transactions
+        Clean transactions (``customer_id``, ``timestamp``, ``amount``).
+    start, end
+        The period: days after ``start`` up to and including ``end``.
+
+    Returns
+    -------
+    pandas.Series
+        Spend by ``customer_id``, only for customers with an occasion in the period.
+
+    Examples
+    --------
+    >>> tx = pd.DataFrame({"customer_id": ["A", "A", "A", "B", "B"],
+    ...                    "timestamp": pd.to_datetime(["2024-01-02", "2024-01-02",
+    ...                        "2024-01-05", "2024-01-03", "2024-01-01"]),
+    ...                    "amount": [30.0, -10.0, -5.0, 20.0, 99.0]})
+    >>> actual_spend(tx, "2024-01-01", "2024-01-31").to_dict()
+    {'A': 20.0, 'B': 20.0}
+    """
+    ts = transactions["timestamp"]
+    after = pd.Timestamp(start) + pd.Timedelta(days=1)
+    until = pd.Timestamp(end) + pd.Timedelta(days=1)
+    window = transactions.loc[(ts >= after) & (ts < until)]
+    units = np.round(window["amount"].to_numpy(dtype=np.float64) * _UNITS_PER_CURRENCY)
+    daily = pd.Series(units.astype(np.int64), index=window.index).groupby(
+        [window["customer_id"], window["timestamp"].dt.normalize()], sort=True).sum()
+    occasions = daily[daily > 0]
+    spend = occasions.groupby(level=0, sort=True).sum() / _UNITS_PER_CURRENCY
+    spend.index.name = "customer_id"
+    return spend.astype(np.float64)
+
+
+
+def _spend_arrays(actual: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(actual, dtype=np.float64)
+    p = np.asarray(predicted, dtype=np.float64)
+    if a.shape != p.shape or a.ndim != 1:
+        raise DataValidationError(f"{a.size} actual spends but {p.size} predictions.")
+    if a.size == 0:
+        raise DataValidationError("no customers to evaluate.")
+    if not (np.isfinite(a).all() and np.isfinite(p).all()):
+        raise DataValidationError("actual and predicted spend must be finite numbers.")
+    return a, p
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank (as Spearman's correlation needs)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size, dtype=np.float64)
+    sorted_values = values[order]
+    # boundaries of runs of equal values in sorted order
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], values.size]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def _spearman(a: np.ndarray, p: np.ndarray) -> float:
+    ra, rp = _average_ranks(a), _average_ranks(p)
+    da, dp = ra - ra.mean(), rp - rp.mean()
+    denominator = math.sqrt(float((da * da).sum()) * float((dp * dp).sum()))
+    return float((da * dp).sum() / denominator) if denominator > 0 else math.nan
+
+
+def value_metrics(actual: Any, predicted: Any) -> dict[str, float]:
+    """Predicted vs actual spend per customer in a horizon.
+
+    Parameters
+    ----------
+    actual
+        What each customer spent in the horizon.
+    predicted
+        What a model predicted they would spend, in the same order.
+
+    Returns
+    -------
+    dict of str to float
+        ``mae`` (mean absolute error), ``rmse`` (root mean squared error),
+        ``spearman`` (Spearman's rank correlation, ties at their average rank; NaN
+        when either side is constant), ``aggregate_error_pct`` (100 times the
+        predicted total minus the actual total, over the actual total; NaN when the
+        actual total is 0), ``predicted_total``, ``actual_total``,
+        ``predicted_mean``, ``actual_mean`` and ``customers``.
+
+    Raises
+    ------
+    DataValidationError
+        Arrays of different lengths, empty, or with a missing or infinite value.
+
+    Examples
+    --------
+    >>> m = value_metrics([0.0, 10.0, 30.0], [5.0, 10.0, 20.0])
+    >>> m["mae"], round(m["rmse"], 4), m["spearman"], m["aggregate_error_pct"]
+    (5.0, 6.455, 1.0, -12.5)
+    """
+    a, p = _spend_arrays(actual, predicted)
+    error = p - a
+    total = float(a.sum())
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(math.sqrt(float((error * error).mean()))),
+        "spearman": _spearman(a, p),
+        "aggregate_error_pct": (float(p.sum()) - total) / total * 100 if total else math.nan,
+        "predicted_total": float(p.sum()),
+        "actual_total": total,
+        "predicted_mean": float(p.mean()),
+        "actual_mean": float(a.mean()),
+        "customers": float(a.size),
+    }
+
+
+def value_decile_table(actual: Any, predicted: Any, bins: int = 10) -> pd.DataFrame:
+    """Mean predicted vs mean actual spend in equal-count groups of predicted spend.
+
+    Parameters
+    ----------
+    actual
+        What each customer spent in the horizon.
+    predicted
+        Predicted spend of the same customers.
+    bins
+        Number of equal-count groups, lowest prediction first (ties keep input order).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group: ``decile``, ``customers``, ``mean_predicted`` and
+        ``mean_actual``. A well-calibrated value model has the two close in every group.
+
+    Examples
+    --------
+    >>> value_decile_table([0.0, 5.0, 20.0, 40.0], [1.0, 2.0, 30.0, 25.0], bins=2)
+       decile  customers  mean_predicted  mean_actual
+    0       1          2             1.5          2.5
+    1       2          2            27.5         30.0
+    """
+    a, p = _spend_arrays(actual, predicted)
+    order = np.argsort(p, kind="stable")
+    rows = [
+        {"decile": i, "customers": len(idx), "mean_predicted": float(p[idx].mean()),
+         "mean_actual": float(a[idx].mean())}
+        for i, idx in enumerate(np.array_split(order, bins), start=1) if len(idx)
+    ]
+    return pd.DataFrame(rows)

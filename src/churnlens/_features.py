@@ -16,12 +16,15 @@ fully observed.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias
 
+import duckdb
 import pandas as pd
 
 from churnlens._engine import Dialect, connect, day_number
@@ -37,6 +40,7 @@ from churnlens._features_sql import (
     sequence_select_sql,
 )
 from churnlens._loading import AMOUNT, CUSTOMER, TIMESTAMP, ensure_clean, load_transactions
+from churnlens._loading_sql import CleanTransactions
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError
 
@@ -44,15 +48,20 @@ __all__ = [
     "DEFAULT_WINDOWS_DAYS",
     "FEATURES",
     "Feature",
+    "SnapshotSample",
     "build_snapshots",
     "compute_features",
     "compute_labels",
+    "create_features_table",
     "feature_names",
     "feature_table_markdown",
+    "sample_quotas",
+    "training_snapshots",
 ]
 
 DateLike: TypeAlias = str | dt.date | pd.Timestamp
-# A pandas DataFrame (clean or raw), a CSV/Parquet path, or a PySpark DataFrame.
+# A pandas DataFrame (clean or raw), a CSV/Parquet path, the out-of-core view of files
+# (_loading_sql.CleanTransactions, run in its connection), or a PySpark DataFrame.
 Transactions = Any
 
 _REQUIRED = {CUSTOMER: CUSTOMER, TIMESTAMP: TIMESTAMP, AMOUNT: AMOUNT}
@@ -110,6 +119,43 @@ def compute_features(
     0           A          2            26           81            50.0
     1           B          1            59           59            50.0
     """
+    return _run(transactions, _features_builder(as_of, windows_days))
+
+
+def create_features_table(
+    clean: CleanTransactions,
+    as_of: DateLike,
+    table: str,
+    *,
+    windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS,
+    extra_columns: str = "",
+) -> int:
+    """:func:`compute_features` on an out-of-core view, kept as a DuckDB table.
+
+    The features of every customer of ``clean`` (the open view of
+    :func:`churnlens._loading_sql.load_transactions_sql`) at ``as_of``, written to the
+    temporary table ``table`` in ``clean.connection`` (its memory limit; beyond it
+    DuckDB spills), never read into pandas. The rows are those of
+    :func:`compute_features` on the pandas loader's frame of the same file, to the bit
+    (a parity test), in no order (``as_of`` is a timestamp, undefined floats NaN).
+    ``extra_columns`` (``", expr AS name"``) adds columns computed from the features.
+
+    Returns
+    -------
+    int
+        The number of rows (customers).
+    """
+    build = _features_builder(as_of, windows_days)
+    with _duckdb_source(clean) as (con, source, materialise, _dtype):
+        sql = build(source, "duckdb", materialise)
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT *{extra_columns} FROM ({sql}) "
+                    "AS churnlens_features")
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+def _features_builder(as_of: DateLike, windows_days: Sequence[int]
+                      ) -> Callable[[str, Dialect, Callable[[str], str]], str]:
+    """The checked arguments of :func:`compute_features` as its SQL builder."""
     as_of_day = day_number(parse_date(as_of, name="as_of"))
     windows = check_windows(windows_days)
 
@@ -119,7 +165,7 @@ def compute_features(
         return features_select_sql(sequence, [as_of_day], windows, dialect,
                                    date_column="as_of")
 
-    return _run(transactions, build)
+    return build
 
 
 def compute_labels(
@@ -231,6 +277,15 @@ def build_snapshots(
     1           A 2024-03-31          1            81        0
     2           B 2024-03-31          1            59        1
     """
+    return _run(transactions, _snapshots_builder(cutoffs, horizon_days, windows_days,
+                                                 observed_until))
+
+
+def _snapshots_builder(
+    cutoffs: Iterable[DateLike], horizon_days: int, windows_days: Sequence[int],
+    observed_until: DateLike | None,
+) -> Callable[[str, Dialect, Callable[[str], str]], str]:
+    """The checked arguments of :func:`build_snapshots` as its SQL builder."""
     cutoff_days = sorted({day_number(parse_date(c, name="cutoffs")) for c in _as_list(cutoffs)})
     if not cutoff_days:
         raise ChurnlensError("cutoffs is empty. Suggestion: give at least one cutoff date.")
@@ -255,7 +310,201 @@ def build_snapshots(
             observed_until=observed, strategy=strategy, date_column="cutoff",
         )
 
-    return _run(transactions, build)
+    return build
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotSample:
+    """How the labelled snapshots were sampled for training (``docs/scale.md``).
+
+    Attributes
+    ----------
+    max_rows
+        The most rows asked for (``training.max_snapshot_rows``); ``None``: no limit.
+    seed
+        The seed of the sampling hash.
+    strata
+        One ``(cutoff, churned, rows, kept)`` per stratum, by cutoff then label: the
+        labelled rows of that cutoff and label, and how many were kept.
+    """
+
+    max_rows: int | None
+    seed: int
+    strata: tuple[tuple[dt.date, int, int, int], ...]
+
+    @property
+    def sampled(self) -> bool:
+        """Whether any row was left out."""
+        return any(kept < rows for _, _, rows, kept in self.strata)
+
+    @property
+    def rows_before(self) -> int:
+        """Labelled snapshot rows before sampling."""
+        return sum(rows for _, _, rows, _ in self.strata)
+
+    @property
+    def rows_after(self) -> int:
+        """Rows kept (what the models are fitted on)."""
+        return sum(kept for _, _, _, kept in self.strata)
+
+    def by_cutoff(self) -> list[dict[str, Any]]:
+        """Per cutoff: ``cutoff``, ``rows`` (labelled rows) and ``kept``."""
+        out: dict[dt.date, dict[str, Any]] = {}
+        for cutoff, _, rows, kept in self.strata:
+            entry = out.setdefault(cutoff, {"cutoff": str(cutoff), "rows": 0, "kept": 0})
+            entry["rows"] += rows
+            entry["kept"] += kept
+        return list(out.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``churnlens train/backtest --json``, MLflow)."""
+        return {"sampled": self.sampled, "max_rows": self.max_rows, "seed": self.seed,
+                "rows_before": self.rows_before, "rows_after": self.rows_after,
+                "by_cutoff": self.by_cutoff()}
+
+    def note(self) -> str | None:
+        """One sentence for reports when rows were left out, else ``None``."""
+        if not self.sampled:
+            return None
+        return (f"training snapshots sampled: {self.rows_after:,} of {self.rows_before:,} "
+                f"labelled rows (at most {self.max_rows:,}; stratified by cutoff and label, "
+                f"seed {self.seed})")
+
+
+def sample_quotas(counts: dict[Any, int], max_rows: int | None) -> dict[Any, int]:
+    """Rows each stratum keeps: all of them when the total fits, else ``n * M // N``.
+
+    ``counts`` maps a stratum to its ``n`` rows; ``N`` is their total and ``M``
+    ``max_rows`` (``None`` or 0: no limit). Integer arithmetic, so the quotas do not
+    depend on the engine; their sum is at most ``M``.
+
+    Examples
+    --------
+    >>> sample_quotas({"a": 700, "b": 300}, 100)
+    {'a': 70, 'b': 30}
+    >>> sample_quotas({"a": 7, "b": 3}, None)
+    {'a': 7, 'b': 3}
+    """
+    total = sum(counts.values())
+    if not max_rows or total <= max_rows:
+        return dict(counts)
+    return {key: n * int(max_rows) // total for key, n in counts.items()}
+
+
+def _sample_sql(table: str, columns: Sequence[str], quotas: dict[tuple[dt.date, int], int],
+                seed: int, dialect: Dialect, *, everything: bool) -> str:
+    """The labelled rows of ``table``; with ``everything`` False, in each (cutoff, label)
+    stratum the ``quota`` rows with the smallest ``md5(customer_id|cutoff|seed)`` (ties,
+    which need an md5 collision, by customer id as text). Same SQL on DuckDB and Spark."""
+    listed = ", ".join(columns)
+    if everything:
+        return f"SELECT {listed} FROM {table} WHERE churned IS NOT NULL"
+    text = "VARCHAR" if dialect == "duckdb" else "STRING"
+    # The cutoff as 'YYYY-MM-DD' on both engines (a TIMESTAMP column on DuckDB, a DATE
+    # on Spark).
+    key = (f"md5(concat(CAST(customer_id AS {text}), '|', "
+           f"CAST(CAST(cutoff AS DATE) AS {text}), '|', '{int(seed)}'))")
+    cases = " ".join(f"WHEN cutoff = DATE '{c}' AND churned = {int(y)} THEN {int(q)}"
+                     for (c, y), q in quotas.items())
+    return f"""
+SELECT {listed} FROM (
+    SELECT {listed}, ROW_NUMBER() OVER (PARTITION BY cutoff, churned
+                                        ORDER BY {key}, CAST(customer_id AS {text}))
+                     AS churnlens_rank
+    FROM {table} WHERE churned IS NOT NULL
+) AS ranked
+WHERE churnlens_rank <= CASE {cases} ELSE 0 END
+"""
+
+
+def training_snapshots(
+    transactions: Transactions,
+    cutoffs: Iterable[DateLike],
+    *,
+    horizon_days: int,
+    windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS,
+    observed_until: DateLike | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, SnapshotSample]:
+    """The labelled snapshots the models are fitted on, sampled by the engine, in pandas.
+
+    :func:`build_snapshots` without the rows whose label is missing, kept where the
+    transactions are (DuckDB, in the out-of-core view's connection, spilling beyond
+    its memory limit; or Spark) and sampled there to at most ``max_rows`` rows,
+    stratified by cutoff and label (:func:`sample_quotas`: every row when they fit,
+    else ``n * max_rows // N`` per stratum; within a stratum the rows with the smallest
+    ``md5(customer_id || '|' || cutoff || '|' || seed)``). Only the sample reaches
+    pandas. Both engines draw the same rows, and with every row kept the frame equals
+    ``build_snapshots(...)`` filtered to labelled rows.
+
+    Parameters
+    ----------
+    transactions
+        A clean pandas frame, the out-of-core view of files
+        (:class:`~churnlens._loading_sql.CleanTransactions`) or a PySpark DataFrame.
+    cutoffs, horizon_days, windows_days, observed_until
+        As for :func:`build_snapshots`.
+    max_rows
+        The most rows to return; ``None`` or 0: every labelled row.
+    seed
+        Seed of the sampling hash.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, SnapshotSample)
+        The rows, sorted by ``cutoff`` then ``customer_id``, ``churned`` never missing;
+        and the rows before and after sampling per stratum.
+    """
+    if max_rows is not None and max_rows < 0:
+        raise ChurnlensError(f"max_rows must be 0 or more, got {max_rows}.")
+    build = _snapshots_builder(cutoffs, horizon_days, windows_days, observed_until)
+    if _is_spark(transactions):
+        return _training_snapshots_spark(transactions, build, max_rows, seed)
+    with _duckdb_source(transactions) as (con, source, materialise, customer_dtype):
+        table = materialise(build(source, "duckdb", materialise))
+        columns = list(con.sql(f"SELECT * FROM {table} LIMIT 0").columns)
+        counts = {(cutoff, int(label)): int(n) for cutoff, label, n in con.execute(
+            f"SELECT cutoff, churned, count(*) FROM {table} WHERE churned IS NOT NULL "
+            "GROUP BY cutoff, churned").fetchall()}
+        quotas = sample_quotas(counts, max_rows)
+        out = _arrow_to_pandas(con.sql(_sample_sql(
+            table, columns, quotas, seed, "duckdb", everything=quotas == counts)))
+    out = _tidy_pandas(out, customer_dtype if customer_dtype is not None
+                       else out[CUSTOMER].dtype)
+    return out, _sample_report(counts, quotas, max_rows, seed)
+
+
+def _training_snapshots_spark(
+    frame: Any, build: Callable[[str, Dialect, Callable[[str], str]], str],
+    max_rows: int | None, seed: int,
+) -> tuple[pd.DataFrame, SnapshotSample]:
+    snapshots = _run_spark(frame, build)
+    spark = snapshots.sparkSession
+    view = f"churnlens_snapshots_{uuid.uuid4().hex}"
+    snapshots.createOrReplaceTempView(view)
+    try:
+        counts = {(row[0], int(row[1])): int(row[2]) for row in spark.sql(
+            f"SELECT cutoff, churned, count(*) FROM {view} WHERE churned IS NOT NULL "
+            "GROUP BY cutoff, churned").collect()}
+        quotas = sample_quotas(counts, max_rows)
+        sample = spark.sql(_sample_sql(view, list(snapshots.columns), quotas, seed, "spark",
+                                       everything=quotas == counts))
+        # Arrow straight from the engine (Spark Connect too): PySpark's own pandas
+        # conversion predates pandas 3.
+        out = sample.toArrow().to_pandas()
+    finally:
+        spark.catalog.dropTempView(view)
+    return _tidy_pandas(out, out[CUSTOMER].dtype), _sample_report(counts, quotas, max_rows,
+                                                                    seed)
+
+
+def _sample_report(counts: dict[tuple[Any, int], int], quotas: dict[tuple[Any, int], int],
+                   max_rows: int | None, seed: int) -> SnapshotSample:
+    strata = tuple((pd.Timestamp(c).date(), y, n, quotas[(c, y)])
+                   for (c, y), n in sorted(counts.items(), key=lambda kv: (
+                       pd.Timestamp(kv[0][0]), kv[0][1])))
+    return SnapshotSample(max_rows=max_rows or None, seed=int(seed), strata=strata)
 
 
 def feature_table_markdown() -> str:
@@ -338,25 +587,71 @@ def _run(
     """
     if _is_spark(transactions):
         return _run_spark(transactions, build)
+    with _duckdb_source(transactions) as (con, source, materialise, customer_dtype):
+        sql = build(source, "duckdb", materialise)
+        out = _arrow_to_pandas(con.sql(sql))
+    return _tidy_pandas(out, customer_dtype if customer_dtype is not None
+                        else out[CUSTOMER].dtype)
+
+
+@contextlib.contextmanager
+def _duckdb_source(
+    transactions: Transactions,
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, str, Callable[[str], str], Any]]:
+    """A DuckDB connection, the name of the transactions in it (``customer_id``,
+    ``event_time``, ``amount``), a ``materialise`` and the pandas id dtype (or None).
+
+    A pandas frame (or a path, read by the pandas loader) is registered in a fresh
+    connection, closed afterwards. The out-of-core view of files
+    (:class:`~churnlens._loading_sql.CleanTransactions`) is read in its own connection
+    (its memory limit and spill folder), through a temporary view; the temporary
+    objects made here are dropped afterwards and the connection stays open.
+    """
+    if isinstance(transactions, CleanTransactions):
+        con = transactions.connection
+        tag = uuid.uuid4().hex
+        source = f"churnlens_transactions_{tag}"
+        made: list[tuple[str, str]] = [("VIEW", source)]
+        con.execute(f'CREATE TEMP VIEW {source} AS SELECT customer_id, "timestamp" AS '
+                    f"event_time, amount FROM {transactions.view}")
+
+        def materialise_view(select_sql: str) -> str:
+            name = f"churnlens_table_{tag}_{len(made)}"
+            con.execute(f"CREATE TEMP TABLE {name} AS {select_sql}")
+            made.append(("TABLE", name))
+            return name
+
+        try:
+            yield con, source, materialise_view, None
+        finally:
+            for kind, name in reversed(made):
+                con.execute(f"DROP {kind} IF EXISTS {name}")
+        return
     frame = _pandas_transactions(transactions)
     con = connect()
     try:
         con.register(_TX_VIEW, frame[[CUSTOMER, TIMESTAMP, AMOUNT]].rename(
             columns={TIMESTAMP: "event_time"}))
+        count = [0]
 
         def materialise(select_sql: str) -> str:
-            con.execute(f"CREATE TEMP TABLE {_SEQUENCE} AS {select_sql}")
-            return _SEQUENCE
+            name = f"{_SEQUENCE}_{count[0]}" if count[0] else _SEQUENCE
+            count[0] += 1
+            con.execute(f"CREATE TEMP TABLE {name} AS {select_sql}")
+            return name
 
-        sql = build(_TX_VIEW, "duckdb", materialise)
-        # Through Arrow: about twice as fast as .df() for wide results; the Arrow
-        # buffers are released column by column as pandas takes them over.
-        table = con.sql(sql).to_arrow_table()
-        out = table.to_pandas(split_blocks=True, self_destruct=True)
-        del table
+        yield con, _TX_VIEW, materialise, frame[CUSTOMER].dtype
     finally:
         con.close()
-    return _tidy_pandas(out, frame[CUSTOMER].dtype)
+
+
+def _arrow_to_pandas(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    # Through Arrow: about twice as fast as .df() for wide results; the Arrow
+    # buffers are released column by column as pandas takes them over.
+    table = relation.to_arrow_table()
+    out = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    return out
 
 
 def _run_spark(frame: Any, build: Callable[[str, Dialect, Callable[[str], str]], str]) -> Any:

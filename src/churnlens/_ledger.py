@@ -300,7 +300,9 @@ def _scoring_document(result: Any, artifact: Any, source: str
     summary["by_segment"] = _retention_by(scores, "segment",
                                           [rule.segment for rule in SEGMENT_RULES],
                                           horizon, level_error)
-    risks = _risks_frame(scores)
+    # scored out of core (_out_of_core.StreamedScores): the risks table is a file already
+    streamed = getattr(result, "risks", None)
+    risks = _risks_frame(scores) if streamed is None else streamed
     model = dict(summary.get("model") or _model_card(artifact))
     document = {
         "kind": "scoring", "source": source, "as_of": as_of, "horizon_days": horizon,

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT, amount_units_sql, connect
+from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT, Dialect, amount_units_sql, connect
 from churnlens._loading import (
     AMOUNT,
     CUSTOMER,
@@ -313,16 +314,42 @@ def _resolve(source: str | os.PathLike[str]) -> tuple[list[Path], str, str]:
     return files, name, kinds.pop()
 
 
-def _space_list() -> str:
-    return "(" + ", ".join(_quote(char) for char in _SPACES) + ")"
+def _space_list(dialect: Dialect = "duckdb") -> str:
+    return "(" + ", ".join(_quote(char, dialect) for char in _SPACES) + ")"
 
 
-def _quote(text: str) -> str:
+def _quote(text: str, dialect: Dialect = "duckdb") -> str:
+    """A SQL string literal (Spark reads backslash escapes in its literals)."""
+    if dialect == "spark":
+        escaped = "".join(
+            "\\\\" if char == "\\" else "\\'" if char == "'"
+            else f"\\u{ord(char):04X}" if ord(char) < 32 else char for char in text)
+        return "'" + escaped + "'"
     return "'" + text.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
+def _ident(name: str, dialect: Dialect = "duckdb") -> str:
+    if dialect == "spark":
+        return "`" + name.replace("`", "``") + "`"
     return '"' + name.replace('"', '""') + '"'
+
+
+def _full_match(text: str, pattern: str, dialect: Dialect) -> str:
+    """SQL: ``text`` matches the anchored regular expression ``pattern`` entirely."""
+    if dialect == "spark":
+        # Java's $ also matches before a final line break; \z only at the very end (RE2's $)
+        return f"({text} RLIKE {_quote(pattern.removesuffix('$') + chr(92) + 'z', dialect)})"
+    return f"regexp_full_match({text}, {_quote(pattern)})"
+
+
+def _trim(text: str, dialect: Dialect) -> str:
+    if dialect == "spark":
+        return f"trim(BOTH {_quote(_SPACES, dialect)} FROM {text})"
+    return f"trim({text}, {_quote(_SPACES)})"
+
+
+def _try_cast(value: str, kind: str, dialect: Dialect) -> str:
+    return f"{'try_cast' if dialect == 'spark' else 'TRY_CAST'}({value} AS {kind})"
 
 
 def _scan_sql(files: list[Path], kind: str, wanted: dict[str, str],
@@ -377,11 +404,18 @@ _FLOAT_TYPES = ("FLOAT", "DOUBLE")
 
 
 class _Rules:
-    """The SQL twin of the column rules, chosen by the column types DuckDB reads."""
+    """The SQL twin of the column rules, chosen by the column types the engine reads.
 
-    def __init__(self, wanted: dict[str, str], types: dict[str, str]) -> None:
+    ``types`` are in DuckDB's names (:func:`churnlens._spark_loading` maps Spark's);
+    ``dialect`` chooses the SQL the rules are written in (DuckDB or Spark SQL), the
+    rules being the same.
+    """
+
+    def __init__(self, wanted: dict[str, str], types: dict[str, str],
+                 dialect: Dialect = "duckdb") -> None:
         self.wanted = wanted
         self.types = types
+        self.dialect = dialect
         self.unhandled = {role: kind for role, kind in types.items()
                           if not self._handled(role, kind)}
         self.handled = not self.unhandled
@@ -398,71 +432,106 @@ class _Rules:
 
     def parsed_sql(self, table: str) -> str:
         """Per row: the clean values and one flag per rule (``*_suspicious``)."""
+        return f"SELECT {', '.join(self.parsed_columns())} FROM {table}"
+
+    def parsed_columns(self) -> list[str]:
+        """The select list of :meth:`parsed_sql` (later items use earlier aliases)."""
         parts = self._id()
         parts += self._timestamp()
         parts += self._number(AMOUNT)
         if QUANTITY in self.wanted:
             parts += self._number(QUANTITY)
-        parts += [_ident(role) for role in self.wanted
+        parts += [self._ident(role) for role in self.wanted
                   if role not in (CUSTOMER, TIMESTAMP, AMOUNT, QUANTITY)]
         # the values as read, for the pandas rules' messages on suspicious rows
-        parts += [f"{_ident(role)} AS {_ident('raw_' + role)}"
+        parts += [f"{self._ident(role)} AS {self._ident('raw_' + role)}"
                   for role in (TIMESTAMP, AMOUNT, QUANTITY) if role in self.wanted]
-        return f"SELECT {', '.join(parts)} FROM {table}"
+        return parts
+
+    def _ident(self, name: str) -> str:
+        return _ident(name, self.dialect)
+
+    def _quote(self, text: str) -> str:
+        return _quote(text, self.dialect)
 
     def _id(self) -> list[str]:
-        kind, raw = self.types[CUSTOMER], _ident(CUSTOMER)
+        kind, raw, spark = self.types[CUSTOMER], self._ident(CUSTOMER), self.dialect == "spark"
         if kind in _INTEGER_TYPES:
             return [f"{raw} AS customer_id", "false AS id_suspicious"]
         if kind in _FLOAT_TYPES:
             # a whole-number float id is the integer id (pandas widened it for gaps)
-            bad = f"({raw} IS NOT NULL AND (isnan({raw}) OR isinf({raw}) OR {raw} <> floor({raw})))"
-            return [f"CASE WHEN {bad} THEN NULL ELSE TRY_CAST({raw} AS BIGINT) END AS customer_id",
+            infinite = (f"{raw} IN (double('Infinity'), double('-Infinity'))" if spark
+                        else f"isinf({raw})")
+            fraction = f"{raw} % 1 <> 0" if spark else f"{raw} <> floor({raw})"
+            bad = f"({raw} IS NOT NULL AND (isnan({raw}) OR {infinite} OR {fraction}))"
+            return [f"CASE WHEN {bad} THEN NULL "
+                    f"ELSE {_try_cast(raw, 'BIGINT', self.dialect)} END AS customer_id",
                     f"{bad} AS id_suspicious"]
-        words = ", ".join(_quote(word) for word in MISSING_ID_TEXT)
+        words = ", ".join(self._quote(word) for word in MISSING_ID_TEXT)
         longest = max(len(word) for word in MISSING_ID_TEXT)
         # As in _loading._missing_id_text: only short ids or ids with surrounding spaces
         # can be one of those words; CASE looks at the rest only when the cheap test holds.
-        maybe = (f"(length({raw}) <= {longest} OR {raw}[1] IN {_space_list()} "
-                 f"OR {raw}[-1] IN {_space_list()})")
-        missing = f"lower(trim({raw}, {_quote(_SPACES)})) IN ({words})"
+        first, last = ((f"substr({raw}, 1, 1)", f"substr({raw}, -1, 1)") if spark
+                       else (f"{raw}[1]", f"{raw}[-1]"))
+        spaces = _space_list(self.dialect)
+        maybe = f"(length({raw}) <= {longest} OR {first} IN {spaces} OR {last} IN {spaces})"
+        missing = f"lower({_trim(raw, self.dialect)}) IN ({words})"
+        zero_fraction = _full_match(raw, _ZERO_FRACTION, self.dialect)
         return [f"CASE WHEN {raw} IS NULL THEN NULL "
                 f"WHEN {maybe} AND {missing} THEN NULL "
-                f"WHEN contains({raw}, '.') AND regexp_full_match({raw}, {_quote(_ZERO_FRACTION)}) "
+                f"WHEN contains({raw}, '.') AND {zero_fraction} "
                 f"THEN split_part({raw}, '.', 1) ELSE {raw} END AS customer_id",
                 "false AS id_suspicious"]
 
     def _timestamp(self) -> list[str]:
-        kind, raw = self.types[TIMESTAMP], _ident(TIMESTAMP)
+        kind, raw, dialect = self.types[TIMESTAMP], self._ident(TIMESTAMP), self.dialect
         if kind == "VARCHAR":
-            text = f"trim({raw}, {_quote(_SPACES)})"
-            offset = f"regexp_full_match({text}, {_quote(_OFFSET_ISO)})"
-            value = (f"CASE WHEN {offset} THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) "
-                     f"WHEN regexp_full_match({text}, {_quote(_NAIVE_ISO)}) "
-                     f"THEN TRY_CAST({text} AS TIMESTAMP) END")
+            text = _trim(raw, dialect)
+            offset = _full_match(text, _OFFSET_ISO, dialect)
+            naive = _full_match(text, _NAIVE_ISO, dialect)
+            if dialect == "spark":  # an instant, then its wall-clock time in UTC
+                as_utc = _utc_wall_clock(_try_cast(text, "TIMESTAMP", dialect))
+                value = (f"CASE WHEN {offset} THEN {as_utc} "
+                         f"WHEN {naive} THEN {_try_cast(text, 'TIMESTAMP_NTZ', dialect)} END")
+            else:
+                value = (f"CASE WHEN {offset} THEN CAST(TRY_CAST({text} AS TIMESTAMPTZ) "
+                         f"AS TIMESTAMP) WHEN {naive} THEN TRY_CAST({text} AS TIMESTAMP) END")
             converted = offset
         elif kind.startswith("TIMESTAMP WITH TIME ZONE") or kind == "TIMESTAMPTZ":
-            value, converted = f"CAST({raw} AS TIMESTAMP)", f"{raw} IS NOT NULL"
+            value = (_utc_wall_clock(raw) if dialect == "spark"
+                     else f"CAST({raw} AS TIMESTAMP)")
+            converted = f"{raw} IS NOT NULL"
         else:  # naive timestamps (any unit) and dates
-            value, converted = f"CAST({raw} AS TIMESTAMP)", "false"
+            naive_type = "TIMESTAMP_NTZ" if dialect == "spark" else "TIMESTAMP"
+            value, converted = f"CAST({raw} AS {naive_type})", "false"
         first, last = PLAUSIBLE_DATES
-        in_range = (f"ts_value >= TIMESTAMP '{first}' AND "
-                    f"ts_value < TIMESTAMP '{last}' + INTERVAL 1 DAY")
+        literal = "TIMESTAMP_NTZ" if dialect == "spark" else "TIMESTAMP"
+        in_range = (f"ts_value >= {literal} '{first}' AND "
+                    f"ts_value < {literal} '{last}' + INTERVAL 1 DAY")
         return [f"{value} AS ts_value", f"coalesce({converted}, false) AS ts_converted",
                 f"(ts_value IS NULL OR NOT ({in_range})) AS ts_suspicious",
-                "ts_value AS timestamp"]
+                f"ts_value AS {self._ident('timestamp')}"]
 
     def _number(self, role: str) -> list[str]:
-        kind, raw = self.types[role], _ident(role)
+        kind, raw = self.types[role], self._ident(role)
         if kind == "VARCHAR":
-            text = f"trim({raw}, {_quote(_SPACES)})"
-            value = (f"CASE WHEN regexp_full_match({text}, {_quote(_PLAIN_NUMBER)}) "
-                     f"THEN TRY_CAST({text} AS DOUBLE) END")
+            text = _trim(raw, self.dialect)
+            value = (f"CASE WHEN {_full_match(text, _PLAIN_NUMBER, self.dialect)} "
+                     f"THEN {_try_cast(text, 'DOUBLE', self.dialect)} END")
         else:
             value = f"CAST({raw} AS DOUBLE)"
         good = (f"({value} IS NOT NULL AND NOT isnan({value}) "
                 f"AND abs({value}) < {MAX_ABS_AMOUNT!r})")
         return [f"{value} AS {role}", f"NOT coalesce({good}, false) AS {role}_suspicious"]
+
+
+def _utc_wall_clock(instant: str) -> str:
+    """Spark SQL: a TIMESTAMP (an instant) as the naive UTC time (TIMESTAMP_NTZ).
+
+    The cast gives the wall clock of the session's time zone; ``convert_timezone`` takes
+    it from there to UTC, whatever the session's zone.
+    """
+    return f"convert_timezone('UTC', CAST({instant} AS TIMESTAMP_NTZ))"
 
 
 # --- checks, in the pandas loader's order -----------------------------------------
@@ -475,12 +544,34 @@ def _check(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
 
     One scan of the files; the counts the report needs go into ``tally``.
     """
-    quantity = QUANTITY in wanted
-    after = "false"
-    if as_of_ts is not None:
-        day_after = (as_of_ts + pd.Timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
-        after = f"timestamp >= TIMESTAMP '{day_after}'"
-    counts = con.execute(f"""
+    after = after_as_of_sql(as_of_ts)
+    counts = con.execute(check_sql("parsed", QUANTITY in wanted, after)).fetchall()[0]
+    assert counts is not None
+    outcome = judge_counts(counts, name, wanted, as_of_ts, max_staleness_days, tally,
+                           lambda role, flag: _suspicious(con, role, flag))
+    if outcome is None:
+        con.execute(f"CREATE TEMP VIEW kept AS SELECT * FROM parsed "
+                    f"WHERE customer_id IS NOT NULL AND NOT ({after})")
+    return outcome
+
+
+def after_as_of_sql(as_of_ts: pd.Timestamp | None, dialect: Dialect = "duckdb") -> str:
+    """SQL condition: the row is dated after the as-of day (``false`` without one)."""
+    if as_of_ts is None:
+        return "false"
+    day_after = (as_of_ts + pd.Timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    literal = "TIMESTAMP_NTZ" if dialect == "spark" else "TIMESTAMP"
+    return f"{_ident('timestamp', dialect)} >= {literal} '{day_after}'"
+
+
+def check_sql(table: str, quantity: bool, after: str, dialect: Dialect = "duckdb",
+              extra: str = "") -> str:
+    """The one scan of the checks over the parsed rows (:meth:`_Rules.parsed_sql`).
+
+    ``extra``: more select items after the nine counts (an engine's own check).
+    """
+    ts = _ident("timestamp", dialect)
+    return f"""
         SELECT count(*) AS rows_read,
                count(*) FILTER (WHERE id_suspicious) AS bad_ids,
                count(*) FILTER (WHERE customer_id IS NOT NULL) AS with_id,
@@ -491,10 +582,22 @@ def _check(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
                    AS bad_amounts,
                {"count(*) FILTER (WHERE customer_id IS NOT NULL AND quantity_suspicious)"
                 if quantity else "0"} AS bad_quantities,
-               max(timestamp) FILTER (WHERE customer_id IS NOT NULL) AS last_seen
-        FROM parsed
-    """).fetchall()[0]
-    assert counts is not None
+               max({ts}) FILTER (WHERE customer_id IS NOT NULL) AS last_seen{extra}
+        FROM {table}
+    """
+
+
+def judge_counts(counts: Any, name: str, wanted: dict[str, str],
+                 as_of_ts: pd.Timestamp | None, max_staleness_days: int | None,
+                 tally: dict[str, int], suspicious: Callable[[str, str], pd.Series],
+                 *, file_rows: bool = True) -> str | None:
+    """The loader's rules on the counts of :func:`check_sql`, in the loader's order.
+
+    Raises the loader's error for the first broken rule; returns a reason to hand the
+    input to the pandas loader, or None (then ``tally`` has the counts the report needs).
+    ``suspicious(role, flag)`` gives the raw values of the flagged rows (with an id),
+    indexed by row number, for the pandas rules' messages.
+    """
     (rows_read, bad_ids, with_id, converted, after_as_of, bad_ts, bad_amounts, bad_quantities,
      last_seen) = counts
     if rows_read == 0:
@@ -510,22 +613,20 @@ def _check(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
             f"{wanted[CUSTOMER]!r}. Suggestion: check --customer-col."
         )
     if bad_ts:
-        values = _suspicious(con, TIMESTAMP, "ts_suspicious")
-        _pandas_timestamps(values, name, wanted[TIMESTAMP], True, None)
+        values = suspicious(TIMESTAMP, "ts_suspicious")
+        _pandas_timestamps(values, name, wanted[TIMESTAMP], file_rows, None)
         return "timestamps that only the pandas rules read"
     if bad_amounts:
-        _pandas_amounts(_suspicious(con, AMOUNT, "amount_suspicious"), name,
-                        wanted[AMOUNT], True)
+        _pandas_amounts(suspicious(AMOUNT, "amount_suspicious"), name,
+                        wanted[AMOUNT], file_rows)
         return "amounts that only the pandas rules read"
     if bad_quantities:
-        _pandas_amounts(_suspicious(con, QUANTITY, "quantity_suspicious"), name,
-                        wanted[QUANTITY], True)
+        _pandas_amounts(suspicious(QUANTITY, "quantity_suspicious"), name,
+                        wanted[QUANTITY], file_rows)
         return "quantities that only the pandas rules read"
     if as_of_ts is not None and max_staleness_days is not None:
         require_recent_data(as_of_ts.date(), pd.Timestamp(last_seen).date(),
                             max_staleness_days=max_staleness_days, source=name)
-    con.execute(f"CREATE TEMP VIEW kept AS SELECT * FROM parsed "
-                f"WHERE customer_id IS NOT NULL AND NOT ({after})")
     tally.update(rows_read=rows_read, with_id=with_id, converted=converted,
                  kept=with_id - after_as_of)
     if as_of_ts is not None and after_as_of == with_id:
@@ -564,24 +665,44 @@ def _report(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
             as_of_ts: pd.Timestamp | None, deduplicate: bool,
             tally: dict[str, int]) -> CleaningReport:
     """The cleaning report from two more scans; leaves the view ``transactions``."""
-    listed = ", ".join(_ident(role) for role in wanted)
-    rows_read, kept_rows, with_id = tally["rows_read"], tally["kept"], tally["with_id"]
-    converted = tally["converted"]
-    groups = con.execute(
-        f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM kept GROUP BY {listed})"
-    ).fetchall()[0]
-    duplicate_rows = int(groups[0]) if groups is not None else 0
-    body = f"SELECT DISTINCT {listed} FROM kept" if deduplicate else f"SELECT {listed} FROM kept"
-    con.execute(f"CREATE TEMP VIEW transactions AS {body}")
-    refund_units = amount_units_sql("(-amount)")
-    stats = con.execute(f"""
+    groups = con.execute(duplicates_sql("kept", wanted)).fetchall()[0]
+    duplicate_rows = int(groups[0]) if groups is not None and groups[0] is not None else 0
+    con.execute(f"CREATE TEMP VIEW transactions AS {clean_rows_sql('kept', wanted, deduplicate)}")
+    stats = con.execute(stats_sql("transactions")).fetchall()[0]
+    return make_report(name, tally, duplicate_rows, stats, as_of_ts, deduplicate)
+
+
+def duplicates_sql(table: str, wanted: dict[str, str], dialect: Dialect = "duckdb") -> str:
+    """SQL: rows that repeat an earlier row exactly (every column kept)."""
+    listed = ", ".join(_ident(role, dialect) for role in wanted)
+    return (f"SELECT coalesce(sum(n - 1), 0) FROM "
+            f"(SELECT count(*) AS n FROM {table} GROUP BY {listed}) AS g")
+
+
+def clean_rows_sql(table: str, wanted: dict[str, str], deduplicate: bool,
+                   dialect: Dialect = "duckdb") -> str:
+    """SQL: the clean rows (columns named by role), without repeats if ``deduplicate``."""
+    listed = ", ".join(_ident(role, dialect) for role in wanted)
+    return f"SELECT {'DISTINCT ' if deduplicate else ''}{listed} FROM {table}"
+
+
+def stats_sql(table: str, dialect: Dialect = "duckdb") -> str:
+    """SQL: the report's counts over the clean rows; the refund total in exact units."""
+    refund_units = amount_units_sql("(-amount)", dialect)
+    ts = _ident("timestamp", dialect)
+    return f"""
         SELECT count(*), count(*) FILTER (WHERE amount < 0),
                coalesce(sum({refund_units}) FILTER (WHERE amount < 0), 0),
                count(*) FILTER (WHERE amount = 0), count(DISTINCT customer_id),
-               min(timestamp), max(timestamp)
-        FROM transactions
-    """).fetchall()[0]
-    assert stats is not None
+               min({ts}), max({ts})
+        FROM {table}
+    """
+
+
+def make_report(name: str, tally: dict[str, int], duplicate_rows: int, stats: Any,
+                as_of_ts: pd.Timestamp | None, deduplicate: bool) -> CleaningReport:
+    """The :class:`CleaningReport` from :func:`judge_counts`' tally and :func:`stats_sql`."""
+    rows_read, kept_rows, with_id = tally["rows_read"], tally["kept"], tally["with_id"]
     rows_kept, refund_rows, refund_units_total, zero_rows, customers, first_ts, last_ts = stats
     return CleaningReport(
         source=name,
@@ -595,7 +716,7 @@ def _report(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
         # the exact billionths, turned into a float once (as _loading.exact_total)
         refund_total=float(int(refund_units_total)) / AMOUNT_UNITS,
         zero_amount_rows=int(zero_rows),
-        timestamps_converted_to_utc=converted,
+        timestamps_converted_to_utc=tally["converted"],
         customers=int(customers),
         first_day=pd.Timestamp(first_ts).date(),
         last_day=pd.Timestamp(last_ts).date(),

@@ -767,6 +767,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         for key in SELF_KNOWLEDGE + MONITORING_REFERENCE:  # what it knows about itself
             if hasattr(self, key):
                 meta[key.rstrip("_")] = json_ready(getattr(self, key))
+        if getattr(self, "value_model_", None) is not None:  # set by fit_models (_value)
+            meta["value_model"] = self.value_model_.to_dict()
         arrays["bgnbd_params"] = np.zeros(0)
         if self.use_bgnbd:
             params = self.bgnbd_.params_

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import math
@@ -18,13 +19,15 @@ from churnlens._artifact import ModelArtifact, save_bundle
 from churnlens._config import Settings
 from churnlens._io import json_ready, write_table
 from churnlens._loading import CleaningReport, TransactionSource, load_transactions
+from churnlens._loading_sql import CleanTransactions
 from churnlens._training import BacktestResult, FittedModels, backtest, fit_models
-from churnlens._validation import parse_date
+from churnlens._validation import parse_date, require_choice
 from churnlens.exceptions import DataValidationError
 
 __all__ = ["TrainingRun", "train"]
 
 Progress = Callable[[str], None]
+ENGINES = ("duckdb", "spark")
 
 
 @dataclasses.dataclass
@@ -73,6 +76,7 @@ class TrainingRun:
             "horizon_days": self.artifact.horizon_days,
             "training_cutoffs": [str(c) for c in self.fitted.cutoffs],
             "snapshot_rows": self.fitted.snapshot_rows,
+            "sampling": _sampling(self.fitted),
             "customers_at_as_of": len(self.fitted.features),
             "validation": json_ready(self.fitted.validation),
             "backtest": self.backtest.to_dict()["runs"] if self.backtest else [],
@@ -92,14 +96,21 @@ def train(
     report_path: str | os.PathLike[str] | None = None,
     bundle_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    engine: str = "duckdb",
+    master: str = "local[2]",
 ) -> TrainingRun:
     """Train, backtest, report and (with MLflow on) log and register a churn model.
 
     Parameters
     ----------
     source
-        Transactions (path or DataFrame). Rows after ``as_of`` are dropped and counted:
-        the model never sees them.
+        Transactions: a pandas DataFrame, a PySpark DataFrame, or a CSV / Parquet path
+        (one file, a glob or a directory of Parquet files), read out of core by DuckDB
+        (``engine="duckdb"``: the contract in SQL, memory bounded by ``settings.engine``)
+        or by Spark (``engine="spark"``). Rows after ``as_of`` are dropped and counted:
+        the model never sees them. Out of core and on Spark, the snapshot table stays in
+        the engine and the model is fitted on a stratified sample of at most
+        ``settings.training.max_snapshot_rows`` rows (``docs/scale.md``).
     as_of
         Training as-of date: snapshots at cutoffs ``c <= as_of - horizon``.
     settings
@@ -112,6 +123,10 @@ def train(
         Also export the model bundle (joblib + JSON card) to this folder.
     progress
         Called with a short message at each step.
+    engine
+        ``duckdb`` (embedded, the default) or ``spark``, for a path.
+    master
+        The Spark master with ``engine="spark"`` when no Spark session is active.
 
     Returns
     -------
@@ -119,16 +134,85 @@ def train(
         The model, the backtest, the report and (with MLflow on) the registration;
         ``.summary()`` is the document ``churnlens train --json`` prints.
     """
-    from churnlens import _report
-
     started_at = time.time()  # the MLflow run spans the whole job, from here
     settings = settings or Settings()
     say = progress or (lambda _msg: None)
     as_of_ts = parse_date(as_of, name="as_of")
+    require_choice(engine, name="engine", allowed=ENGINES)
+    with contextlib.ExitStack() as stack:
+        say("loading and validating transactions")
+        transactions, cleaning = open_transactions(
+            source, as_of_ts.date(), settings, engine=engine, master=master, progress=say,
+            stack=stack)
+        return _train(source, transactions, cleaning, as_of_ts=as_of_ts, settings=settings,
+                      promote=promote, report_path=report_path, bundle_dir=bundle_dir,
+                      say=say, started_at=started_at)
+
+
+def open_transactions(
+    source: Any, as_of: dt.date | None, settings: Settings, *, engine: str = "duckdb",
+    master: str = "local[2]", progress: Progress | None = None,
+    stack: contextlib.ExitStack,
+) -> tuple[Any, CleaningReport]:
+    """Clean transactions on the engine that will train on them, and their report.
+
+    A pandas DataFrame: the pandas loader (as before). A path with ``duckdb``: the
+    out-of-core view (:func:`~churnlens._loading_sql.load_transactions_sql`, the memory
+    limit and spill folder of ``settings.engine``), closed by ``stack``. A PySpark
+    DataFrame, or a path with ``spark``: the contract on Spark
+    (``churnlens._spark_loading``), in the active session or one started on ``master``
+    and stopped by ``stack``. Rows after ``as_of`` are dropped and counted.
+    """
+    from churnlens._loading_sql import EngineLimits, is_file_source, load_transactions_sql
+
+    say = progress or (lambda _msg: None)
+    options = settings.data.loader_options()
+    spark_frame = type(source).__module__.startswith("pyspark.")
+    if engine == "spark" or spark_frame:
+        from churnlens._spark_loading import load_transactions_spark, spark_session_for
+
+        spark = None
+        if not spark_frame:
+            say(f"Spark session ({master} unless one is active)")
+            spark = stack.enter_context(spark_session_for(master))
+        loaded = load_transactions_spark(source, spark=spark, **options, as_of=as_of)
+        # read by every step (snapshots at each as-of, features, labels, retention):
+        # kept by the executors rather than read and checked again each time
+        clean = loaded.transactions.persist()
+        stack.callback(clean.unpersist)
+        return clean, loaded.report
+    if is_file_source(source):
+        view = load_transactions_sql(
+            source, **options, as_of=as_of,
+            limits=EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory))
+        stack.callback(view.close)
+        return view, view.report
+    return load_transactions(source, **options, as_of=as_of)
+
+
+# Clean rows of a file read out of core that are read into pandas once more, for the
+# MLflow dataset input and its SHA-256 (about 120 bytes a row: 0.6 GB at this size).
+# Beyond it, or on Spark, the run records the source path only.
+DATASET_DIGEST_MAX_ROWS = 5_000_000
+
+
+def _dataset_rows(transactions: Any, cleaning: CleaningReport) -> pd.DataFrame | None:
+    """The clean rows to log as the run's dataset input, or None (too many, or Spark)."""
+    if isinstance(transactions, pd.DataFrame):
+        return transactions
+    if (isinstance(transactions, CleanTransactions)
+            and cleaning.rows_kept <= DATASET_DIGEST_MAX_ROWS):
+        return transactions.to_pandas()
+    return None
+
+
+def _train(source: Any, transactions: Any, cleaning: CleaningReport, *, as_of_ts: pd.Timestamp,
+           settings: Settings, promote: bool, report_path: str | os.PathLike[str] | None,
+           bundle_dir: str | os.PathLike[str] | None, say: Progress, started_at: float
+           ) -> TrainingRun:
+    from churnlens import _report
+
     horizon = settings.horizon_days
-    say("loading and validating transactions")
-    transactions, cleaning = load_transactions(
-        source, **settings.data.loader_options(), as_of=as_of_ts.date())
     notes: list[str] = []
 
     backtest_result = None
@@ -142,6 +226,8 @@ def train(
 
     say(f"training the model at {as_of_ts.date()}")
     fitted = fit_models(transactions, as_of_ts.date(), settings, progress=say)
+    if fitted.sample is not None and fitted.sample.sampled:
+        notes.append(str(fitted.sample.note()))
     artifact = ModelArtifact(
         model=fitted.churnlens, horizon_days=horizon, as_of=as_of_ts.date(),
         windows_days=tuple(settings.features.windows_days), metrics=fitted.validation,
@@ -159,8 +245,11 @@ def train(
     from churnlens._scoring import score_customers
 
     say(f"scoring the base at {as_of_ts.date()} for the report's outlook")
-    outlook = score_customers(transactions, as_of_ts.date(), artifact,
-                              settings=settings.scoring, reasons=False)
+    if isinstance(transactions, pd.DataFrame):
+        outlook = score_customers(transactions, as_of_ts.date(), artifact,
+                                  settings=settings.scoring, reasons=False)
+    else:  # out of core or Spark: the features at as-of are already in fitted
+        outlook = _outlook(fitted, transactions, artifact, settings)
     tables, outlook_captions = _report.outlook_section(outlook.summary)
     captions.update(outlook_captions)
     validation_title = f"Validation on the held-out latest cutoff ({fitted.cutoffs[-1]})"
@@ -177,11 +266,23 @@ def train(
             "log loss (lower is better). Retention: the share of customers predicted to buy "
             "again in the period beside the share that did; cohort retention and CRR as "
             "defined in docs/retention.md.")
+        value_title = "Value backtest: spend in (A, A+H], predicted vs actual, per customer"
+        tables[value_title] = _value_table(backtest_result)
+        predictors = (backtest_result.runs[-1].get("value", {}).get("predictors", {})
+                      if backtest_result.runs else {})
+        captions[value_title] = (
+            "Every customer acquired by A, with an actual spend of 0 for those who did not "
+            "buy (docs/value.md, Value backtest). MAE, RMSE and the total's error in % "
+            "(lower is better); Spearman: how well the predictions rank customers by spend "
+            "(higher is better). " + "; ".join(f"{k}: {v}" for k, v in predictors.items())
+            + ".")
     summary = {
         "as-of date": as_of_ts.date(), "horizon (days)": horizon,
         "customers at as-of": f"{len(fitted.features):,}",
         "training cutoffs": f"{fitted.cutoffs[0]} .. {fitted.cutoffs[-1]} ({len(fitted.cutoffs)})",
-        "snapshot rows": f"{fitted.snapshot_rows:,}",
+        "snapshot rows": f"{fitted.snapshot_rows:,}" + (
+            f" (sampled from {fitted.sample.rows_before:,})"
+            if fitted.sample is not None and fitted.sample.sampled else ""),
         "best iteration": fitted.churnlens.best_iteration_,
         "transactions": f"{cleaning.rows_kept:,} kept of {cleaning.rows_read:,} read",
     }
@@ -211,8 +312,10 @@ def train(
                 params=_flat(settings.model_dump(mode="json")) | {"as_of": str(as_of_ts.date())},
                 metrics=_metrics(fitted),
                 metrics_by_date=_backtest_metrics(backtest_result),
-                transactions=transactions,
-                source=None if isinstance(source, pd.DataFrame) else os.fspath(source),
+                # the dataset input (digest of every row): in-memory data, or a file read
+                # out of core whose clean rows are few enough to read for the digest
+                transactions=_dataset_rows(transactions, cleaning),
+                source=os.fspath(source) if isinstance(source, str | os.PathLike) else None,
                 started_at=started_at,
                 files={"report.html": report, **plot_files},
                 json_documents={
@@ -220,7 +323,8 @@ def train(
                     "cleaning_report.json": cleaning.to_dict(),
                     "features.json": {"features": artifact.feature_names,
                                       "model_features": fitted.churnlens.feature_names_},
-                    "data_summary.json": _data_summary(transactions, fitted),
+                    "data_summary.json": _data_summary(transactions, fitted, cleaning),
+                    "sampling.json": _sampling(fitted),
                     "backtest.json": backtest_result.to_dict() if backtest_result else {},
                 },
                 promote=promote,
@@ -235,6 +339,36 @@ def train(
     )
 
 
+def _sampling(fitted: FittedModels) -> dict[str, Any]:
+    """How the training snapshots were sampled (``sampling.json``, ``--json``)."""
+    return fitted.sample.to_dict() if fitted.sample is not None else {}
+
+
+def _outlook(fitted: FittedModels, transactions: Any, artifact: ModelArtifact,
+             settings: Settings) -> Any:
+    """The scoring summary of the base at as-of from the features ``fit_models`` computed
+    (the engine's view or Spark; the transactions never reach pandas)."""
+    from concurrent.futures import Future
+
+    from churnlens._scoring import CHUNK_ROWS, _score_features
+
+    as_of = fitted.as_of
+    start = as_of - dt.timedelta(days=fitted.horizon_days)
+    last_actual: Future[Any] = Future()
+    if isinstance(transactions, CleanTransactions):
+        from churnlens._retention import retention_rates
+
+        last_actual.set_result(retention_rates(transactions, start, as_of,
+                                               window_days=fitted.horizon_days))
+    else:
+        from churnlens._spark_scoring import last_actual_rates
+
+        last_actual.set_result(last_actual_rates(transactions, as_of, fitted.horizon_days))
+    return _score_features(fitted.features, as_of, artifact, last_actual=last_actual,
+                           settings=settings.scoring, reasons=False, progress=lambda _m: None,
+                           chunk_rows=CHUNK_ROWS)
+
+
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
@@ -246,9 +380,13 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _metrics(fitted: FittedModels) -> dict[str, float]:
-    """``validation.<model>.<metric>``: on the held-out latest training cutoff."""
+    """``validation.<model>.<metric>``: on the held-out latest training cutoff; and the
+    snapshot rows before and after sampling (``training.snapshot_rows_*``)."""
+    sample = ({"training.snapshot_rows_before": float(fitted.sample.rows_before),
+               "training.snapshot_rows_after": float(fitted.sample.rows_after)}
+              if fitted.sample is not None else {})
     return {f"validation.{model}.{k}": v for model, values in fitted.validation.items()
-            for k, v in values.items()}
+            for k, v in values.items()} | sample
 
 
 def _backtest_metrics(result: BacktestResult | None) -> dict[dt.date, dict[str, float]]:
@@ -260,15 +398,25 @@ def _backtest_metrics(result: BacktestResult | None) -> dict[dt.date, dict[str, 
         by_date[day] = {f"backtest.{model}.{key}": value
                         for model, values in run["models"].items()
                         for key, value in values.items()}
+        # the value backtest: backtest.value.<predictor>.<metric>
+        by_date[day].update({f"backtest.value.{name}.{key}": value
+                             for name, values in run.get("value", {}).get("models", {}).items()
+                             for key, value in values.items()})
     return by_date
 
 
-def _data_summary(transactions: pd.DataFrame, fitted: FittedModels) -> dict[str, Any]:
+def _data_summary(transactions: Any, fitted: FittedModels, cleaning: CleaningReport
+                  ) -> dict[str, Any]:
+    if not isinstance(transactions, pd.DataFrame):  # counted by the engine's loader
+        counts = {"transactions": cleaning.rows_kept, "customers": cleaning.customers,
+                  "first_day": str(cleaning.first_day), "last_day": str(cleaning.last_day)}
+    else:
+        counts = {"transactions": len(transactions),
+                  "customers": int(transactions["customer_id"].nunique()),
+                  "first_day": str(transactions["timestamp"].min().date()),
+                  "last_day": str(transactions["timestamp"].max().date())}
     return {
-        "transactions": len(transactions),
-        "customers": int(transactions["customer_id"].nunique()),
-        "first_day": str(transactions["timestamp"].min().date()),
-        "last_day": str(transactions["timestamp"].max().date()),
+        **counts,
         "customers_at_as_of": len(fitted.features),
         "snapshot_rows": fitted.snapshot_rows,
         "cutoffs": [str(c) for c in fitted.cutoffs],
@@ -288,7 +436,7 @@ _PERIOD_COLUMNS = [
     ("cohort retention %", "actual", "actual_cohort_retention"),
     ("CRR %", "predicted", "predicted_crr"), ("CRR %", "actual", "actual_crr"),
 ]
-_MODEL_ORDER = ("churnlens", "bgnbd", "logistic", "recency")
+_MODEL_ORDER = ("churnlens", "bgnbd", "paretonbd", "logistic", "recency")
 
 
 def _metrics_frame(rows: list[tuple[dict[str, Any], dict[str, Any]]],
@@ -316,9 +464,30 @@ def _validation_table(fitted: FittedModels) -> pd.DataFrame:
 
 
 def _backtest_table(result: BacktestResult) -> pd.DataFrame:
-    rows = [({"as of": str(run["as_of"]), "model": name}, run["models"][name])
+    rows = [({"as of": str(run["as_of"]), "model": _with_fit_note(run, name)},
+             run["models"][name])
             for run in result.runs for name in _ordered(run["models"])]
     return _metrics_frame(rows, _TABLE_COLUMNS + _PERIOD_COLUMNS)
+
+
+def _with_fit_note(run: dict[str, Any], name: str) -> str:
+    """A baseline's name, with why it has no metrics when its fit could not be used."""
+    fit = run.get("baseline_fits", {}).get(name)
+    return f"{name} (no metrics: {fit['reason']})" if fit and not fit.get("used") else name
+
+
+_VALUE_COLUMNS = [
+    ("error", "MAE", "mae"), ("error", "RMSE", "rmse"),
+    ("error", "total %", "aggregate_error_pct"), ("ranking", "Spearman", "spearman"),
+    ("total spend", "predicted", "predicted_total"), ("total spend", "actual", "actual_total"),
+]
+
+
+def _value_table(result: BacktestResult) -> pd.DataFrame:
+    rows = [({"as of": str(run["as_of"]), "predictor": name}, metrics)
+            for run in result.runs
+            for name, metrics in run.get("value", {}).get("models", {}).items()]
+    return _metrics_frame(rows, _VALUE_COLUMNS)
 
 
 @dataclasses.dataclass
@@ -363,6 +532,15 @@ def _figures(fitted: FittedModels, result: BacktestResult | None,
                   "(black).",
                   _report.plot_retention_pairs(result.table())),
         ]
+        spend = {c.removeprefix("spend_"): scores[c] for c in scores.columns
+                 if c.startswith("spend_") and c != "spend_actual"}
+        if spend and "spend_actual" in scores:
+            figures.append(_Plot(
+                "predicted_vs_actual_spend", f"Predicted vs actual spend by decile, {label}",
+                "Customers in ten equal groups of each predictor's expected spend in the "
+                "horizon: the group's mean prediction against what it spent; on the dotted "
+                "line a prediction means what it says.",
+                _report.plot_value_deciles(scores["spend_actual"], spend)))
     figures.append(_Plot(
         "feature_importance", "Feature importance",
         "Share of the LightGBM part's total gain per feature. The logistic part and the "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnlens._evaluation import calibration_table, lift_table
+from churnlens._evaluation import calibration_table, lift_table, value_decile_table
 from churnlens._io import atomic_path
 
 if TYPE_CHECKING:
@@ -31,11 +31,16 @@ __all__ = [
     "plot_gains",
     "plot_retention_pairs",
     "plot_roc",
+    "plot_value_deciles",
     "write_html_report",
 ]
 
 _COLORS = {"churnlens": "#1b6ca8", "bgnbd": "#d1495b", "logistic": "#66a182",
-           "recency": "#edae49"}
+           "recency": "#edae49", "paretonbd": "#8e6c8a",
+           # the value backtest's predictors
+           "value_model": "#1b6ca8", "paretonbd_gammagamma": "#8e6c8a",
+           "bgnbd_gammagamma": "#d1495b", "heuristic": "#edae49",
+           "heuristic_x_retention": "#66a182"}
 
 
 def _figure(width: float = 6.4, height: float = 4.4) -> Figure:
@@ -145,6 +150,39 @@ def plot_calibration(churned: Any, risks: Mapping[str, Any], *, title: str = "Ca
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect")
     ax.set(xlabel="mean predicted churn risk", ylabel="observed churn rate", title=title,
            xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_value_deciles(actual: Any, predictions: Mapping[str, Any], *,
+                       title: str = "Predicted vs actual spend by decile") -> Figure:
+    """Mean predicted vs mean actual spend in deciles of each predictor's prediction.
+
+    Parameters
+    ----------
+    actual : array-like of float
+        What each customer spent in the horizon.
+    predictions : mapping of str to array-like of float
+        Predictor name -> predicted spend of the same customers, in the same order.
+    title : str
+        Title of the axes.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One line per predictor over ten equal-count groups of its prediction (lowest
+        first); on the dotted diagonal the predicted spend is what was spent.
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    top = 0.0
+    for name, predicted in predictions.items():
+        table = value_decile_table(actual, predicted)
+        ax.plot(table["mean_predicted"], table["mean_actual"], marker="o", ms=4, label=name,
+                color=_color(name), lw=2 if name == "value_model" else 1.2)
+        top = max(top, float(table["mean_predicted"].max()), float(table["mean_actual"].max()))
+    ax.plot([0, top], [0, top], ls=":", color="grey", lw=1, label="perfect")
+    ax.set(xlabel="mean predicted spend", ylabel="mean actual spend", title=title)
     ax.legend(fontsize=8)
     return fig
 

@@ -22,6 +22,9 @@ not meet it yet (text dates, a time zone...) goes through the loader first
 
 All counting runs in DuckDB on the shared ``daily_sql`` (one row per customer and
 day), so there is no Python loop over customers; a series of periods is one query.
+On Spark data (a PySpark DataFrame, or :func:`churnlens._spark_loading.load_transactions_spark`'s
+result) the same queries run in Spark SQL (their Spark dialect: the ASOF join of the
+segments becomes a join with ``max_by``) and only the count tables come back.
 
 Segments
 --------
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 import re
 from typing import Any, ClassVar, NamedTuple, TypeAlias, overload
@@ -49,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens._engine import (
+    Dialect,
     connect,
     daily_sql,
     day_number,
@@ -58,7 +63,8 @@ from churnlens._engine import (
 )
 from churnlens._io import json_ready
 from churnlens._loading import ensure_clean
-from churnlens._loading_sql import CleanTransactions
+from churnlens._loading_sql import CleanTransactions, _ident
+from churnlens._spark_loading import SparkLoadResult, is_spark_frame, load_transactions_spark
 from churnlens._validation import parse_date, require_columns, require_positive_int
 from churnlens.exceptions import ChurnlensError, DataValidationError, EmptyDataError
 
@@ -71,9 +77,10 @@ __all__ = [
 ]
 
 DateLike: TypeAlias = str | dt.date | pd.Timestamp
-# A clean frame, or the clean view of files read out of core (_loading_sql): the same
-# queries run on either.
-Transactions: TypeAlias = pd.DataFrame | CleanTransactions
+# A clean frame, the clean view of files read out of core (_loading_sql), or clean rows
+# on Spark (_spark_loading; a PySpark DataFrame goes through that loader first): the same
+# queries run on each, in DuckDB's or in Spark's SQL.
+Transactions: TypeAlias = pd.DataFrame | CleanTransactions | SparkLoadResult | Any
 
 COUNT_COLUMNS = ("S", "E", "N", "reactivated")
 RATE_COLUMNS = ("crr", "cohort_retention", "churn_rate", "repeat_rate", "simple_ratio")
@@ -265,7 +272,8 @@ def retention_series(
     ----------
     transactions
         Clean transactions from :func:`churnlens.load_transactions` (or the out-of-core
-        view of :func:`churnlens._loading_sql.load_transactions_sql`).
+        view of :func:`churnlens._loading_sql.load_transactions_sql`, or a PySpark
+        DataFrame or :func:`churnlens._spark_loading.load_transactions_spark`'s result).
     every
         Period length: ``"quarter"``, ``"month"`` or ``"year"`` (calendar periods,
         each ``(last day of the previous period, last day of the period]``), or
@@ -351,7 +359,8 @@ def cohort_table(
     ----------
     transactions
         Clean transactions from :func:`churnlens.load_transactions` (or the out-of-core
-        view of :func:`churnlens._loading_sql.load_transactions_sql`).
+        view of :func:`churnlens._loading_sql.load_transactions_sql`, or a PySpark
+        DataFrame or :func:`churnlens._spark_loading.load_transactions_spark`'s result).
     end
         Ignore transactions after this day (default: keep all). The table counts a
         month as elapsed when it ends on or before ``end`` and the data's last day.
@@ -401,12 +410,18 @@ def cohort_table(
 class _Prepared(NamedTuple):
     """Transactions ready for DuckDB, plus the day range they cover."""
 
-    # customer_id, timestamp (naive), amount (float) [, segment]; or the out-of-core view
-    frame: pd.DataFrame | CleanTransactions
+    # customer_id, timestamp (naive), amount (float) [, segment]; or the out-of-core view,
+    # or the clean rows on Spark
+    frame: pd.DataFrame | CleanTransactions | SparkLoadResult
     segment_col: str | None
     segment_dtype: Any
     first_day: int | None
     last_day: int | None
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQL the queries are written in: Spark's for Spark data, else DuckDB's."""
+        return "spark" if isinstance(self.frame, SparkLoadResult) else "duckdb"
 
 
 def _prepare(transactions: Transactions, segment_col: str | None) -> _Prepared:
@@ -433,6 +448,12 @@ def _prepare(transactions: Transactions, segment_col: str | None) -> _Prepared:
                 hint = (f" To keep {segment_col!r}, load with "
                         f"load_transactions(..., extra_cols=[{segment_col!r}]).")
                 raise type(exc)(f"{exc}{hint}") from None
+    if is_spark_frame(transactions):
+        # a Spark DataFrame meets the contract the way a pandas frame does: on Spark
+        transactions = load_transactions_spark(
+            transactions, extra_cols=(segment_col,) if segment_col else ())
+    if isinstance(transactions, SparkLoadResult):
+        return _prepare_spark(transactions, segment_col)
     clean = ensure_clean(transactions, extra_cols=(segment_col,) if segment_col else ())
     timestamps = clean["timestamp"]
     frame = pd.DataFrame(
@@ -460,6 +481,18 @@ def _prepare_view(view: CleanTransactions, segment_col: str | None) -> _Prepared
     first = day_number(report.first_day) if report.first_day is not None else None
     last = day_number(report.last_day) if report.last_day is not None else None
     return _Prepared(view, segment_col, object if segment_col else None, first, last)
+
+
+def _prepare_spark(loaded: SparkLoadResult, segment_col: str | None) -> _Prepared:
+    """Clean rows on Spark (:func:`churnlens._spark_loading.load_transactions_spark`)."""
+    if segment_col is not None and segment_col not in loaded.transactions.columns:
+        raise DataValidationError(
+            f"segment column {segment_col!r} is not in the transactions read from "
+            f"{loaded.report.source}. Suggestion: load with extra_cols=[{segment_col!r}].")
+    report = loaded.report
+    first = day_number(report.first_day) if report.first_day is not None else None
+    last = day_number(report.last_day) if report.last_day is not None else None
+    return _Prepared(loaded, segment_col, object if segment_col else None, first, last)
 
 
 def _parse_period(start: DateLike, end: DateLike) -> tuple[int, int]:
@@ -568,10 +601,10 @@ def coverage_note(first_day: dt.date | None, last_day: dt.date | None,
 # --- queries ----------------------------------------------------------------------
 
 
-def _occasion_ctes(max_day: int) -> str:
+def _occasion_ctes(max_day: int, dialect: Dialect = "duckdb") -> str:
     """CTEs ``daily``, ``occ`` (occasions up to ``max_day``) and ``first``."""
     return f"""
-        daily AS ({daily_sql("tx")}),
+        daily AS ({daily_sql(_TABLE[dialect].format("tx"), dialect)}),
         occ AS (
             SELECT customer_id, day FROM daily
             WHERE {is_occasion_sql()} AND day <= {int(max_day)}
@@ -591,6 +624,51 @@ _SEGMENT_DAY_CTE = f"""
         GROUP BY ALL
     )
 """
+# The same in Spark SQL (max_by over a struct: latest timestamp, then greatest value).
+_SPARK_SEGMENT_DAY_CTE = f"""
+    seg_day AS (
+        SELECT customer_id, {day_sql('`timestamp`', 'spark')} AS day,
+               max_by(segment, struct(`timestamp`, segment)) AS segment
+        FROM {{tx}} WHERE segment IS NOT NULL
+        GROUP BY ALL
+    )
+"""
+# Table names: Spark's SQL formatter fills {tx} and {periods} with DataFrames.
+_TABLE = {"duckdb": "{}", "spark": "{{{}}}"}
+
+
+def _segment_day_cte(dialect: Dialect) -> str:
+    return _SPARK_SEGMENT_DAY_CTE if dialect == "spark" else _SEGMENT_DAY_CTE
+
+
+def _as_of_segment(name: str, left: str, columns: tuple[str, ...], condition: str,
+                   dialect: Dialect) -> str:
+    """CTE ``name``: the rows of ``left`` (alias ``c``) with the customer's segment as of
+    a day (``condition`` on ``c`` and ``s.day``): the latest ``seg_day`` row allowed.
+
+    DuckDB has an ASOF join; Spark takes the value of the greatest day among the rows
+    allowed (``seg_day`` has one row per customer and day, so it is the same row).
+    """
+    if dialect == "spark":
+        listed = ", ".join(f"c.{column}" for column in columns)
+        return f"""
+    {name} AS (
+        SELECT {listed}, max_by(s.segment, s.day) AS segment
+        FROM {left} AS c LEFT JOIN seg_day AS s
+            ON c.customer_id = s.customer_id AND {condition}
+        GROUP BY {listed}
+    )"""
+    return f"""
+    {name} AS (
+        SELECT c.*, s.segment
+        FROM {left} AS c ASOF LEFT JOIN seg_day AS s
+            ON c.customer_id = s.customer_id AND {condition}
+    )"""
+
+
+def _in_dialect(sql: str, dialect: Dialect) -> str:
+    """The query in Spark SQL: identifiers are quoted with backticks there."""
+    return sql.replace('"', "`") if dialect == "spark" else sql
 
 # Per period and customer, from the occasions in (t0 - W, t1] only (the one range
 # every flag looks at): active at t0, active at t1, bought in the period.
@@ -600,7 +678,7 @@ _FLAGS_CTE = """
                bool_or(o.day <= p.t0) AS in_s,
                bool_or(o.day > p.t1 - p.w) AS in_e,
                bool_or(o.day > p.t0) AS bought
-        FROM occ AS o JOIN periods AS p ON o.day > p.t0 - p.w AND o.day <= p.t1
+        FROM occ AS o JOIN {periods} AS p ON o.day > p.t0 - p.w AND o.day <= p.t1
         GROUP BY p.period_id, o.customer_id
     )
 """
@@ -617,7 +695,7 @@ _COUNTS_SQL = """
                count(*) FILTER (WHERE f.bought AND c.first_day <= p.t0) AS repeat_buyers
         FROM flags AS f
         JOIN first AS c USING (customer_id)
-        JOIN periods AS p USING (period_id)
+        JOIN {periods} AS p USING (period_id)
         GROUP BY f.period_id
     ),
     first_days AS (SELECT first_day, count(*) AS customers FROM first GROUP BY first_day),
@@ -625,7 +703,7 @@ _COUNTS_SQL = """
         SELECT p.period_id,
                sum(h.customers) FILTER (WHERE h.first_day <= p.t0) AS acquired,
                sum(h.customers) FILTER (WHERE h.first_day > p.t0) AS "N"
-        FROM periods AS p JOIN first_days AS h ON h.first_day <= p.t1
+        FROM {periods} AS p JOIN first_days AS h ON h.first_day <= p.t1
         GROUP BY p.period_id
     )
     SELECT p.period_id,
@@ -634,7 +712,7 @@ _COUNTS_SQL = """
            coalesce(fc.retained, 0) AS retained,
            coalesce(fc.repeat_buyers, 0) AS repeat_buyers,
            coalesce(a.acquired, 0) AS acquired
-    FROM periods AS p
+    FROM {periods} AS p
     LEFT JOIN flag_counts AS fc USING (period_id)
     LEFT JOIN acquisition AS a USING (period_id)
 """
@@ -645,13 +723,8 @@ _SEGMENT_COUNTS_SQL = """
     WITH {occasions}, {flags}, {segment_day},
     base AS (
         SELECT p.period_id, p.t0, p.t1, c.customer_id, c.first_day
-        FROM periods AS p JOIN first AS c ON c.first_day <= p.t1
-    ),
-    base_segment AS (
-        SELECT b.*, s.segment
-        FROM base AS b ASOF LEFT JOIN seg_day AS s
-            ON b.customer_id = s.customer_id AND b.t1 >= s.day
-    )
+        FROM {periods} AS p JOIN first AS c ON c.first_day <= p.t1
+    ),{base_segment}
     SELECT b.period_id, b.segment,
            count(*) FILTER (WHERE f.in_s) AS "S",
            count(*) FILTER (WHERE f.in_e) AS "E",
@@ -693,34 +766,42 @@ _SINGLE_PERIOD_SQL = """
 _COUNT_NAMES = ("S", "E", "N", "reactivated", "retained", "repeat_buyers", "acquired")
 
 
-def _counts_sql(periods: list[_Period], has_segment: bool) -> str:
+def _counts_sql(periods: list[_Period], has_segment: bool,
+                dialect: Dialect = "duckdb") -> str:
     """The counting query for these periods: one row per period (and segment)."""
-    occasions = _occasion_ctes(max(p.t1 for p in periods))
+    occasions = _occasion_ctes(max(p.t1 for p in periods), dialect)
+    table = _TABLE[dialect].format("periods")
     if len(periods) == 1:
         period = periods[0]
-        segment_join = """,
-    customers_segment AS (
-        SELECT c.*, s.segment
-        FROM customers AS c ASOF LEFT JOIN seg_day AS s
-            ON c.customer_id = s.customer_id AND c.t1 >= s.day
-    )"""
-        return _SINGLE_PERIOD_SQL.format(
+        segment_join = "," + _as_of_segment(
+            "customers_segment", "customers",
+            ("customer_id", "t1", "first_day", "in_s", "in_e", "bought"),
+            "c.t1 >= s.day", dialect)
+        return _in_dialect(_SINGLE_PERIOD_SQL.format(
             occasions=occasions, t0=int(period.t0), t1=int(period.t1), w=int(period.window),
-            segment_day=f", {_SEGMENT_DAY_CTE}" if has_segment else "",
+            segment_day=f", {_segment_day_cte(dialect)}" if has_segment else "",
             segment_join=segment_join if has_segment else "",
             segment=", segment" if has_segment else "",
             source="customers_segment" if has_segment else "customers",
             group_by="GROUP BY segment" if has_segment else "",
-        )
+        ), dialect)
+    flags = _FLAGS_CTE.format(periods=table)
     if has_segment:
-        return _SEGMENT_COUNTS_SQL.format(occasions=occasions, flags=_FLAGS_CTE,
-                                          segment_day=_SEGMENT_DAY_CTE)
-    return _COUNTS_SQL.format(occasions=occasions, flags=_FLAGS_CTE)
+        base_segment = _as_of_segment(
+            "base_segment", "base", ("period_id", "t0", "t1", "customer_id", "first_day"),
+            "c.t1 >= s.day", dialect)
+        return _in_dialect(_SEGMENT_COUNTS_SQL.format(
+            occasions=occasions, flags=flags, segment_day=_segment_day_cte(dialect),
+            periods=table, base_segment=base_segment), dialect)
+    return _in_dialect(_COUNTS_SQL.format(occasions=occasions, flags=flags, periods=table),
+                       dialect)
 
 
 def _run(data: _Prepared, sql: str, tables: dict[str, Any] | None = None) -> pd.DataFrame:
     if isinstance(data.frame, CleanTransactions):
         return _run_on_view(data.frame, data.segment_col, sql, tables or {})
+    if isinstance(data.frame, SparkLoadResult):
+        return _run_on_spark(data.frame, data.segment_col, sql, tables or {})
     con = connect()
     try:
         con.register("tx", data.frame)
@@ -737,7 +818,7 @@ def _run_on_view(view: CleanTransactions, segment_col: str | None, sql: str,
                  tables: dict[str, Any]) -> pd.DataFrame:
     """The same query on the out-of-core view (its connection's memory limit and spill)."""
     con = view.connection
-    segment = f', "{segment_col}" AS segment' if segment_col else ""
+    segment = f", {_ident(segment_col)} AS segment" if segment_col else ""
     try:
         con.execute(f'CREATE OR REPLACE TEMP VIEW tx AS SELECT customer_id, "timestamp", '
                     f"amount{segment} FROM {view.view}")
@@ -751,6 +832,18 @@ def _run_on_view(view: CleanTransactions, segment_col: str | None, sql: str,
             con.unregister(name)
 
 
+def _run_on_spark(loaded: SparkLoadResult, segment_col: str | None, sql: str,
+                  tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The same query in Spark SQL on the clean rows; only its result comes back."""
+    frame = loaded.transactions
+    columns = ["customer_id", "`timestamp`", "amount"]
+    if segment_col:
+        columns.append(f"{_ident(segment_col, 'spark')} AS segment")
+    spark = frame.sparkSession
+    named = {name: spark.createDataFrame(table) for name, table in tables.items()}
+    return spark.sql(sql, tx=frame.selectExpr(*columns), **named).toPandas()
+
+
 def _rates_frame(data: _Prepared, periods: list[_Period]) -> pd.DataFrame:
     """Counts and rates of every period (and segment), in period order."""
     table = pd.DataFrame(
@@ -761,7 +854,8 @@ def _rates_frame(data: _Prepared, periods: list[_Period]) -> pd.DataFrame:
             "w": np.array([p.window for p in periods], dtype=np.int64),
         }
     )
-    sql = _counts_sql(periods, has_segment=data.segment_col is not None)
+    sql = _counts_sql(periods, has_segment=data.segment_col is not None,
+                      dialect=data.dialect)
     counts = _run(data, sql, {"periods": table})
     if data.segment_col is None:
         counts = counts.set_index("period_id").reindex(table["period_id"], fill_value=0)
@@ -853,9 +947,10 @@ def _percent(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
 # --- cohort table -----------------------------------------------------------------
 
 
-def _month_sql(day: str) -> str:
+def _month_sql(day: str, dialect: Dialect = "duckdb") -> str:
     """SQL: months since 0000-01 of the day number ``day``."""
-    date = f"(DATE '1970-01-01' + {day})"
+    date = (f"date_add(DATE '1970-01-01', {day})" if dialect == "spark"
+            else f"(DATE '1970-01-01' + {day})")
     return f"CAST(year({date}) * 12 + month({date}) - 1 AS BIGINT)"
 
 
@@ -863,33 +958,33 @@ def _cohort_counts(data: _Prepared, end_day: int) -> pd.DataFrame:
     """Long table: segment, cohort month, month k, customers with an occasion then."""
     # Months first, then each customer's first day from their (fewer) month rows:
     # measured faster than aggregating the occasion days twice.
+    dialect = data.dialect
     if data.segment_col is not None:
-        segment_ctes = f""", {_SEGMENT_DAY_CTE},
-            acquired AS (
-                SELECT f.customer_id, f.first_day, s.segment
-                FROM first AS f ASOF LEFT JOIN seg_day AS s
-                    ON f.customer_id = s.customer_id AND f.first_day >= s.day
-            )"""
+        segment_ctes = f""", {_segment_day_cte(dialect)},{_as_of_segment(
+            "acquired", "first", ("customer_id", "first_day"), "c.first_day >= s.day",
+            dialect)}"""
     else:
-        segment_ctes = """,
-            acquired AS (SELECT customer_id, first_day, NULL AS segment FROM first)"""
+        nothing = "CAST(NULL AS STRING)" if dialect == "spark" else "NULL"
+        segment_ctes = f""",
+            acquired AS (SELECT customer_id, first_day, {nothing} AS segment FROM first)"""
+    month = functools.partial(_month_sql, dialect=dialect)
     sql = f"""
-        WITH daily AS ({daily_sql("tx")}),
+        WITH daily AS ({daily_sql(_TABLE[dialect].format("tx"), dialect)}),
         months AS (
-            SELECT customer_id, {_month_sql("day")} AS month, min(day) AS first_day
+            SELECT customer_id, {month("day")} AS month, min(day) AS first_day
             FROM daily WHERE {is_occasion_sql()} AND day <= {int(end_day)}
             GROUP BY ALL
         ),
         first AS (
             SELECT customer_id, min(first_day) AS first_day FROM months GROUP BY customer_id
         ){segment_ctes}
-        SELECT a.segment, {_month_sql("a.first_day")} AS cohort,
-               m.month - {_month_sql("a.first_day")} AS k,
+        SELECT a.segment, {month("a.first_day")} AS cohort,
+               m.month - {month("a.first_day")} AS k,
                count(*) AS customers
         FROM months AS m JOIN acquired AS a USING (customer_id)
         GROUP BY ALL
     """
-    return _run(data, sql)
+    return _run(data, _in_dialect(sql, dialect))
 
 
 def _last_elapsed_month(day: int) -> int:

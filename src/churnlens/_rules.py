@@ -6,10 +6,13 @@ Every rule a marketer acts on is defined once here; the embedded scoring
 
 - **risk band**: ``high`` if ``churn_risk >= scoring.high_risk`` (0.7), ``medium`` if
   ``>= scoring.medium_risk`` (0.4), else ``low``.
-- **expected value**: expected net spend in the horizon *if the customer stays*:
-  ``monetary_mean * max(1, frequency / (tenure_days + H) * H)``. The occasion rate is
-  the customer's own, shrunk towards one occasion per horizon for short histories
-  (a customer seen once yesterday is not expected to buy every day).
+- **expected value**: expected net spend in the horizon *if the customer stays*, from
+  the model's value model (:mod:`churnlens._value`: the posterior mean purchase rate
+  given alive, times ``H``, times the Gamma-Gamma spend per occasion). The heuristic it
+  replaced stays as a named baseline, :func:`heuristic_expected_value` (the value
+  backtest compares them; a model trained without a value model scores with it):
+  ``monetary_mean * max(1, frequency / (tenure_days + H) * H)``, the customer's own
+  occasion rate shrunk towards one occasion per horizon for short histories.
 - **value at risk** = ``churn_risk * expected_value``.
 - **RFM scores** 1-5 over the whole scored base: ``ceil(5 * rank / n)``, where
   ``rank`` is the customer's average rank (1 = lowest; tied customers share the mean
@@ -33,6 +36,14 @@ Every rule a marketer acts on is defined once here; the embedded scoring
     issue 16).
 
   Filters (risk, segment, band) and ``top`` apply on top of a kind; ties by customer id.
+
+- **lists sized by profit** (:class:`ProfitTerms`, :func:`expected_profit`): given a cost
+  per contact ``C``, a save rate ``S`` (the share of would-be churners a contact keeps)
+  and a margin ``M`` (default 1: values are spend), the expected profit of contacting a
+  customer is ``churn_risk * S * expected_value * M - C``. With these terms a list keeps
+  only the customers of its kind and filters whose expected profit is positive, adds the
+  column ``expected_profit`` and is ordered by it (descending, ties by customer id) unless
+  ``sort`` says otherwise; ``top`` then caps it (no default size: the profit sizes it).
 """
 
 from __future__ import annotations
@@ -53,12 +64,17 @@ __all__ = [
     "CAMPAIGN_TOP",
     "LAPSED_HORIZONS",
     "LIST_KINDS",
+    "PROFIT_SORT",
     "SEGMENT_RULES",
     "SORT_KEYS",
+    "ProfitTerms",
     "SegmentRule",
     "at_risk_list",
+    "expected_profit",
     "expected_value",
+    "heuristic_expected_value",
     "monetary_cents",
+    "profit_terms",
     "quintile_scores",
     "rfm_scores",
     "rfm_segment",
@@ -99,8 +115,12 @@ def risk_band(churn_risk: Any, settings: ScoringSettings | None = None) -> np.nd
     return np.where(risk >= s.high_risk, "high", np.where(risk >= s.medium_risk, "medium", "low"))
 
 
-def expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
-    """Expected net spend in the horizon if the customer stays (see module docstring).
+def heuristic_expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """The heuristic expected net spend in the horizon if the customer stays.
+
+    The baseline of the value backtest, and the ``expected_value`` of scores from a
+    model trained without a value model; the scores' ``expected_value`` comes from
+    :func:`churnlens._value.predict_value` otherwise (module docstring).
 
     Parameters
     ----------
@@ -119,7 +139,7 @@ def expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
     --------
     >>> f = pd.DataFrame({"frequency": [1, 10], "tenure_days": [0, 365],
     ...                   "monetary_mean": [40.0, 20.0]})
-    >>> expected_value(f, 91).round(2).tolist()
+    >>> heuristic_expected_value(f, 91).round(2).tolist()
     [40.0, 39.91]
     """
     freq = features["frequency"].to_numpy(dtype=np.float64)
@@ -127,6 +147,10 @@ def expected_value(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
     basket = np.maximum(features["monetary_mean"].to_numpy(dtype=np.float64), 0.0)
     occasions = np.maximum(1.0, freq / (tenure + horizon_days) * horizon_days)
     return np.nan_to_num(basket * occasions)
+
+
+# The name before issue 20 (churnlens.expected_value): the heuristic, kept for scripts.
+expected_value = heuristic_expected_value
 
 
 def value_at_risk(churn_risk: Any, expected: Any) -> np.ndarray:
@@ -278,6 +302,140 @@ LAPSED_HORIZONS = 2
 CAMPAIGN_BANDS = ("high", "medium")
 CAMPAIGN_TOP = 500
 _DEFAULT_SORT = {"campaign": "value_at_risk", "win-back": "value_at_risk", "all": "churn_risk"}
+# With profit terms a list is ordered by the expected profit of a contact by default.
+PROFIT_SORT = "expected_profit"
+_PROFIT_OPTIONS = ("cost_per_contact", "save_rate", "margin")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfitTerms:
+    """What a retention contact costs and earns: the terms of a list sized by profit.
+
+    Build it with :func:`profit_terms` (which checks the values). The expected profit of
+    contacting a customer is ``churn_risk * save_rate * expected_value * margin -
+    cost_per_contact`` (:func:`expected_profit`).
+
+    Attributes
+    ----------
+    cost_per_contact
+        The cost of one contact (currency of the data), finite and ``>= 0``.
+    save_rate
+        The share of the customers who would churn that a contact keeps, in (0, 1].
+    margin
+        The share of spend that is profit, in (0, 1]; 1 (the default) counts spend.
+    """
+
+    cost_per_contact: float
+    save_rate: float
+    margin: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        """The terms as a JSON-ready dictionary (what the CLI and the API echo)."""
+        return {"cost_per_contact": self.cost_per_contact, "save_rate": self.save_rate,
+                "margin": self.margin}
+
+
+def profit_terms(
+    cost_per_contact: float | None,
+    save_rate: float | None,
+    margin: float | None = None,
+    *,
+    names: tuple[str, str, str] = _PROFIT_OPTIONS,
+) -> ProfitTerms | None:
+    """Check the terms of a list sized by profit; ``None`` when none is given.
+
+    Parameters
+    ----------
+    cost_per_contact
+        Cost of one contact: finite, ``>= 0``.
+    save_rate
+        Share of would-be churners a contact keeps: in (0, 1].
+    margin
+        Share of spend that is profit: in (0, 1]; ``None`` is 1.
+    names
+        How the caller names the three (``--cost-per-contact``... for the CLI), used in
+        the error messages.
+
+    Returns
+    -------
+    ProfitTerms or None
+        The checked terms, or ``None`` when all three are ``None`` (a list as before).
+
+    Raises
+    ------
+    ModelError
+        When one of cost and save rate is given without the other, a margin without
+        them, or a value out of its range.
+
+    Examples
+    --------
+    >>> profit_terms(2.0, 0.25)
+    ProfitTerms(cost_per_contact=2.0, save_rate=0.25, margin=1.0)
+    >>> profit_terms(None, None) is None
+    True
+    """
+    cost_name, save_name, margin_name = names
+    if cost_per_contact is None and save_rate is None:
+        if margin is not None:
+            raise ModelError(
+                f"{margin_name} was given without {cost_name} and {save_name}: a margin "
+                "only turns the saved spend of a list sized by profit into profit. "
+                f"Suggestion: add {cost_name} and {save_name}, or drop {margin_name}.")
+        return None
+    if cost_per_contact is None or save_rate is None:
+        given, lacking = ((cost_name, save_name) if save_rate is None
+                          else (save_name, cost_name))
+        raise ModelError(
+            f"{given} was given without {lacking}: the expected profit of a contact "
+            f"(churn_risk x save rate x expected value x margin - cost) needs both. "
+            f"Suggestion: pass {cost_name} and {save_name} together (e.g. 2 and 0.2).")
+    cost, save = float(cost_per_contact), float(save_rate)
+    share = 1.0 if margin is None else float(margin)
+    if not (np.isfinite(cost) and cost >= 0):
+        raise ModelError(f"{cost_name} must be a finite number >= 0 (a cost in the currency "
+                         f"of the data), got {cost_per_contact!r}. Suggestion: pass e.g. 2.")
+    if not 0 < save <= 1:
+        raise ModelError(f"{save_name} must be in (0, 1] (the share of would-be churners a "
+                         f"contact keeps), got {save_rate!r}. Suggestion: pass e.g. 0.2 for "
+                         "20%.")
+    if not 0 < share <= 1:
+        raise ModelError(f"{margin_name} must be in (0, 1] (the share of spend that is "
+                         f"profit), got {margin!r}. Suggestion: pass e.g. 0.3 for 30%, or "
+                         "leave it out to count spend (1).")
+    return ProfitTerms(cost, save, share)
+
+
+def expected_profit(churn_risk: Any, expected: Any, terms: ProfitTerms) -> np.ndarray:
+    """Expected profit of contacting each customer.
+
+    ``churn_risk * save_rate * expected_value * margin - cost_per_contact``, multiplied
+    left to right (so a cost of 0 leaves exactly the expected saved value, and a higher
+    cost never gives a higher profit). A missing risk or value gives NaN (never kept).
+
+    Parameters
+    ----------
+    churn_risk
+        Churn risks in [0, 1].
+    expected
+        ``expected_value`` per customer: expected spend in the horizon if they stay.
+    terms
+        Cost, save rate and margin (:func:`profit_terms`).
+
+    Returns
+    -------
+    numpy.ndarray
+        One expected profit per customer (currency of the data).
+
+    Examples
+    --------
+    >>> terms = profit_terms(5.0, 0.2, 0.5)
+    >>> expected_profit([0.8, 0.5], [200.0, 40.0], terms).round(6).tolist()
+    [11.0, -3.0]
+    """
+    risk = np.asarray(churn_risk, dtype=np.float64)
+    value = np.asarray(expected, dtype=np.float64)
+    saved = risk * terms.save_rate * value * terms.margin
+    return saved - terms.cost_per_contact
 
 
 def at_risk_list(
@@ -290,6 +448,7 @@ def at_risk_list(
     segment: str | None = None,
     band: str | None = None,
     sort: str | None = None,
+    profit: ProfitTerms | None = None,
 ) -> pd.DataFrame:
     """The customers of a campaign: filtered, ranked, cut.
 
@@ -307,7 +466,7 @@ def at_risk_list(
         The model's horizon ``H`` (``campaign`` and ``win-back`` need it).
     top
         Keep the first ``top`` rows after sorting; ``None``: 500 for ``campaign`` and
-        ``win-back``, every row for ``all``.
+        ``win-back``, every row for ``all`` or with ``profit`` (the profit sizes it).
     min_risk
         Keep customers with ``churn_risk >= min_risk``.
     segment
@@ -317,7 +476,11 @@ def at_risk_list(
     sort
         ``churn_risk`` or ``value_at_risk``, descending; ties by customer id.
         ``None``: ``value_at_risk`` for ``campaign`` and ``win-back``, ``churn_risk``
-        for ``all``.
+        for ``all``; ``expected_profit`` (allowed only then) with ``profit``.
+    profit
+        Terms of a list sized by profit (:func:`profit_terms`): keep only the customers
+        whose :func:`expected_profit` is positive (after the kind and the filters, before
+        ``top``), with the column ``expected_profit``. Needs ``expected_value``.
 
     Returns
     -------
@@ -336,13 +499,29 @@ def at_risk_list(
     ['c']
     >>> at_risk_list(scores, kind="all")["customer_id"].tolist()
     ['c', 'a', 'b', 'd']
+    >>> scores["expected_value"] = [20.0, 60.0, 55.0, 5.0]
+    >>> at_risk_list(scores, kind="all", profit=profit_terms(5.0, 0.2))[
+    ...     ["customer_id", "expected_profit"]].round(2).values.tolist()
+    [['c', 5.89], ['b', 1.0]]
     """
     from churnlens._validation import require_choice
 
     require_choice(kind, name="kind", allowed=LIST_KINDS)
-    sort = _DEFAULT_SORT[kind] if sort is None else sort
-    require_choice(sort, name="sort", allowed=SORT_KEYS)
+    if profit is None:
+        sort = _DEFAULT_SORT[kind] if sort is None else sort
+        if sort == PROFIT_SORT:
+            raise ModelError(
+                f"sort {PROFIT_SORT!r} orders a list sized by profit, and no cost per "
+                "contact and save rate were given. Suggestion: give them (churnlens at-risk "
+                "--cost-per-contact C --save-rate S), or sort by churn_risk or "
+                "value_at_risk.")
+        require_choice(sort, name="sort", allowed=SORT_KEYS)
+    else:
+        sort = PROFIT_SORT if sort is None else sort
+        require_choice(sort, name="sort", allowed=(*SORT_KEYS, PROFIT_SORT))
     needed = ["customer_id", "churn_risk", "value_at_risk"]
+    if profit is not None:
+        needed.append("expected_value")
     if kind != "all":
         needed += ["recency_days", "risk_band"]
     missing = [c for c in needed if c not in scores]
@@ -364,7 +543,7 @@ def at_risk_list(
             keep &= ~gone & scores["risk_band"].isin(CAMPAIGN_BANDS).to_numpy()
         else:
             keep &= gone
-        top = CAMPAIGN_TOP if top is None else top
+        top = CAMPAIGN_TOP if top is None and profit is None else top
     if min_risk is not None:
         if not 0 <= min_risk <= 1:
             raise ModelError(f"min_risk must be between 0 and 1, got {min_risk!r}.")
@@ -380,6 +559,9 @@ def at_risk_list(
     if top is not None and top < 1:
         raise ModelError(f"top must be at least 1, got {top}.")
     chosen = scores.loc[keep]
+    if profit is not None:
+        gain = expected_profit(chosen["churn_risk"], chosen["expected_value"], profit)
+        chosen = chosen.assign(expected_profit=gain).loc[gain > 0]
     order = np.lexsort((chosen["customer_id"].astype(str).to_numpy(), -chosen[sort].to_numpy()))
     chosen = chosen.iloc[order]
     if top is not None:

@@ -242,6 +242,9 @@ class ChurnScorer:
             for attribute in SELF_KNOWLEDGE + MONITORING_REFERENCE:  # what it knew
                 if attribute.rstrip("_") in meta:
                     setattr(self, attribute, meta[attribute.rstrip("_")])
+            # The value model (churnlens._value.ValueModel.to_dict(); read back with
+            # churnlens._value.value_model_of), None for a model trained without one.
+            self.value_model_: dict[str, Any] | None = meta.get("value_model")
             self._meta = meta
             self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
             a = self._arrays

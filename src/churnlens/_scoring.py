@@ -40,12 +40,13 @@ from churnlens._retention import RetentionRates
 from churnlens._rules import (
     BANDS,
     SEGMENT_RULES,
-    expected_value,
+    heuristic_expected_value,
     rfm_segment,
     risk_band,
     value_at_risk,
 )
 from churnlens._validation import parse_date
+from churnlens._value import VALUE_COLUMNS, predict_value, value_model_of
 from churnlens.exceptions import ModelError
 
 __all__ = [
@@ -63,8 +64,11 @@ __all__ = [
 Progress = Callable[[str], None]
 BASE_COLUMNS = [
     "customer_id", "as_of", "churn_risk", "risk_band", "expected_value", "value_at_risk",
-    "recency_days", "frequency", "monetary_total", "segment",
+    *VALUE_COLUMNS, "recency_days", "frequency", "monetary_total", "segment",
 ]
+# Said once per process when a model has no value model (trained before issue 20).
+NO_VALUE_MODEL = ("value model not recorded: retrain (the value columns are empty and "
+                  "expected_value is the heuristic of churnlens._rules.heuristic_expected_value)")
 SCORE_COLUMNS = [*BASE_COLUMNS, *REASON_COLUMNS]
 # Rows scored at a time: bounds the memory of the model's intermediate matrices.
 CHUNK_ROWS = 200_000
@@ -97,7 +101,9 @@ class ScoreResult:
     ----------
     scores
         One row per customer: ``customer_id``, ``as_of``, ``churn_risk``, ``risk_band``,
-        ``expected_value``, ``value_at_risk``, RFM columns, ``segment`` and reasons.
+        ``expected_value``, ``value_at_risk``, the value outputs (``p_alive``,
+        ``expected_purchases``, ``days_to_next_purchase``, ``expected_spend``, ``clv``),
+        RFM columns, ``segment`` and reasons.
     summary
         Customers scored, risk distribution, predicted vs last actual retention, model
         name, version and alias (what ``--json-summary`` prints).
@@ -152,8 +158,9 @@ def score_customers(
     -------
     ScoreResult
         ``scores`` has the columns ``customer_id, as_of, churn_risk, risk_band,
-        expected_value, value_at_risk, recency_days, frequency, monetary_total,
-        segment`` and, with reasons, ``reason_1 .. reason_3``; one row per customer,
+        expected_value, value_at_risk, p_alive, expected_purchases,
+        days_to_next_purchase, expected_spend, clv, recency_days, frequency,
+        monetary_total, segment`` and, with reasons, ``reason_1 .. reason_3``; one row per customer,
         sorted by customer id.
     """
     day = check_as_of(artifact, as_of, allow_past=allow_past)
@@ -216,6 +223,13 @@ class ScoredCustomer:
     recency_days: int
     frequency: int
     reasons: list[str]  # up to three; empty without reasons
+    # the value outputs (churnlens._value); None for a model without a value model, and
+    # days_to_next_purchase None when the customer's chance of buying again is <= 1/2
+    p_alive: float | None = None
+    expected_purchases: float | None = None
+    days_to_next_purchase: float | None = None
+    expected_spend: float | None = None
+    clv: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -315,13 +329,43 @@ def score_requests(
                     value_at_risk=float(columns["value_at_risk"][row]),
                     recency_days=int(columns["recency_days"][row]),
                     frequency=int(columns["frequency"][row]),
-                    reasons=[r[row] for r in why if r[row]]))
+                    reasons=[r[row] for r in why if r[row]],
+                    **{c: _number_or_none(columns[c][row]) for c in VALUE_COLUMNS}))
             key += 1
         out.append(RequestScores(results=results, unscored=unscorable))
     return out
 
 
+def _number_or_none(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 # --- the steps ------------------------------------------------------------------------
+
+
+def value_columns(features: pd.DataFrame, artifact: ModelArtifact,
+                  settings: ScoringSettings | None = None) -> dict[str, np.ndarray]:
+    """``expected_value`` and the :data:`~churnlens._value.VALUE_COLUMNS` of a batch.
+
+    From the model's value model (:func:`churnlens._value.predict_value` over the
+    model's horizon, the CLV period and rate of ``settings.value``); a model without
+    one (trained before issue 20) gets the heuristic ``expected_value`` and NaN value
+    columns, with one warning.
+    """
+    import warnings
+
+    model = value_model_of(artifact.model)
+    if model is None:
+        warnings.warn(NO_VALUE_MODEL, UserWarning, stacklevel=3)
+        nan = np.full(len(features), np.nan)
+        return {"expected_value": heuristic_expected_value(features, artifact.horizon_days),
+                **{c: nan.copy() for c in VALUE_COLUMNS}}
+    value = (settings or ScoringSettings()).value
+    frame = predict_value(model, features, horizon_days=artifact.horizon_days,
+                          clv_months=value.clv_months,
+                          annual_discount_rate=value.annual_discount_rate)
+    return {c: frame[c].to_numpy(dtype=np.float64) for c in ("expected_value", *VALUE_COLUMNS)}
 
 
 def score_batch(
@@ -354,7 +398,8 @@ def score_batch(
         why = reason_texts(explanation, features, horizon_days=artifact.horizon_days)
     else:
         risk = artifact.churn_risk(features)
-    value = expected_value(features, artifact.horizon_days)
+    values = value_columns(features, artifact, settings)
+    value = values.pop("expected_value")
     columns = {
         "customer_id": features["customer_id"].to_numpy(),
         "as_of": np.full(len(features), as_of, dtype=object),
@@ -362,6 +407,7 @@ def score_batch(
         "risk_band": risk_band(risk, settings).astype(object),
         "expected_value": value,
         "value_at_risk": value_at_risk(risk, value),
+        **values,
         "recency_days": features["recency_days"].to_numpy(dtype=np.int64),
         "frequency": features["frequency"].to_numpy(dtype=np.int64),
         "monetary_total": features["monetary_total"].to_numpy(dtype=np.float64),

@@ -78,7 +78,8 @@ def score_spark(
     -------
     pyspark.sql.DataFrame
         The columns of the embedded engine's scores (``customer_id, as_of, churn_risk,
-        risk_band, expected_value, value_at_risk, recency_days, frequency,
+        risk_band, expected_value, value_at_risk, p_alive, expected_purchases,
+        days_to_next_purchase, expected_spend, clv, recency_days, frequency,
         monetary_total, segment`` and ``reason_1 .. reason_3`` with reasons), one row per
         customer acquired by ``as_of``. Lazy: the features are persisted (they are read
         several times); cache the result if you use it more than once.
@@ -142,6 +143,9 @@ _SPARK_TYPES = {
     "as_of": "date", "churn_risk": "double", "risk_band": "string", "expected_value": "double",
     "value_at_risk": "double", "recency_days": "bigint", "frequency": "bigint",
     "monetary_total": "double",
+    # the value outputs (churnlens._value.VALUE_COLUMNS): NaN without a value model
+    "p_alive": "double", "expected_purchases": "double", "days_to_next_purchase": "double",
+    "expected_spend": "double", "clv": "double",
 }
 
 

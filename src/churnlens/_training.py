@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,12 +19,17 @@ import numpy as np
 import pandas as pd
 
 from churnlens._config import Settings
-from churnlens._evaluation import classification_metrics, predict_retention
+from churnlens._evaluation import (
+    actual_spend,
+    classification_metrics,
+    predict_retention,
+    value_metrics,
+)
 from churnlens._io import json_ready
 from churnlens._loading import history_until
 from churnlens._model import ChurnModel, LogisticBaseline, RecencyBaseline
 from churnlens._validation import parse_date
-from churnlens.exceptions import DataValidationError
+from churnlens.exceptions import ChurnlensError, DataValidationError
 
 __all__ = [
     "BASELINES",
@@ -39,6 +45,17 @@ __all__ = [
 Progress = Callable[[str], None]
 BASELINES = ("recency", "logistic", "bgnbd")
 MODEL_NAMES = ("churnlens", *BASELINES)
+# Baselines of the backtest only (fitted at each as-of date, not kept in the model):
+# Pareto/NBD's churn risk, 1 - P(at least one purchase occasion in the horizon).
+BACKTEST_BASELINES = (*BASELINES, "paretonbd")
+# The value backtest's predictors of spend in (A, A + H], by name: what each is.
+VALUE_PREDICTORS = {
+    "value_model": "model-based expected spend (churnlens._value, what score reports)",
+    "paretonbd_gammagamma": "Pareto/NBD expected purchases x Gamma-Gamma spend per purchase",
+    "bgnbd_gammagamma": "BG/NBD expected purchases x Gamma-Gamma spend per purchase",
+    "heuristic": "heuristic: spend if the customer stays (past spend rate), not a forecast",
+    "heuristic_x_retention": "heuristic x (1 - churnlens churn risk)",
+}
 
 
 def model_notes(model: Any) -> dict[str, Any]:
@@ -128,6 +145,8 @@ class FittedModels:
     validation_frame: pd.DataFrame
     short_history_cutoffs: list[dt.date] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # How the labelled snapshots were sampled (_features.SnapshotSample), if recorded.
+    sample: Any = None
 
     def models(self) -> dict[str, Any]:
         """All models by name, churnlens first."""
@@ -135,7 +154,7 @@ class FittedModels:
 
 
 def fit_models(
-    transactions: pd.DataFrame,
+    transactions: Any,
     as_of: dt.date | str,
     settings: Settings,
     *,
@@ -147,6 +166,11 @@ def fit_models(
     ----------
     transactions
         Clean transactions; rows after ``as_of`` are ignored, whatever is passed in.
+        A pandas frame, the out-of-core view of files
+        (:class:`~churnlens._loading_sql.CleanTransactions`) or a PySpark DataFrame:
+        the snapshots are built and sampled by that engine
+        (:func:`churnlens._features.training_snapshots`, ``training.max_snapshot_rows``)
+        and only the sample and the features at ``as_of`` reach pandas.
     as_of
         The training as-of date: snapshots at cutoffs ``c <= as_of - horizon``.
     settings
@@ -162,15 +186,20 @@ def fit_models(
         held-out latest cutoff (the evaluation data for promotion).
     """
     from churnlens._bgnbd import BGNBDModel
-    from churnlens._features import build_snapshots, compute_features
+    from churnlens._features import compute_features, training_snapshots
+    from churnlens._value import fit_value_model
 
     say = progress or _noop
     as_of_ts = parse_date(as_of, name="as_of")
     horizon = settings.horizon_days
-    history = history_until(transactions, as_of_ts)
-    if history.empty:
+    # A frame is cut to its history here; the view and Spark are read up to the as-of
+    # day by the feature SQL itself (the snapshots read no day after as-of: every label
+    # horizon ends by then), so nothing after as-of is ever read.
+    history = (history_until(transactions, as_of_ts)
+               if isinstance(transactions, pd.DataFrame) else transactions)
+    first_day = day_range(history, as_of_ts.date())[0]
+    if first_day is None:
         raise DataValidationError(f"no transactions on or before {as_of_ts.date()}.")
-    first_day = history["timestamp"].min().date()
     cutoffs = snapshot_cutoffs(
         as_of_ts, horizon, every=settings.snapshots.every, count=settings.snapshots.count,
         first_day=first_day,
@@ -187,21 +216,29 @@ def fit_models(
         )
     windows = settings.features.windows_days
     say(f"building snapshots at {len(cutoffs)} cutoffs ({cutoffs[0]} .. {cutoffs[-1]})")
-    snapshots = build_snapshots(
+    # Labelled snapshots, sampled by the engine that holds them (stratified by cutoff
+    # and label; every row when they fit), sorted by (cutoff, customer_id): LightGBM's
+    # bagging draws rows by position, so that canonical order makes the same seed give
+    # the same model.
+    snapshots, sample = training_snapshots(
         history, cutoffs, horizon_days=horizon, windows_days=windows,
-        observed_until=as_of_ts.date(),
+        observed_until=as_of_ts.date(), max_rows=settings.training.max_snapshot_rows,
+        seed=settings.training.sample_seed,
     )
-    # Snapshots come sorted by (cutoff, customer_id), and LightGBM's bagging draws rows
-    # by position: that canonical order makes the same seed give the same model.
-    snapshots = snapshots.loc[snapshots["churned"].notna()].reset_index(drop=True)
+    if sample.sampled:
+        say(str(sample.note()))
     labels = snapshots["churned"].astype(np.int64)
     say(f"features at the as-of date {as_of_ts.date()}")
-    features = compute_features(history, as_of_ts.date(), windows_days=windows)
+    features = collected(compute_features(history, as_of_ts.date(), windows_days=windows))
 
     m = settings.model
     say(f"fitting LightGBM on {len(snapshots):,} snapshot rows")
     model = settings.build_model().fit(snapshots, labels, cutoff="cutoff",
                                        as_of=as_of_ts.date(), reference=features)
+    # The value model (churnlens._value) on the whole calibration history, carried by the
+    # model for scoring: p_alive, expected purchases and spend, CLV, expected_value.
+    say("fitting the value model: Pareto/NBD (or BG/NBD) and Gamma-Gamma")
+    model.value_model_ = fit_value_model(features, horizon_days=horizon)
 
     say("fitting baselines: recency, logistic regression, BG/NBD")
     baselines: dict[str, Any] = {
@@ -240,8 +277,75 @@ def fit_models(
         as_of=as_of_ts.date(), horizon_days=horizon, churnlens=model, baselines=baselines,
         cutoffs=cutoffs, snapshot_rows=len(snapshots), validation=validation, features=features,
         validation_frame=validation_frame, short_history_cutoffs=short_cutoffs,
-        warnings=_fit_warnings(model, short_cutoffs, horizon),
+        warnings=_fit_warnings(model, short_cutoffs, horizon) + (
+            [str(sample.note())] if sample.sampled else []),
+        sample=sample,
     )
+
+
+def day_range(transactions: Any, until: dt.date | None = None
+              ) -> tuple[dt.date | None, dt.date | None]:
+    """First and last day of the transactions (up to ``until``), on their engine.
+
+    ``(None, None)`` when there is no row. ``transactions``: a clean pandas frame, the
+    out-of-core view (:class:`~churnlens._loading_sql.CleanTransactions`) or a PySpark
+    DataFrame (``customer_id``, ``timestamp``, ``amount``).
+    """
+    from churnlens._engine import day_number, day_sql, from_day_number
+    from churnlens._loading_sql import CleanTransactions
+
+    if isinstance(transactions, pd.DataFrame):
+        frame = transactions if until is None else history_until(transactions, until)
+        if frame.empty:
+            return None, None
+        return frame["timestamp"].min().date(), frame["timestamp"].max().date()
+    limit = "" if until is None else f" WHERE day <= {day_number(until)}"
+    if isinstance(transactions, CleanTransactions):
+        day = day_sql('"timestamp"', "duckdb")
+        first, last = transactions.connection.execute(
+            f"SELECT min(day), max(day) FROM (SELECT {day} AS day FROM "
+            f"{transactions.view}) AS days{limit}").fetchone() or (None, None)
+    else:
+        day = day_sql("`timestamp`", "spark")
+        row = transactions.selectExpr(f"{day} AS day").where(
+            limit.removeprefix(" WHERE ") or "true").selectExpr(
+            "min(day)", "max(day)").collect()[0]
+        first, last = row[0], row[1]
+    return (None if first is None else from_day_number(int(first)),
+            None if last is None else from_day_number(int(last)))
+
+
+def collected(frame: Any) -> pd.DataFrame:
+    """A pandas frame as is; a PySpark result collected to the driver through Arrow,
+    sorted by ``customer_id`` (and ``cutoff``) as the embedded engine's results are."""
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    from churnlens._features import _tidy_pandas
+
+    out = frame.toArrow().to_pandas()
+    return _tidy_pandas(out, out["customer_id"].dtype)
+
+
+def period_rows(transactions: Any, start: dt.date, end: dt.date) -> pd.DataFrame:
+    """The clean rows with day in ``(start, end]`` as pandas (a frame: itself).
+
+    For the evaluation of one horizon on the out-of-core view or Spark: only that
+    period's rows reach pandas.
+    """
+    from churnlens._engine import day_number, day_sql
+    from churnlens._loading_sql import CleanTransactions
+
+    if isinstance(transactions, pd.DataFrame):
+        return transactions
+    between = f"BETWEEN {day_number(start) + 1} AND {day_number(end)}"
+    if isinstance(transactions, CleanTransactions):
+        day = day_sql('"timestamp"', "duckdb")
+        return transactions.connection.execute(
+            f'SELECT customer_id, "timestamp", amount FROM {transactions.view} '
+            f"WHERE {day} {between}").df()
+    rows = transactions.selectExpr("customer_id", "`timestamp`",
+                                   "CAST(amount AS DOUBLE) AS amount")
+    return collected(rows.where(f"{day_sql('`timestamp`', 'spark')} {between}"))
 
 
 def _fit_warnings(model: ChurnModel, short_cutoffs: Sequence[dt.date], horizon: int
@@ -286,10 +390,19 @@ def _risk(model: Any, features: pd.DataFrame) -> np.ndarray:
 
 @dataclasses.dataclass
 class Evaluation:
-    """Metrics per model, and the scores behind them (one row per customer)."""
+    """Metrics per model, and the scores behind them (one row per customer).
+
+    ``baseline_fits``: how the backtest-only baselines' fits went (Pareto/NBD: its
+    parameters, convergence, boundary, and why its metrics are empty if they are);
+    ``value``: the value backtest (:func:`value_backtest`); ``notes``: anything a
+    reader of the backtest should know (a baseline left out and why).
+    """
 
     metrics: dict[str, dict[str, float]]
     scores: pd.DataFrame
+    baseline_fits: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    value: dict[str, Any] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def evaluate_models(
@@ -297,22 +410,26 @@ def evaluate_models(
 ) -> Evaluation:
     """Score every model at its as-of date and compare with ``(A, A + H]``.
 
-    ``transactions`` must cover the whole horizon after the as-of date. The scores
-    frame has ``customer_id``, ``recency_days``, ``churned`` and one ``risk_<model>``
-    column per model.
+    ``transactions`` must cover the whole horizon after the as-of date. Besides the
+    fitted models, the Pareto/NBD baseline is fitted on the features at the as-of date
+    (:func:`fit_paretonbd_baseline`; empty metrics and a note when its fit cannot be
+    used), and the value backtest compares predicted with actual spend
+    (:func:`value_backtest`). The scores frame has ``customer_id``, ``recency_days``,
+    ``churned``, one ``risk_<model>`` column per model, ``spend_actual`` and one
+    ``spend_<predictor>`` column per value predictor.
     """
     from churnlens._features import compute_labels
     from churnlens._retention import retention_rates
 
     as_of, horizon = fitted.as_of, fitted.horizon_days
     end = as_of + dt.timedelta(days=horizon)
-    last = observed_until or transactions["timestamp"].max().date()
-    if end > last:
+    last = observed_until or day_range(transactions)[1]
+    if last is None or end > last:
         raise DataValidationError(
             f"cannot evaluate at {as_of}: the horizon ends {end} but the data ends {last}. "
             "Suggestion: choose an as-of date at least horizon days before the end of the data."
         )
-    truth = compute_labels(transactions, as_of, horizon, observed_until=last)
+    truth = collected(compute_labels(transactions, as_of, horizon, observed_until=last))
     frame = fitted.features.merge(truth[["customer_id", "churned"]], on="customer_id",
                                   how="left", validate="one_to_one")
     if frame["churned"].isna().any():
@@ -327,20 +444,240 @@ def evaluate_models(
         metrics = classification_metrics(churned, risk)
         predicted = predict_retention(frame["recency_days"], risk, window_days=horizon,
                                       level_error=getattr(model, "level_error_", None))
-        metrics.update({
-            "predicted_cohort_retention": predicted.cohort_retention,
-            "predicted_cohort_retention_low": predicted.cohort_retention_low,
-            "predicted_cohort_retention_high": predicted.cohort_retention_high,
-            "actual_cohort_retention": _float(actual.cohort_retention),
-            "predicted_crr": predicted.crr,
-            "predicted_crr_low": predicted.crr_low,
-            "predicted_crr_high": predicted.crr_high,
-            "actual_crr": _float(actual.crr),
-            "level_error_cohort_retention": predicted.level_error_cohort_retention,
-            "level_error_crr": predicted.level_error_crr,
-        })
+        metrics.update(_retention_metrics(predicted, actual))
         results[name] = metrics
-    return Evaluation(metrics=results, scores=scores)
+    # Pareto/NBD: fitted on the features at the as-of date, like the BG/NBD baseline
+    # (it needs no labels); left empty, with the reason, when its fit cannot be used.
+    notes: list[str] = []
+    pnbd, fit = fit_paretonbd_baseline(frame, horizon, value_model=_value_model(fitted))
+    if pnbd is not None:
+        risk = np.asarray(pnbd.predict_churn_risk(frame), dtype=np.float64)
+        if not np.isfinite(risk).all():
+            pnbd, fit["used"] = None, False
+            fit["reason"] = "its churn risks are not finite numbers for some customers"
+    if pnbd is not None:
+        scores["risk_paretonbd"] = risk
+        metrics = classification_metrics(churned, risk)
+        predicted = predict_retention(frame["recency_days"], risk, window_days=horizon)
+        metrics.update(_retention_metrics(predicted, actual))
+        results["paretonbd"] = metrics
+    else:
+        results["paretonbd"] = dict.fromkeys(results["churnlens"], math.nan) | {
+            "customers": float(len(frame))}
+        notes.append(f"Pareto/NBD baseline at {as_of}: no metrics, {fit['reason']}.")
+    value = value_backtest(fitted, frame, transactions, pnbd=pnbd,
+                           churn_risk=scores["risk_churnlens"].to_numpy())
+    scores = scores.join(value.pop("spend"))
+    notes += value["notes"]
+    return Evaluation(metrics=results, scores=scores, baseline_fits={"paretonbd": fit},
+                      value=value, notes=notes)
+
+
+def _retention_metrics(predicted: Any, actual: Any) -> dict[str, float]:
+    return {
+        "predicted_cohort_retention": predicted.cohort_retention,
+        "predicted_cohort_retention_low": predicted.cohort_retention_low,
+        "predicted_cohort_retention_high": predicted.cohort_retention_high,
+        "actual_cohort_retention": _float(actual.cohort_retention),
+        "predicted_crr": predicted.crr,
+        "predicted_crr_low": predicted.crr_low,
+        "predicted_crr_high": predicted.crr_high,
+        "actual_crr": _float(actual.crr),
+        "level_error_cohort_retention": predicted.level_error_cohort_retention,
+        "level_error_crr": predicted.level_error_crr,
+    }
+
+
+# What a baseline's fit can raise on data it does not suit: a ChurnlensError (empty
+# data, a model error), or a numerical failure inside NumPy/SciPy.
+_FIT_ERRORS = (ChurnlensError, ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+
+def _value_model(fitted: FittedModels) -> Any | None:
+    from churnlens._value import value_model_of
+
+    try:
+        return value_model_of(fitted.churnlens)
+    except ChurnlensError:
+        return None
+
+
+def _paretonbd_of(params: dict[str, float], horizon_days: int) -> Any:
+    """A Pareto/NBD model with these fitted parameters (for its predictions)."""
+    from churnlens._paretonbd import ParetoNBDModel
+
+    model = ParetoNBDModel(horizon_days=horizon_days)
+    model.params_ = {k: float(params[k]) for k in ("r", "alpha", "s", "beta")}
+    model.horizon_days_ = int(horizon_days)
+    model.classes_ = np.array([0, 1])
+    return model
+
+
+def fit_paretonbd_baseline(features: pd.DataFrame, horizon_days: int, *,
+                           value_model: Any | None = None
+                           ) -> tuple[Any | None, dict[str, Any]]:
+    """Fit the Pareto/NBD baseline on the features at an as-of date.
+
+    Parameters
+    ----------
+    features
+        The features of every customer at the as-of date (``repeat_frequency``,
+        ``t_x_days``, ``tenure_days``).
+    horizon_days
+        The churn horizon.
+    value_model
+        The churnlens model's value model (``churnlens._value.ValueModel``), if any.
+        When it was fitted on these same customers (or the same seeded sample of them,
+        :func:`churnlens._value.fit_sample`), its purchase model is this very
+        fit (same frame, same deterministic optimiser): its Pareto/NBD parameters are
+        reused, or, when it fell back to BG/NBD, its note says why Pareto/NBD is not
+        usable here. No second fit either way.
+
+    Returns
+    -------
+    tuple
+        The fitted :class:`~churnlens._paretonbd.ParetoNBDModel`, or ``None`` when it
+        must not be used: the fit failed, did not converge, or stopped on the boundary
+        of the parameter space (where the model degenerates); and a record of the fit:
+        ``used``, ``reason`` (why it is not used, else ``None``), ``params``,
+        ``log_likelihood``, ``converged``, ``boundary`` and ``fit_message``.
+    """
+    from churnlens._paretonbd import BOUNDED_FIT_EVALUATIONS, ParetoNBDModel
+    from churnlens._value import fit_sample
+
+    record: dict[str, Any] = {"used": False, "reason": None, "params": None,
+                              "log_likelihood": None, "converged": None, "boundary": None,
+                              "fit_message": None, "fitted_by": "this backtest"}
+    sample, sampled = fit_sample(features)
+    if value_model is not None and int(getattr(value_model, "customers", -1)) == len(sample):
+        record["fitted_by"] = "the churnlens model's value model (same customers)"
+        if value_model.purchase_model == "pareto/nbd":
+            record.update(used=True, params=dict(value_model.purchase_params), converged=True)
+            return _paretonbd_of(value_model.purchase_params, horizon_days), record
+        why = [n for n in value_model.notes if "Pareto/NBD" in n]
+        record["reason"] = "; ".join(why) or "the value model did not use Pareto/NBD"
+        return None, record
+    try:
+        with warnings.catch_warnings():
+            # non-convergence is recorded below, not printed
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model = ParetoNBDModel(horizon_days=horizon_days,
+                                   max_evaluations=BOUNDED_FIT_EVALUATIONS).fit(sample)
+    except _FIT_ERRORS as exc:
+        record["reason"] = f"its fit failed ({type(exc).__name__}: {exc})"
+        return None, record
+    record.update(params=dict(model.params_), log_likelihood=model.log_likelihood_,
+                  converged=bool(model.converged_), boundary=model.boundary_,
+                  fit_message=str(model.fit_message_))
+    if sampled is not None:
+        record["fitted_by"] = f"this backtest, {sampled}"
+    if model.boundary_:
+        record["reason"] = f"its fit is on the boundary of the parameter space ({model.boundary_})"
+    elif not model.converged_:
+        record["reason"] = f"its fit did not converge ({model.fit_message_})"
+    else:
+        record["used"] = True
+        return model, record
+    return None, record
+
+
+def _heuristic_spend(features: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """The old rule-based value: spend in the horizon *if the customer stays*."""
+    from churnlens import _rules
+
+    return np.asarray(_rules.heuristic_expected_value(features, horizon_days),
+                      dtype=np.float64)
+
+
+def value_backtest(fitted: FittedModels, frame: pd.DataFrame, transactions: pd.DataFrame, *,
+                   pnbd: Any | None, churn_risk: np.ndarray) -> dict[str, Any]:
+    """Predicted vs actual spend in ``(A, A + H]`` per customer, for every value predictor.
+
+    Every customer scored at ``A`` (acquired by then) counts, with an actual spend of 0
+    when they bought nothing in the horizon; the actual spend counts purchase occasions
+    as the retention rules do (:func:`~churnlens._evaluation.actual_spend`). The
+    predictors are :data:`VALUE_PREDICTORS`; one that cannot be computed (a fit on the
+    boundary, predictions not finite) gets empty metrics and a note, never an error.
+
+    Returns
+    -------
+    dict
+        ``actual`` (what the truth is), ``predictors`` (name -> what it is), ``models``
+        (name -> :func:`~churnlens._evaluation.value_metrics`), ``notes`` and ``spend``
+        (a frame on ``frame``'s index: ``spend_actual`` and ``spend_<predictor>``).
+    """
+    from churnlens._gammagamma import GammaGammaModel
+
+    as_of, horizon = fitted.as_of, fitted.horizon_days
+    end = as_of + dt.timedelta(days=horizon)
+    actual = actual_spend(period_rows(transactions, as_of, end), as_of, end)
+    truth = frame["customer_id"].map(actual).fillna(0.0).to_numpy(dtype=np.float64)
+    notes: list[str] = []
+    predictions: dict[str, np.ndarray | None] = {}
+
+    def attempt(name: str, predict: Callable[[], Any]) -> None:
+        try:
+            values = np.asarray(predict(), dtype=np.float64)
+            if values.shape != truth.shape or not np.isfinite(values).all():
+                raise ValueError("its predictions are missing or not finite for some customers")
+            predictions[name] = values
+        except (*_FIT_ERRORS, KeyError) as exc:
+            predictions[name] = None
+            notes.append(f"value backtest at {as_of}: no {name} ({type(exc).__name__}: {exc}).")
+
+    value_notes: list[str] = []
+
+    def spend_model() -> Any:
+        from churnlens._value import fit_value_model, predict_value, value_model_of
+
+        # the value model the churnlens model carries (fitted on these very features at
+        # A, what `score` reports), else one fitted here the same way
+        model = value_model_of(fitted.churnlens) or fit_value_model(frame, horizon_days=horizon)
+        value_notes.extend(model.notes)
+        return predict_value(model, frame, horizon_days=horizon)["expected_spend"]
+
+    gamma: list[Any] = []
+
+    def per_purchase() -> np.ndarray:
+        if not gamma:
+            from churnlens._value import fit_sample
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                # the value model's sample: the same fit cost, whatever the base's size
+                gamma.append(GammaGammaModel().fit(fit_sample(frame)[0]))
+            if gamma[0].boundary_:
+                raise ValueError(f"Gamma-Gamma fit on the boundary ({gamma[0].boundary_})")
+        return np.asarray(gamma[0].expected_spend(frame), dtype=np.float64)
+
+    def paretonbd_spend() -> np.ndarray:
+        if pnbd is None:
+            raise ValueError("the Pareto/NBD baseline is not usable here (see its note)")
+        return np.asarray(pnbd.expected_purchases(frame, horizon)) * per_purchase()
+
+    heuristic = _heuristic_spend(frame, horizon)
+    attempt("value_model", spend_model)
+    attempt("paretonbd_gammagamma", paretonbd_spend)
+    attempt("bgnbd_gammagamma",
+            lambda: np.asarray(fitted.baselines["bgnbd"].expected_purchases(frame, horizon))
+            * per_purchase())
+    attempt("heuristic", lambda: heuristic)
+    attempt("heuristic_x_retention", lambda: heuristic * (1.0 - churn_risk))
+
+    spend = pd.DataFrame({"spend_actual": truth}, index=frame.index)
+    models: dict[str, dict[str, float]] = {}
+    for name, values in predictions.items():
+        if values is None:
+            models[name] = {k: math.nan for k in value_metrics([0.0], [0.0])} | {
+                "customers": float(len(truth))}
+            continue
+        spend[f"spend_{name}"] = values
+        models[name] = value_metrics(truth, values)
+    return {"actual": "net spend on purchase occasions in (A, A + H] (refund-only days "
+                      "add nothing; a day's refunds net out against its purchases), 0 "
+                      "for a customer who bought nothing",
+            "predictors": dict(VALUE_PREDICTORS), "models": models, "notes": notes,
+            "value_model_notes": value_notes, "spend": spend}
 
 
 def _float(value: Any) -> float:
@@ -357,8 +694,10 @@ class BacktestResult:
         The churn horizon of every run.
     runs
         One dict per as-of date: ``as_of``, ``models`` (metrics by model name),
-        ``scores`` (per customer: ``churned`` and ``risk_<model>``) and ``fitted`` (the
-        :class:`FittedModels`).
+        ``scores`` (per customer: ``churned``, ``risk_<model>``, ``spend_actual`` and
+        ``spend_<predictor>``), ``fitted`` (the :class:`FittedModels`),
+        ``baseline_fits`` (how the Pareto/NBD baseline's fit went), ``value`` (the value
+        backtest: ``actual``, ``predictors``, ``models``, ``notes``) and ``warnings``.
     """
 
     horizon_days: int
@@ -370,6 +709,9 @@ class BacktestResult:
             {"as_of": str(run["as_of"]), "horizon_days": self.horizon_days,
              "models": {name: json_ready(m) for name, m in run["models"].items()},
              "warnings": list(run.get("warnings", [])),
+             **({"baseline_fits": json_ready(run["baseline_fits"])}
+                if "baseline_fits" in run else {}),
+             **({"value": json_ready(run["value"])} if "value" in run else {}),
              **({"model": json_ready(model_notes(run["fitted"].churnlens))}
                 if run.get("fitted") is not None else {})}
             for run in self.runs
@@ -408,9 +750,18 @@ class BacktestResult:
         ]
         return pd.DataFrame(rows)
 
+    def value_table(self) -> pd.DataFrame:
+        """The value backtest: one row per (as_of, predictor) with its spend metrics."""
+        rows = [
+            {"as_of": run["as_of"], "predictor": name, **metrics}
+            for run in self.runs
+            for name, metrics in run.get("value", {}).get("models", {}).items()
+        ]
+        return pd.DataFrame(rows)
+
 
 def backtest(
-    transactions: pd.DataFrame,
+    transactions: Any,
     as_of_dates: Sequence[dt.date | str],
     settings: Settings,
     *,
@@ -421,7 +772,8 @@ def backtest(
     Parameters
     ----------
     transactions
-        Clean transactions covering every horizon to evaluate.
+        Clean transactions covering every horizon to evaluate: a pandas frame, the
+        out-of-core view of files or a PySpark DataFrame (see :func:`fit_models`).
     as_of_dates
         As-of dates ``A``; each needs ``A + H`` on or before the end of the data.
     settings
@@ -432,14 +784,18 @@ def backtest(
     Returns
     -------
     BacktestResult
-        Per as-of date and model (churnlens and every baseline): AUC, PR AUC, Brier,
-        log loss, top-decile lift and predicted vs actual retention, cohort retention
-        and CRR; ``.table()`` and ``.to_dict()`` (``churnlens backtest --json``).
+        Per as-of date and model (churnlens, every baseline and Pareto/NBD): AUC, PR
+        AUC, Brier, log loss, top-decile lift and predicted vs actual retention, cohort
+        retention and CRR; per date the value backtest (predicted vs actual spend:
+        MAE, RMSE, Spearman, aggregate error); ``.table()``, ``.value_table()`` and
+        ``.to_dict()`` (``churnlens backtest --json``).
     """
     say = progress or _noop
     if not as_of_dates:
         raise DataValidationError("give at least one as-of date to backtest.")
-    last = transactions["timestamp"].max().date()
+    last = day_range(transactions)[1]
+    if last is None:
+        raise DataValidationError("no transactions to backtest on.")
     runs = []
     for as_of in sorted(parse_date(a, name="as_of").date() for a in as_of_dates):
         end = as_of + dt.timedelta(days=settings.horizon_days)
@@ -452,9 +808,10 @@ def backtest(
         say(f"backtest at {as_of}")
         fitted = fit_models(transactions, as_of, settings, progress=say)
         evaluation = evaluate_models(fitted, transactions, observed_until=last)
-        for note in fitted.warnings:
+        for note in [*fitted.warnings, *evaluation.notes]:
             say(f"note: {note}")
         runs.append({"as_of": as_of, "models": evaluation.metrics,
                      "scores": evaluation.scores, "fitted": fitted,
-                     "warnings": list(fitted.warnings)})
+                     "warnings": [*fitted.warnings, *evaluation.notes],
+                     "baseline_fits": evaluation.baseline_fits, "value": evaluation.value})
     return BacktestResult(horizon_days=settings.horizon_days, runs=runs)

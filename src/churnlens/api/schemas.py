@@ -40,6 +40,7 @@ __all__ = [
     "MonitorAlertOut",
     "MonitoringReport",
     "Outlook",
+    "ProfitTermsOut",
     "Purchase",
     "PurchaseDay",
     "PurchaseHistoryOut",
@@ -149,6 +150,21 @@ class ScoreRequest(_Strict):
                     "all (413 beyond); customer ids unique (compared as text).")
 
 
+# The value outputs of a score (churnlens._value, docs/value.md): null for a model
+# trained without a value model (retrain), days_to_next_purchase also when the chance of
+# buying again is at most 1/2.
+_VALUE_FIELDS = {
+    "p_alive": "Probability that the customer has not dropped out by the as-of date.",
+    "expected_purchases": "Expected purchase occasions in the horizon.",
+    "days_to_next_purchase": "Median days to the next purchase occasion; null when the "
+                             "chance of ever buying again is at most 1/2.",
+    "expected_spend": "Expected net spend in the horizon (expected purchases times the "
+                      "expected spend per occasion).",
+    "clv": "Discounted expected spend over the CLV period (scoring.value: 12 months, 10% a "
+           "year by default).",
+}
+
+
 class CustomerScore(BaseModel):
     """Churn risk of one customer, with what it is worth and why."""
 
@@ -157,6 +173,14 @@ class CustomerScore(BaseModel):
     risk_band: Literal["high", "medium", "low"]
     expected_value: float
     value_at_risk: float
+    p_alive: float | None = Field(default=None, ge=0, le=1, description=_VALUE_FIELDS["p_alive"])
+    expected_purchases: float | None = Field(
+        default=None, ge=0, description=_VALUE_FIELDS["expected_purchases"])
+    days_to_next_purchase: float | None = Field(
+        default=None, ge=0, description=_VALUE_FIELDS["days_to_next_purchase"])
+    expected_spend: float | None = Field(default=None,
+                                         description=_VALUE_FIELDS["expected_spend"])
+    clv: float | None = Field(default=None, description=_VALUE_FIELDS["clv"])
     recency_days: int
     frequency: int
     reasons: list[str] = Field(description="Up to three reasons the risk is high, in the "
@@ -229,6 +253,18 @@ class AtRiskItem(BaseModel):
     risk_band: Literal["high", "medium", "low"]
     expected_value: float
     value_at_risk: float
+    p_alive: float | None = Field(default=None, description=_VALUE_FIELDS["p_alive"])
+    expected_purchases: float | None = Field(
+        default=None, description=_VALUE_FIELDS["expected_purchases"])
+    days_to_next_purchase: float | None = Field(
+        default=None, description=_VALUE_FIELDS["days_to_next_purchase"])
+    expected_spend: float | None = Field(default=None,
+                                         description=_VALUE_FIELDS["expected_spend"])
+    clv: float | None = Field(default=None, description=_VALUE_FIELDS["clv"])
+    expected_profit: float | None = Field(
+        default=None, description="Expected profit of contacting the customer, on a list "
+        "sized by profit (cost_per_contact and save_rate given): churn_risk x save_rate x "
+        "expected_value x margin - cost_per_contact; absent otherwise.")
     recency_days: int
     frequency: int
     monetary_total: float
@@ -245,6 +281,14 @@ class StoredCustomer(BaseModel):
     features: dict[str, float | int | str | None]
 
 
+class ProfitTermsOut(BaseModel):
+    """The terms of a list sized by profit (``churnlens._rules.profit_terms``)."""
+
+    cost_per_contact: float
+    save_rate: float
+    margin: float
+
+
 class AtRiskPage(BaseModel):
     """A page of the at-risk list."""
 
@@ -252,6 +296,12 @@ class AtRiskPage(BaseModel):
     total: int = Field(description="Customers in the whole filtered list.")
     limit: int
     offset: int
+    expected_profit_total: float | None = Field(
+        default=None, description="With cost_per_contact and save_rate (a list sized by "
+        "profit): the expected profit of contacting every customer of the whole list "
+        "(sum of the items' expected_profit, each positive); absent otherwise.")
+    profit: ProfitTermsOut | None = Field(
+        default=None, description="The terms the list was sized with; absent without them.")
 
 
 class RetentionRatesOut(BaseModel):

@@ -199,7 +199,11 @@ def _score_body(job: ScoreJob, answer: RequestScores) -> bytes:
         "horizon_days": int(artifact.horizon_days),
         "results": [{"customer_id": r.customer_id, "churn_risk": r.churn_risk,
                      "risk_band": r.risk_band, "expected_value": r.expected_value,
-                     "value_at_risk": r.value_at_risk, "recency_days": r.recency_days,
+                     "value_at_risk": r.value_at_risk, "p_alive": r.p_alive,
+                     "expected_purchases": r.expected_purchases,
+                     "days_to_next_purchase": r.days_to_next_purchase,
+                     "expected_spend": r.expected_spend, "clv": r.clv,
+                     "recency_days": r.recency_days,
                      "frequency": r.frequency, "reasons": r.reasons}
                     for r in answer.results],
         "unscored": [{"customer_id": u.customer_id, "reason": u.reason}

@@ -35,8 +35,9 @@ def features(
     ] = None,
 ) -> None:
     """Write one row of features per customer acquired by the as-of date (docs/features.md)."""
-    from churnlens._features import compute_features
-    from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
+    from churnlens._io import TABLE_SUFFIXES, check_output_path
+    from churnlens._loading_sql import EngineLimits
+    from churnlens._out_of_core import write_features_file
 
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     as_of_date = parse_day(as_of)
@@ -44,21 +45,25 @@ def features(
     windows = (_parse_windows(windows_days) if windows_days is not None
                else settings.features.windows_days)
     began = time.perf_counter()
-    clean, report = source.load(as_of=as_of_date, settings=settings)
-    frame = compute_features(clean, as_of_date, windows_days=windows)
-    frame["as_of"] = frame["as_of"].dt.date  # a date column in Parquet, YYYY-MM-DD in CSV
-    write_table(frame, target, metadata={
-        "as_of": as_of_date.isoformat(), "windows_days": json.dumps(list(windows)),
-        "source": report.source, "churnlens_version": __version__,
-    })
+    # Out of core (docs/scale.md): DuckDB checks and reads the file(s) within the
+    # engine's memory limit and computes the features; they are written in pieces,
+    # sorted by customer id, ``as_of`` a date (YYYY-MM-DD in CSV).
+    report, rows, width = write_features_file(
+        source.path, as_of_date, target, windows_days=windows,
+        loader_options=settings.data.loader_options(),
+        limits=EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory),
+        metadata=lambda report: {
+            "as_of": as_of_date.isoformat(), "windows_days": json.dumps(list(windows)),
+            "source": report.source, "churnlens_version": __version__,
+        })
     stderr().print(
         f"read {report.rows_read:,} rows; {report.dropped_after_as_of:,} after the as-of "
         f"date and {report.dropped_missing_customer_id:,} without a customer id were left out",
         highlight=False,
     )
     stdout().print(
-        f"wrote features of {len(frame):,} customers as of {as_of_date} "
-        f"({len(frame.columns) - 2} features) to {target} in "
+        f"wrote features of {rows:,} customers as of {as_of_date} "
+        f"({width} features) to {target} in "
         f"{time.perf_counter() - began:.1f} s",
         highlight=False,
     )

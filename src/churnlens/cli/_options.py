@@ -165,6 +165,15 @@ ReportOpt = Annotated[Path | None, typer.Option("--report", help="Also write an 
                                                 "here (.html).")]
 NoLedgerOpt = Annotated[bool, typer.Option("--no-ledger", help="Do not record this in the "
                                            "prediction ledger (also CHURNLENS_LEDGER=off).")]
+#: The engine that reads and counts (shared by validate, retention, cohorts, train,
+#: backtest, score): duckdb (embedded, out of core) or spark.
+ENGINES = ("duckdb", "spark")
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="duckdb (embedded: the file is read out of core, spilling to disk) or "
+    "spark (the same SQL run by Spark; needs churnlens[spark] and Java 17).")]
+MasterOpt = Annotated[str, typer.Option("--master", help="Spark master with --engine spark, "
+                                        "when no Spark session is active (local[2], "
+                                        "spark://host:7077, ...).")]
 
 
 # The flag behind each settings key a command-line option overrides, so that a bad

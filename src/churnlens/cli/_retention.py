@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,10 +12,13 @@ import typer
 
 from churnlens.cli._app import app, handle_errors, header_text, print_fitted, stderr, stdout
 from churnlens.cli._options import (
+    ENGINES,
     CsvOpt,
+    EngineOpt,
     FigureOutOpt,
     HistoryEndOpt,
     JsonOpt,
+    MasterOpt,
     OptionalAsOfOpt,
     PeriodEndOpt,
     PeriodStartOpt,
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
 
     from churnlens._loading_sql import CleanTransactions
     from churnlens._retention import RetentionRates
+    from churnlens._spark_loading import SparkLoadResult
 
 
 @app.command()
@@ -51,8 +57,14 @@ def retention(
                        "(.png, .svg or .pdf).")] = None,
     as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = "local[2]",
 ) -> None:
-    """Customer retention rate (CRR) and related rates for one period or a series."""
+    """Customer retention rate (CRR) and related rates for one period or a series.
+
+    The file is read out of core by DuckDB; with --engine spark, the same queries run
+    on Spark (docs/scale.md).
+    """
     import pandas as pd
 
     from churnlens._io import check_output_path, frame_records
@@ -78,54 +90,55 @@ def retention(
     first = parse_optional_day(start, flag="--start")
     last = parse_optional_day(end, flag="--end")
     positive_days(window_days, flag="--window-days")
-    loaded = _load(source, as_of, segment_col)
-    tx = loaded  # the clean view over the file: the queries run out of core
+    with _engine(engine, master) as spark:
+        loaded = _load(source, as_of, segment_col, spark)
+        tx = loaded  # the clean rows: the queries run out of core (or on Spark)
 
-    if every is not None:
-        series = retention_series(tx, every, window_days=window_days, start=first, end=last,
-                                  segment_col=segment_col)
-        figure = None
-        if plot_path is not None:
-            from churnlens.plots import plot_retention_series
+        if every is not None:
+            series = retention_series(tx, every, window_days=window_days, start=first, end=last,
+                                      segment_col=segment_col)
+            figure = None
+            if plot_path is not None:
+                from churnlens.plots import plot_retention_series
 
-            figure = plot_retention_series(series, title=f"Retention by {every}")
-        _write(series, csv_path, figure, plot_path)
-        if as_json:
-            _print_json({"every": every, "window_days": window_days,
-                         "segment_col": segment_col, "periods": frame_records(series)})
-        else:
-            _print_series(series, every, segment_col)
-        return
+                figure = plot_retention_series(series, title=f"Retention by {every}")
+            _write(series, csv_path, figure, plot_path)
+            if as_json:
+                _print_json({"every": every, "window_days": window_days,
+                             "segment_col": segment_col, "periods": frame_records(series)})
+            else:
+                _print_series(series, every, segment_col)
+            return
 
-    assert first is not None
-    assert last is not None
-    note = coverage_note(loaded.report.first_day, loaded.report.last_day, first, last,
-                         window_days)
-    if segment_col is None:
-        rates = retention_rates(tx, first, last, window_days=window_days)
-        _write(pd.DataFrame([rates.to_dict()]), csv_path)
+        assert first is not None
+        assert last is not None
+        note = coverage_note(loaded.report.first_day, loaded.report.last_day, first, last,
+                             window_days)
+        if segment_col is None:
+            rates = retention_rates(tx, first, last, window_days=window_days)
+            _write(pd.DataFrame([rates.to_dict()]), csv_path)
+            if note:
+                stderr().print(f"note: {note}.", markup=False, highlight=False)
+            if as_json:
+                _print_json(rates.to_dict())
+            else:
+                _print_rates(rates)
+            return
+        by_segment = retention_rates(tx, first, last, window_days=window_days,
+                                     segment_col=segment_col)
+        _write(by_segment, csv_path)
         if note:
             stderr().print(f"note: {note}.", markup=False, highlight=False)
+        window = window_days or (last - first).days
         if as_json:
-            _print_json(rates.to_dict())
+            _print_json({"start": first.isoformat(), "end": last.isoformat(),
+                         "window_days": window, "segment_col": segment_col,
+                         "segments": frame_records(by_segment)})
         else:
-            _print_rates(rates)
-        return
-    by_segment = retention_rates(tx, first, last, window_days=window_days,
-                                 segment_col=segment_col)
-    _write(by_segment, csv_path)
-    if note:
-        stderr().print(f"note: {note}.", markup=False, highlight=False)
-    window = window_days or (last - first).days
-    if as_json:
-        _print_json({"start": first.isoformat(), "end": last.isoformat(),
-                     "window_days": window, "segment_col": segment_col,
-                     "segments": frame_records(by_segment)})
-    else:
-        _print_table(by_segment, [segment_col, *COUNT_COLUMNS, *RATE_COLUMNS],
-                     title=f"retention in ({first}, {last}] by {segment_col}, activity "
-                           f"window {window} days", key_columns=1)
-        _print_meanings()
+            _print_table(by_segment, [segment_col, *COUNT_COLUMNS, *RATE_COLUMNS],
+                         title=f"retention in ({first}, {last}] by {segment_col}, activity "
+                               f"window {window} days", key_columns=1)
+            _print_meanings()
 
 
 @app.command()
@@ -139,8 +152,14 @@ def cohorts(
     segment_col: SegmentColOpt = None,
     as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = "local[2]",
 ) -> None:
-    """Monthly acquisition cohorts: share of each cohort buying k months later."""
+    """Monthly acquisition cohorts: share of each cohort buying k months later.
+
+    The file is read out of core by DuckDB; with --engine spark, the same queries run
+    on Spark (docs/scale.md).
+    """
     from churnlens._io import check_output_path, frame_records
     from churnlens._retention import cohort_table
     from churnlens.plots import FIGURE_SUFFIXES
@@ -148,8 +167,9 @@ def cohorts(
     out_path = check_output_path(out, suffixes=FIGURE_SUFFIXES) if out is not None else None
     csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
     last = parse_optional_day(end, flag="--end")
-    loaded = _load(source, as_of, segment_col)
-    table = cohort_table(loaded, end=last, segment_col=segment_col)
+    with _engine(engine, master) as spark:
+        loaded = _load(source, as_of, segment_col, spark)
+        table = cohort_table(loaded, end=last, segment_col=segment_col)
     figure = None
     if out_path is not None:
         from churnlens.plots import plot_cohort_heatmap
@@ -173,16 +193,41 @@ def cohorts(
 # --- helpers ----------------------------------------------------------------------
 
 
-def _load(source: TransactionInput, as_of: str | None,
-          segment_col: str | None) -> CleanTransactions:
-    """The file's clean rows as a DuckDB view (docs/scale.md), closed when collected."""
+@contextlib.contextmanager
+def _engine(engine: str, master: str) -> Iterator[Any]:
+    """The Spark session with --engine spark (stopped after if started here), else None."""
+    from churnlens._validation import require_choice
+
+    require_choice(engine, name="--engine", allowed=ENGINES)
+    if engine != "spark":
+        yield None
+        return
+    from churnlens._spark_loading import spark_session_for
+
+    with spark_session_for(master, "churnlens-retention") as spark:
+        yield spark
+
+
+def _load(source: TransactionInput, as_of: str | None, segment_col: str | None,
+          spark: Any = None) -> CleanTransactions | SparkLoadResult:
+    """The file's clean rows as a DuckDB view (docs/scale.md), closed when collected; or,
+    given a Spark session, as a Spark DataFrame (the contract run on Spark)."""
     from churnlens._loading_sql import EngineLimits, load_transactions_sql
 
     settings = source.settings()
-    limits = EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory)
-    loaded = load_transactions_sql(source.path, **settings.data.loader_options(),
-                                   as_of=parse_optional_day(as_of), limits=limits,
-                                   extra_cols=(segment_col,) if segment_col else ())
+    extra_cols = (segment_col,) if segment_col else ()
+    loaded: CleanTransactions | SparkLoadResult
+    if spark is not None:
+        from churnlens._spark_loading import load_transactions_spark
+
+        loaded = load_transactions_spark(source.path, spark=spark,
+                                         **settings.data.loader_options(),
+                                         as_of=parse_optional_day(as_of), extra_cols=extra_cols)
+    else:
+        limits = EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory)
+        loaded = load_transactions_sql(source.path, **settings.data.loader_options(),
+                                       as_of=parse_optional_day(as_of), limits=limits,
+                                       extra_cols=extra_cols)
     report = loaded.report
     stderr().print(
         f"read {report.rows_kept:,} transactions of {report.customers:,} customers "

@@ -12,11 +12,14 @@ import typer
 
 from churnlens.cli._app import Steps, app, handle_errors, stderr, stdout
 from churnlens.cli._options import (
+    ENGINES,
     OPTION_NAMES,
     AsOfOpt,
     ConfigOpt,
     ControlSeedOpt,
+    EngineOpt,
     ExpectedHorizonOpt,
+    MasterOpt,
     ModelOpt,
     NoLedgerOpt,
     OutTableOpt,
@@ -50,10 +53,8 @@ def score(
     no_reasons: Annotated[bool, typer.Option("--no-reasons", help="Skip the per-customer "
                                              "reasons (faster).")] = False,
     horizon_days: ExpectedHorizonOpt = None,
-    engine: Annotated[str, typer.Option("--engine", help="duckdb (embedded) or spark.")
-                      ] = "duckdb",
-    master: Annotated[str, typer.Option("--master", help="Spark master with --engine spark.")
-                      ] = "local[2]",
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = "local[2]",
     tracking_uri: TrackingOpt = None,
     no_ledger: NoLedgerOpt = False,
 ) -> None:
@@ -62,10 +63,10 @@ def score(
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json, write_table
     from churnlens._ledger import ledger_enabled
     from churnlens._model_loader import load_model
-    from churnlens._scoring import score_file
+    from churnlens._out_of_core import score_file_out_of_core
     from churnlens._validation import require_choice
 
-    require_choice(engine, name="--engine", allowed=("duckdb", "spark"))
+    require_choice(engine, name="--engine", allowed=ENGINES)
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     summary_path = target.with_name(target.name + ".summary.json")
     as_of_date = parse_day(as_of)
@@ -83,22 +84,29 @@ def score(
                 transactions, as_of_date, artifact, settings=settings, master=master,
                 allow_past=allow_past, reasons=not no_reasons, progress=steps,
             )
+            scored: object = result
+            steps(f"writing {target}")
+            summary = result.summary
+            metadata = {"model": json.dumps(summary["model"], sort_keys=True),
+                        "as_of": summary["as_of"], "horizon_days": str(artifact.horizon_days)}
+            # a CSV is opened in spreadsheets: formula-like ids are neutralised there
+            # (Parquet keeps every value exact)
+            write_table(result.scores, target, metadata=metadata, spreadsheet_safe=True)
         else:
-            result = score_file(transactions, as_of_date, artifact, settings=settings,
-                                allow_past=allow_past, reasons=not no_reasons, progress=steps)
-        steps(f"writing {target}")
-        summary = result.summary
-        metadata = {"model": json.dumps(summary["model"], sort_keys=True),
-                    "as_of": summary["as_of"], "horizon_days": str(artifact.horizon_days)}
-        # a CSV is opened in spreadsheets: formula-like ids are neutralised there
-        # (Parquet keeps every value exact)
-        write_table(result.scores, target, metadata=metadata, spreadsheet_safe=True)
+            # out of core (docs/scale.md): DuckDB reads the file(s) within the engine's
+            # memory limit, the scores are written batch by batch, the same rows and
+            # metadata as score_file + write_table (spreadsheet-safe CSV)
+            streamed = score_file_out_of_core(
+                transactions, as_of_date, artifact, target, settings=settings,
+                allow_past=allow_past, reasons=not no_reasons, progress=steps,
+                keep_risks=ledger_enabled(no_ledger, settings))
+            scored, summary = streamed, streamed.summary
         ledger_line, ledger_error = None, None
         summary["ledger_run_id"] = None
         if ledger_enabled(no_ledger, settings):
             steps("recording the scoring in the prediction ledger")
             ledger_line, ledger_error = _record_ledger(
-                result, artifact, settings, "score" if engine == "duckdb" else
+                scored, artifact, settings, "score" if engine == "duckdb" else
                 f"score --engine {engine}", summary, target)
         if target.suffix.lower() == ".csv":
             write_json(summary, summary_path)
@@ -188,7 +196,8 @@ def at_risk(
                                            "(no purchase in two horizons), by value at "
                                            "risk.")] = False,
     top: Annotated[int | None, typer.Option("--top", help="Keep the first N (default 500; "
-                                            "every row with --all).")] = None,
+                                            "every row with --all or "
+                                            "--cost-per-contact).")] = None,
     min_risk: Annotated[float | None, typer.Option("--min-risk", help="Only risk >= R.")
                         ] = None,
     segment: Annotated[str | None, typer.Option("--segment", help="Only this RFM segment.")
@@ -197,45 +206,76 @@ def at_risk(
                                              "(high, medium, low).")] = None,
     sort: Annotated[str | None, typer.Option("--sort", help="churn_risk or value_at_risk "
                                              "(default value_at_risk; churn_risk with "
-                                             "--all).")] = None,
+                                             "--all); expected_profit (the default) with "
+                                             "--cost-per-contact.")] = None,
     horizon_days: ScoresHorizonOpt = None,
     control_fraction: Annotated[float | None, typer.Option(
         "--control-fraction", help="Hold back this share of each risk band as a random "
         "control group (0 < F < 1): column group (treatment or control) and list_id; "
         "read out with churnlens campaign.")] = None,
     seed: ControlSeedOpt = 0,
+    cost_per_contact: Annotated[float | None, typer.Option(
+        "--cost-per-contact", help="Size the list by profit: the cost of one contact "
+        "(>= 0, currency of the data). Keeps the customers whose expected profit, "
+        "churn_risk x save rate x expected_value x margin - cost, is positive, by "
+        "expected profit (column expected_profit; no default size, --top caps it). "
+        "Needs --save-rate.")] = None,
+    save_rate: Annotated[float | None, typer.Option(
+        "--save-rate", help="With --cost-per-contact: the share of would-be churners a "
+        "contact keeps, in (0, 1].")] = None,
+    margin: Annotated[float | None, typer.Option(
+        "--margin", help="With --cost-per-contact: the share of spend that is profit, in "
+        "(0, 1] (default 1: values are spend).")] = None,
     config: ConfigOpt = None,
     tracking_uri: TrackingOpt = None,
     no_ledger: NoLedgerOpt = False,
 ) -> None:
     """Write the customers worth a call: active or recently lapsed, band high or medium,
     by value at risk, the first 500 (--all: every customer; --win-back: those already
-    gone). Spreadsheet-safe CSV. With --control-fraction, a random control group is held
-    back in each risk band and the list is recorded in the prediction ledger."""
+    gone). Spreadsheet-safe CSV. With --cost-per-contact and --save-rate, the list keeps
+    the customers of that kind worth contacting at that cost (positive expected profit),
+    by expected profit, and its size and expected total profit are printed. With
+    --control-fraction, a random control group is held back in each risk band and the
+    list is recorded in the prediction ledger."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
-    from churnlens._rules import CAMPAIGN_BANDS, LAPSED_HORIZONS, at_risk_list
+    from churnlens._rules import CAMPAIGN_BANDS, LAPSED_HORIZONS, at_risk_list, profit_terms
 
     if every and win_back:
         raise ChurnlensError("--all and --win-back ask for two different lists. Suggestion: "
                              "pass one of them (neither: the campaign list).")
     kind = "all" if every else "win-back" if win_back else "campaign"
+    terms = profit_terms(cost_per_contact, save_rate, margin,
+                         names=("--cost-per-contact", "--save-rate", "--margin"))
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     horizon_days = positive_days(horizon_days)
     frame = _read_scores(scores)
     horizon = None if kind == "all" else _scores_horizon(scores, horizon_days)
     chosen = at_risk_list(frame, kind=kind, horizon_days=horizon, top=top,
-                          min_risk=min_risk, segment=segment, band=band, sort=sort)
+                          min_risk=min_risk, segment=segment, band=band, sort=sort,
+                          profit=terms)
+    profitable = len(chosen)
+    if terms is not None and top is not None and len(chosen) == top:
+        profitable = len(at_risk_list(frame, kind=kind, horizon_days=horizon,
+                                      min_risk=min_risk, segment=segment, band=band,
+                                      sort=sort, profit=terms))
     drawn = None
     if control_fraction is not None:
         drawn = _ControlGroup.draw(chosen, scores, fraction=control_fraction, seed=seed,
                                    horizon_days=horizon or horizon_days, config=config,
                                    tracking_uri=tracking_uri, no_ledger=no_ledger)
         chosen = drawn.frame
-    write_table(chosen, target, spreadsheet_safe=True,
-                metadata=None if drawn is None else drawn.metadata)
+    metadata = None if drawn is None else drawn.metadata
+    if terms is not None:
+        metadata = {**(metadata or {}), **{k: str(v) for k, v in terms.as_dict().items()},
+                    "expected_profit_total": str(float(chosen["expected_profit"].sum()))}
+    write_table(chosen, target, spreadsheet_safe=True, metadata=metadata)
     say = stderr()
     if drawn is not None:
         drawn.report(say, len(frame), target)
+    if terms is not None:
+        _report_profit(say, chosen, terms, kind=kind, target=target, top=top,
+                       profitable=profitable)
+        return
     if kind == "all":
         say.print(f"wrote {len(chosen):,} of {len(frame):,} customers to {target}",
                   highlight=False)
@@ -251,6 +291,28 @@ def at_risk(
     else:
         say.print(f"wrote {len(chosen):,} win-back customers to {target}: no purchase for "
                   f"{gone_days} days or more, by value at risk.", highlight=False)
+
+
+def _report_profit(say: Any, chosen: pd.DataFrame, terms: Any, *, kind: str, target: Path,
+                   top: int | None, profitable: int) -> None:
+    """Say the size and the expected total profit of a list sized by profit."""
+    which = {"all": "customers", "campaign": "campaign customers (last purchase less than "
+             "two horizons ago, risk band high or medium)",
+             "win-back": "win-back customers (no purchase in two horizons)"}[kind]
+    total = float(chosen["expected_profit"].sum())
+    say.print(f"wrote {len(chosen):,} {which} worth contacting to {target}: expected profit "
+              f"of a contact = churn_risk x {terms.save_rate:g} (save rate) x expected_value "
+              f"x {terms.margin:g} (margin) - {terms.cost_per_contact:g} (cost) > 0, by "
+              "expected profit.", highlight=False)
+    if profitable > len(chosen):
+        say.print(f"cut by --top {top}: {profitable:,} customers have a positive expected "
+                  "profit.", highlight=False)
+    say.print(f"list size {len(chosen):,}; expected total profit {total:,.2f} if every "
+              "customer on it is contacted (currency of the data).", highlight=False)
+    if "group" in chosen:
+        treated = chosen.loc[chosen["group"] == "treatment", "expected_profit"]
+        say.print(f"treatment group {len(treated):,}; its expected total profit "
+                  f"{float(treated.sum()):,.2f}.", highlight=False)
 
 
 def _scores_horizon(path: Path, given: int | None) -> int:

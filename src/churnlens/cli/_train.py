@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from churnlens.cli._app import Steps, app, handle_errors, print_metrics, quiet_mlflow, stdout
 from churnlens.cli._options import (
+    ENGINES,
     OPTION_NAMES,
     AsOfListOpt,
     AsOfOpt,
     ConfigOpt,
+    EngineOpt,
     HorizonOpt,
     JsonOpt,
+    MasterOpt,
     ModelOpt,
     ReportOpt,
     TrackingOpt,
@@ -28,6 +32,20 @@ from churnlens.cli._options import (
 
 _SHOWN = ("auc", "pr_auc", "brier", "log_loss", "lift_top_decile", "predicted_retention",
           "actual_retention")
+_VALUE_SHOWN = ("mae", "rmse", "spearman", "aggregate_error_pct", "predicted_total",
+                "actual_total")
+
+
+def _print_value(out: Any, run: dict[str, Any]) -> None:
+    """The value backtest of one run: predicted vs actual spend in the horizon."""
+    value = run.get("value")
+    if not value or not value.get("models"):
+        return
+    print_metrics(out, f"value backtest at {run['as_of']}: spend in the horizon, predicted vs "
+                  "actual", value["models"], _VALUE_SHOWN)
+    for name, what in value.get("predictors", {}).items():
+        out.print(f"  {name}: {what}", highlight=False)
+    out.print(f"  actual: {value.get('actual', '')}", highlight=False)
 
 
 @app.command()
@@ -48,12 +66,16 @@ def train(
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log or register "
                                             "(use --bundle to keep the model).")] = False,
     as_json: JsonOpt = False,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = "local[2]",
 ) -> None:
     """Train a churn model at an as-of date, backtest it, log and register it in MLflow."""
     from churnlens._io import check_output_folder, check_output_path
     from churnlens._pipeline import train as run_training
+    from churnlens._validation import require_choice
 
     quiet_mlflow()
+    require_choice(engine, name="--engine", allowed=ENGINES)
     as_of_date = parse_day(as_of)
     horizon_days = positive_days(horizon_days)
     # outputs are checked before hours of training, not after
@@ -69,7 +91,7 @@ def train(
     with Steps() as steps:
         result = run_training(source.path, as_of=as_of_date, settings=settings,
                               promote=promote, report_path=report, bundle_dir=bundle,
-                              progress=steps)
+                              progress=steps, engine=engine, master=master)
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary))
@@ -85,6 +107,7 @@ def train(
     for run in summary["backtest"]:
         print_metrics(out, f"backtest at {run['as_of']}", run["models"],
                       (*_SHOWN, "predicted_crr", "actual_crr"))
+        _print_value(out, run)
     for note in summary["notes"]:
         out.print(f"note: {note}", highlight=False)
     if summary["report"]:
@@ -101,16 +124,26 @@ def backtest(
     as_of: AsOfListOpt,
     horizon_days: HorizonOpt = None,
     as_json: JsonOpt = False,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = "local[2]",
 ) -> None:
-    """Train at each as-of date and evaluate on the following horizon, against baselines."""
-    from churnlens._training import backtest as run_backtest
+    """Train at each as-of date and evaluate on the following horizon, against baselines.
 
+    Baselines: recency, logistic regression, BG/NBD and Pareto/NBD. The value backtest
+    compares each customer's predicted spend in the horizon with what they spent.
+    """
+    from churnlens._pipeline import open_transactions
+    from churnlens._training import backtest as run_backtest
+    from churnlens._validation import require_choice
+
+    require_choice(engine, name="--engine", allowed=ENGINES)
     as_of_dates = [parse_day(day) for day in as_of]
     horizon_days = positive_days(horizon_days)
     settings = source.settings(horizon_days=horizon_days)
-    with Steps() as steps:
+    with Steps() as steps, contextlib.ExitStack() as stack:
         steps("loading and validating transactions")
-        tx, _ = source.load(settings=settings)
+        tx, _ = open_transactions(source.path, None, settings, engine=engine, master=master,
+                                  progress=steps, stack=stack)
         result = run_backtest(tx, as_of_dates, settings, progress=steps)
     document = result.to_dict()
     if as_json:
@@ -122,6 +155,7 @@ def backtest(
             out, f"backtest at {run['as_of']} (horizon {run['horizon_days']} d)", run["models"],
             (*_SHOWN, "predicted_cohort_retention", "actual_cohort_retention",
              "predicted_crr", "actual_crr"))
+        _print_value(out, run)
         for note in run.get("warnings", []):
             out.print(f"  note: {note}", highlight=False)
     coverage = document["interval_coverage"].get("churnlens")

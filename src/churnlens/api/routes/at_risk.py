@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -15,11 +16,17 @@ from churnlens.api.errors import unprocessable
 from churnlens.api.reads import ReadQueue
 from churnlens.api.schemas import AtRiskFacets, AtRiskPage
 from churnlens.api.state import ServingState, csv_pieces, list_key
+from churnlens.exceptions import ChurnlensError
+
+if TYPE_CHECKING:
+    from churnlens._rules import ProfitTerms
 
 # A page of a few hundred rows costs ~1 ms: answered on the event loop; larger pages,
 # new filters and CSV exports go to the read thread (churnlens.api.reads).
 _INLINE_PAGE_ROWS = 500
 ListKind = Literal["all", "campaign", "win-back"]
+# lists sized by profit kept per state (beside the other filters' lists)
+_MAX_PROFIT_LISTS = 64
 
 router = APIRouter(tags=["lists"], dependencies=secured, responses=E401)
 
@@ -36,7 +43,10 @@ async def at_risk(
     min_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
     segment: Annotated[str | None, Query(max_length=100)] = None,
     band: Literal["high", "medium", "low"] | None = None,
-    sort: Literal["churn_risk", "value_at_risk"] | None = None,
+    sort: Annotated[Literal["churn_risk", "value_at_risk", "expected_profit"] | None, Query(
+        description="Order, descending (ties by customer id). Default: churn_risk for "
+        "list=all, value_at_risk for campaign and win-back, expected_profit with "
+        "cost_per_contact (allowed only then).")] = None,
     format: Literal["json", "csv"] | None = None,
     kind: Annotated[ListKind, Query(
         alias="list", description="all: the whole scored base, riskiest first (the CLI's "
@@ -57,20 +67,41 @@ async def at_risk(
     ] = None,
     seed: Annotated[int, Query(ge=0, le=2**32 - 1, description="Seed of the control group "
                                                                "draw.")] = 0,
+    cost_per_contact: Annotated[float | None, Query(
+        ge=0, le=1e15, allow_inf_nan=False, description="Size the list by profit (as "
+        "churnlens at-risk --cost-per-contact): the cost of one contact. The list keeps "
+        "the customers whose expected profit, churn_risk x save_rate x expected_value x "
+        "margin - cost_per_contact, is positive, by expected profit; each item gets "
+        "expected_profit and the page expected_profit_total. Needs save_rate.")] = None,
+    save_rate: Annotated[float | None, Query(
+        gt=0, le=1, allow_inf_nan=False, description="With cost_per_contact: the share of "
+        "would-be churners a contact keeps, in (0, 1].")] = None,
+    margin: Annotated[float | None, Query(
+        gt=0, le=1, allow_inf_nan=False, description="With cost_per_contact: the share of "
+        "spend that is profit, in (0, 1] (default 1).")] = None,
 ) -> Response:
     """At-risk customers: by default the whole scored base, riskiest first (the CLI's
     ``at-risk --all``; filter by band, risk or segment); ``?list=campaign`` for the
     customers worth a call, ``?list=win-back`` for those already gone. ``?format=csv``
     or ``Accept: text/csv`` streams the whole filtered list as spreadsheet-safe CSV.
     ``q`` (text in the customer id) and ``min_value_at_risk`` narrow any of these lists,
-    in the same order; the CSV of the same query is exactly the list the pages show."""
+    in the same order; the CSV of the same query is exactly the list the pages show.
+    ``cost_per_contact`` with ``save_rate`` (and ``margin``) sizes any of these lists by
+    profit (``churnlens._rules.at_risk_list``'s rule, the CLI's ``at-risk
+    --cost-per-contact``)."""
+    terms = _profit_terms(cost_per_contact, save_rate, margin, sort)
     if sort is None:
-        sort = "churn_risk" if kind == "all" else "value_at_risk"
+        sort = ("expected_profit" if terms is not None
+                else "churn_risk" if kind == "all" else "value_at_risk")
     csv_wanted = format == "csv" or (
         format is None and wants_csv(request.headers.get("accept", "")))
     if control_fraction is not None and not csv_wanted:
         raise unprocessable("a control group is drawn for the download of a list: add "
                             "format=csv", ("query", "control_fraction"))
+    if terms is not None:
+        control = None if control_fraction is None else (control_fraction, seed)
+        return await _profitable(state, reads, csv_wanted, kind, sort, min_risk, segment,
+                                 band, q, min_value_at_risk, offset, limit, control, terms)
     if q is not None or min_value_at_risk is not None or control_fraction is not None:
         control = None if control_fraction is None else (control_fraction, seed)
         return await _narrowed(state, reads, csv_wanted, kind, sort, min_risk, segment,
@@ -118,6 +149,85 @@ async def _narrowed(state: ServingState, reads: ReadQueue, csv_wanted: bool, kin
     return Response(body, media_type="application/json")
 
 
+def _profit_terms(cost_per_contact: float | None, save_rate: float | None,
+                  margin: float | None, sort: str | None) -> ProfitTerms | None:
+    """The checked profit terms of a query (a 422 naming the parameter when wrong)."""
+    from churnlens._rules import profit_terms
+
+    try:
+        terms = profit_terms(cost_per_contact, save_rate, margin)
+    except ChurnlensError as exc:
+        lacking = "margin" if cost_per_contact is None and save_rate is None else (
+            "save_rate" if save_rate is None else "cost_per_contact")
+        raise unprocessable(str(exc), ("query", lacking)) from exc
+    if terms is None and sort == "expected_profit":
+        raise unprocessable("sort=expected_profit orders a list sized by profit. "
+                            "Suggestion: add cost_per_contact and save_rate, or sort by "
+                            "churn_risk or value_at_risk.", ("query", "sort"))
+    return terms
+
+
+def profit_rows(state: ServingState, kind: str, sort: str, min_risk: float | None,
+                segment: str | None, band: str | None, terms: ProfitTerms) -> np.ndarray:
+    """Rows (positions in ``state.scores``) of a list sized by profit, in its order.
+
+    :func:`churnlens._rules.at_risk_list` with ``profit`` over the whole base (uncut, as
+    the other lists the API serves), kept per state and query (``state.filtered``).
+    """
+    from churnlens._rules import at_risk_list
+
+    key = ("profit", kind, sort, min_risk, segment, band, terms)
+    rows = state.filtered.get(key)
+    if rows is None:
+        rows = at_risk_list(state.scores.assign(_row=np.arange(len(state.scores))),
+                            kind=kind, horizon_days=state.artifact.horizon_days,
+                            top=None, min_risk=min_risk, segment=segment, band=band,
+                            sort=sort, profit=terms)["_row"].to_numpy()
+        if len(state.filtered) < _MAX_PROFIT_LISTS:
+            state.filtered[key] = rows
+    return rows
+
+
+def row_profits(state: ServingState, rows: np.ndarray, terms: ProfitTerms) -> np.ndarray:
+    """The expected profit of contacting the customers at these rows (the rule's)."""
+    from churnlens._rules import expected_profit
+
+    scores = state.scores
+    return expected_profit(scores["churn_risk"].to_numpy(dtype=np.float64)[rows],
+                           scores["expected_value"].to_numpy(dtype=np.float64)[rows], terms)
+
+
+async def _profitable(state: ServingState, reads: ReadQueue, csv_wanted: bool, kind: str,
+                      sort: str, min_risk: float | None, segment: str | None,
+                      band: str | None, q: str | None, min_value_at_risk: float | None,
+                      offset: int, limit: int, control: tuple[float, int] | None,
+                      terms: ProfitTerms) -> Response:
+    """A list sized by profit: a page with its size and expected total profit, or CSV."""
+    rows = await reads.run(profit_rows, state, kind, sort, min_risk, segment, band, terms)
+    if q is not None or min_value_at_risk is not None:
+        rows = await reads.run(narrow_rows, state, rows, q, min_value_at_risk)
+    gains = await reads.run(row_profits, state, rows, terms)
+    if csv_wanted:
+        pieces = await reads.run(_csv_pieces, state, rows, reads.pause, control, gains)
+        reads.check_room()
+        name = "at-risk" if kind == "all" else kind
+        return StreamingResponse(_stream(reads, pieces), media_type="text/csv",
+                                 headers={"Content-Disposition":
+                                          f"attachment; filename={name}.csv"})
+    body = await reads.run(_profit_page, state, rows, gains, offset, limit, terms)
+    return Response(body, media_type="application/json")
+
+
+def _profit_page(state: ServingState, rows: np.ndarray, gains: np.ndarray, offset: int,
+                 limit: int, terms: ProfitTerms) -> bytes:
+    page = json.loads(state.page_body(rows, offset, limit))
+    for item, gain in zip(page["items"], gains[offset: offset + limit].tolist(), strict=True):
+        item["expected_profit"] = gain
+    page["expected_profit_total"] = float(gains.sum())
+    page["profit"] = terms.as_dict()
+    return json.dumps(page, allow_nan=False, separators=(",", ":")).encode()
+
+
 def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
                 min_value_at_risk: float | None) -> np.ndarray:
     """Narrow an at-risk list by customer id text and value at risk, keeping its order.
@@ -149,8 +259,11 @@ def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
 
 
 def _csv_pieces(state: ServingState, rows: np.ndarray, pause: Callable[[], None],
-                control: tuple[float, int] | None = None) -> list[bytes]:
+                control: tuple[float, int] | None = None,
+                gains: np.ndarray | None = None) -> list[bytes]:
     frame = state.scores.iloc[rows]
+    if gains is not None:  # a list sized by profit: the CLI's column expected_profit
+        frame = frame.assign(expected_profit=gains)
     if control is not None:
         # the CLI's draw (churnlens at-risk --control-fraction): stratified by risk band,
         # seeded, with the list's id; the list is not recorded in the ledger from a GET

@@ -490,7 +490,8 @@
     }
   }
 
-  const LIST_PARAMS = ["list", "band", "segment", "min_risk", "min_value_at_risk", "q", "sort"];
+  const LIST_PARAMS = ["list", "band", "segment", "min_risk", "min_value_at_risk", "q", "sort",
+    "cost_per_contact", "save_rate", "margin"];
 
   function listQuery(params, extra) {
     const query = new URLSearchParams();
@@ -507,6 +508,7 @@
     const [facets, page] = await Promise.all([
       baseFacets(),
       api(`/at-risk?${listQuery(params, { limit: PAGE_SIZE, offset })}`)]);
+    const profit = page.profit || null;  // the terms when the list is sized by profit
     const go = (changes) => {
       const next = new URLSearchParams(listQuery(params));
       for (const [key, value] of Object.entries(changes)) {
@@ -525,9 +527,15 @@
       e.preventDefault();
       const form = e.target;
       const risk = form.elements.min_risk_percent.value;
-      go({ q: form.elements.q.value.trim(), min_value_at_risk: form.elements.min_value_at_risk.value,
+      const cost = form.elements.cost_per_contact.value.trim();
+      const changes = { q: form.elements.q.value.trim(),
+        min_value_at_risk: form.elements.min_value_at_risk.value,
         min_risk: risk === "" ? "" : String(Math.min(100, Math.max(0, parseFloat(risk))) / 100),
-        offset: "" });
+        cost_per_contact: cost, save_rate: form.elements.save_rate.value.trim(),
+        margin: form.elements.margin.value.trim(), offset: "" };
+      // the expected-profit order exists only for a list sized by profit
+      if (cost === "" && params.get("sort") === "expected_profit") changes.sort = "";
+      go(changes);
     } },
       select("list", "List", [["", "whole base, riskiest first"],
         ["campaign", "campaign: worth a call"], ["win-back", "win-back: already gone"]]),
@@ -536,7 +544,8 @@
       select("segment", "Segment", [["", "all segments"],
         ...Object.entries(facets.segments).map(([name, n]) => [name, `${name} (${fmtInt(n)})`])]),
       select("sort", "Sort by", [["", "default"], ["churn_risk", "churn risk"],
-        ["value_at_risk", "value at risk"]]),
+        ["value_at_risk", "value at risk"], ...(profit ? [["expected_profit", "expected profit"]]
+          : [])]),
       h("label", {}, "Minimum risk (%)", h("input", { name: "min_risk_percent", type: "number",
         min: 0, max: 100, step: "any", value: percent, inputmode: "decimal" })),
       h("label", {}, "Minimum value at risk", h("input", { name: "min_value_at_risk",
@@ -544,6 +553,17 @@
         inputmode: "decimal" })),
       h("label", {}, "Customer id contains", h("input", { name: "q", type: "search",
         value: params.get("q") || "", autocomplete: "off" })),
+      // a list sized by profit (GET /at-risk cost_per_contact, save_rate, margin): the
+      // server keeps the customers worth contacting at that cost and says how many
+      h("label", {}, "Cost per contact", h("input", { name: "cost_per_contact", type: "number",
+        min: 0, step: "any", value: params.get("cost_per_contact") || "", placeholder: "none",
+        inputmode: "decimal" })),
+      h("label", {}, "Save rate (0–1)", h("input", { name: "save_rate", type: "number",
+        min: 0, max: 1, step: "any", value: params.get("save_rate") || "",
+        placeholder: "e.g. 0.2", inputmode: "decimal" })),
+      h("label", {}, "Margin (0–1)", h("input", { name: "margin", type: "number", min: 0,
+        max: 1, step: "any", value: params.get("margin") || "", placeholder: "1",
+        inputmode: "decimal" })),
       h("button", { type: "submit" }, "Apply"));
     const first = page.total ? offset + 1 : 0;
     const lastRow = Math.min(offset + page.items.length, page.total);
@@ -575,6 +595,8 @@
       h("td", {}, band(item.risk_band)),
       h("td", {}, item.segment),
       h("td", { class: "num" }, fmtMoney(item.value_at_risk)),
+      profit ? h("td", { class: "num", "data-profit": item.expected_profit },
+        fmtMoney(item.expected_profit)) : null,
       h("td", { class: "num" }, fmtInt(item.recency_days)),
       h("td", { class: "num" }, fmtInt(item.frequency)),
       h("td", { class: "wrap" }, item.reason_1 || "")));
@@ -587,17 +609,26 @@
         h("div", { class: "bar" },
           h("span", { class: "count", id: "count", "data-total": page.total },
             `${fmtInt(page.total)} customers`),
+          profit ? h("span", { class: "count", id: "profit-total",
+            "data-value": page.expected_profit_total },
+          `expected total profit ${fmtMoney(page.expected_profit_total)}`) : null,
           h("span", { class: "muted", id: "rows-shown" },
             page.total ? `rows ${fmtInt(first)}–${fmtInt(lastRow)}` : "no customer matches"),
           download,
           h("label", { class: "muted inline" }, "control group % ", control),
           h("label", { class: "muted inline" }, "seed ", seed)),
+        profit ? h("p", { class: "sub", id: "profit-rule" }, "Sized by profit: the customers " +
+          `whose expected profit of a contact, churn risk × ${profit.save_rate} (save rate) × ` +
+          `expected value (spend if they stay) × ${profit.margin} (margin) − ${profit.cost_per_contact} (cost), ` +
+          "is positive; the total is the expected profit of contacting them all.") : null,
         h("p", { class: "sub" }, "With a control group, the download marks a random share of " +
           "each risk band as control (column group): contact only the treatment rows, then " +
           "read the campaign out with churnlens campaign."),
         table([["customer"], ["churn risk", "num"], ["band"], ["segment"],
-          ["value at risk", "num"], ["days since last purchase", "num"],
-          ["purchase days", "num"], ["main reason"]], rows, { id: "at-risk-table" }),
+          ["value at risk", "num"], profit ? ["expected profit", "num"] : null,
+          ["days since last purchase", "num"],
+          ["purchase days", "num"], ["main reason"]].filter(Boolean), rows,
+        { id: "at-risk-table" }),
         h("div", { class: "bar" },
           h("button", { type: "button", class: "plain", id: "previous", disabled: offset === 0,
             onclick: () => go({ offset: Math.max(0, offset - PAGE_SIZE) || "" }) }, "← Previous"),
