@@ -22,13 +22,13 @@ import io
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from churnlens._io import json_ready
 from churnlens._loading import (
+    RowsReport,
     _clean_customer_ids,
     _parse_timestamps,
     _read_header_line,
@@ -87,7 +87,7 @@ _LISTED = 10
 
 
 @dataclasses.dataclass(frozen=True)
-class CustomersReport:
+class CustomersReport(RowsReport):
     """What :func:`load_customers` read, kept, dropped and how it typed each attribute.
 
     Attributes
@@ -136,17 +136,6 @@ class CustomersReport:
     categorical_attributes: tuple[str, ...]
     missing_values: dict[str, int]
     distinct_values: dict[str, int]
-
-    @property
-    def rows_dropped(self) -> int:
-        """All rows dropped, whatever the reason."""
-        return self.rows_read - self.rows_kept
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (dates as ISO strings)."""
-        out = json_ready(dataclasses.asdict(self))
-        out["rows_dropped"] = self.rows_dropped
-        return out
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a printed report."""
@@ -272,25 +261,8 @@ def load_customers(
             f"clean table names its key columns {CUSTOMER!r} and {VALID_FROM!r})."
         )
     wanted = {**roles, **{name: name for name in attributes}}
-    raw, source_name, file_rows = _read_source(source, wanted, roles, delimiter)
-    rows_read = len(raw)
-    if rows_read == 0:
-        raise EmptyDataError(
-            f"{source_name} has no data rows (only a header). Suggestion: check that the "
-            "customer table was exported."
-        )
-    frame = pd.DataFrame({role: raw[name] for role, name in wanted.items()})
-
-    ids = _clean_customer_ids(frame[CUSTOMER], source_name, id_col, file_rows)
-    has_id = ids.notna()
-    dropped_missing = int((~has_id).sum())
-    frame = frame.loc[has_id].copy()
-    frame[CUSTOMER] = ids.loc[has_id]
-    if frame.empty:
-        raise EmptyDataError(
-            f"{source_name}: all {rows_read:,} rows have no customer id in column "
-            f"{id_col!r}. Suggestion: check the id column (id_col=)."
-        )
+    frame, source_name, file_rows, rows_read, dropped_missing = _read_with_ids(
+        source, wanted, roles, delimiter, id_col=id_col, table="customer table")
 
     converted, without_valid_from = 0, 0
     if valid_from_col is not None:
@@ -437,7 +409,7 @@ def attributes_at(customers: CleanCustomers | pd.DataFrame,
 
 
 @dataclasses.dataclass(frozen=True)
-class EventsReport:
+class EventsReport(RowsReport):
     """What :func:`load_events` read, kept and dropped, and why.
 
     Attributes
@@ -485,17 +457,6 @@ class EventsReport:
     first_day: dt.date | None
     last_day: dt.date | None
     as_of: dt.date | None
-
-    @property
-    def rows_dropped(self) -> int:
-        """All rows dropped, whatever the reason."""
-        return self.rows_read - self.rows_kept
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (dates as ISO strings)."""
-        out = json_ready(dataclasses.asdict(self))
-        out["rows_dropped"] = self.rows_dropped
-        return out
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a printed report."""
@@ -611,25 +572,8 @@ def load_events(
     if value_col is not None:
         wanted[VALUE] = value_col
     _header_names(source, roles, delimiter, table="event table", hints=_EVENT_HINTS)
-    raw, source_name, file_rows = _read_source(source, wanted, roles, delimiter)
-    rows_read = len(raw)
-    if rows_read == 0:
-        raise EmptyDataError(
-            f"{source_name} has no data rows (only a header). Suggestion: check that the "
-            "event table was exported."
-        )
-    frame = pd.DataFrame({role: raw[name] for role, name in wanted.items()})
-
-    ids = _clean_customer_ids(frame[CUSTOMER], source_name, id_col, file_rows)
-    has_id = ids.notna()
-    dropped_missing = int((~has_id).sum())
-    frame = frame.loc[has_id].copy()
-    frame[CUSTOMER] = ids.loc[has_id]
-    if frame.empty:
-        raise EmptyDataError(
-            f"{source_name}: all {rows_read:,} rows have no customer id in column "
-            f"{id_col!r}. Suggestion: check the id column (id_col=)."
-        )
+    frame, source_name, file_rows, rows_read, dropped_missing = _read_with_ids(
+        source, wanted, roles, delimiter, id_col=id_col, table="event table")
 
     types = frame[EVENT_TYPE].astype("string").str.strip()
     has_type = types.notna() & (types != "")
@@ -770,6 +714,36 @@ def _parse_values(values: pd.Series, source: str, column: str, file_rows: bool) 
 
 
 # --- reading --------------------------------------------------------------------------
+
+
+def _read_with_ids(source: InputSource, wanted: dict[str, str], roles: dict[str, str],
+                   delimiter: str | None, *, id_col: str, table: str
+                   ) -> tuple[pd.DataFrame, str, bool, int, int]:
+    """Read a table's columns (named by role) and keep the rows with a customer id.
+
+    The ids are normalised by the transactions loader's own rule. Returns the frame,
+    the source's name, whether row numbers are file lines, the rows read and the rows
+    dropped for a missing id.
+    """
+    raw, source_name, file_rows = _read_source(source, wanted, roles, delimiter)
+    rows_read = len(raw)
+    if rows_read == 0:
+        raise EmptyDataError(
+            f"{source_name} has no data rows (only a header). Suggestion: check that the "
+            f"{table} was exported."
+        )
+    frame = pd.DataFrame({role: raw[name] for role, name in wanted.items()})
+    ids = _clean_customer_ids(frame[CUSTOMER], source_name, id_col, file_rows)
+    has_id = ids.notna()
+    dropped_missing = int((~has_id).sum())
+    frame = frame.loc[has_id].copy()
+    frame[CUSTOMER] = ids.loc[has_id]
+    if frame.empty:
+        raise EmptyDataError(
+            f"{source_name}: all {rows_read:,} rows have no customer id in column "
+            f"{id_col!r}. Suggestion: check the id column (id_col=)."
+        )
+    return frame, source_name, file_rows, rows_read, dropped_missing
 
 
 def _check_delimiter(delimiter: str | None) -> None:

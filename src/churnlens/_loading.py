@@ -44,6 +44,7 @@ __all__ = [
     "MISSING_ID_TEXT",
     "CleaningReport",
     "LoadResult",
+    "RowsReport",
     "TransactionSource",
     "ensure_clean",
     "history_until",
@@ -71,8 +72,27 @@ _OFFSET_PATTERN = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:[Zz]|[+-]\d{2}(?:
 MISSING_ID_TEXT = ("", "nan", "none", "null", "<na>", "na", "n/a", "#n/a", "nat")
 
 
+class RowsReport:
+    """What every cleaning report shares (transactions, customer and event tables): rows
+    read and kept, the rows dropped, and the JSON form. Its subclasses are dataclasses."""
+
+    rows_read: int
+    rows_kept: int
+
+    @property
+    def rows_dropped(self) -> int:
+        """All rows dropped, whatever the reason."""
+        return self.rows_read - self.rows_kept
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (dates as ISO strings)."""
+        out = json_ready(dataclasses.asdict(self))  # type: ignore[call-overload]
+        out["rows_dropped"] = self.rows_dropped
+        return out
+
+
 @dataclasses.dataclass(frozen=True)
-class CleaningReport:
+class CleaningReport(RowsReport):
     """What loading read, kept, dropped and fixed, and why.
 
     Attributes
@@ -118,17 +138,6 @@ class CleaningReport:
     first_day: dt.date | None
     last_day: dt.date | None
     as_of: dt.date | None
-
-    @property
-    def rows_dropped(self) -> int:
-        """All rows dropped, whatever the reason."""
-        return self.rows_read - self.rows_kept
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (dates as ISO strings)."""
-        out = json_ready(dataclasses.asdict(self))
-        out["rows_dropped"] = self.rows_dropped
-        return out
 
     def lines(self) -> list[tuple[str, str]]:
         """(label, value) pairs for a printed report."""
