@@ -324,6 +324,16 @@ def test_a_killed_scoring_leaves_the_previous_output_intact(workdir, big_transac
     code = process.wait(timeout=120)
     assert code == (-9 if kill == signal.SIGKILL else 130)
     assert out.read_bytes() == before
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "scores.parquet")
+    if kill == signal.SIGKILL:
+        # The scores stream into the locked temporary beside the target (_io.atomic_path):
+        # a SIGKILL can leave it (never a partial target), and the next successful write
+        # to the same target removes it.
+        assert len(left) <= 1 and all(n.startswith(".scores.parquet.tmp-") for n in left)
+        assert score(workdir, out, "--no-reasons")[0] == 0
+        assert out.read_bytes() == before
+    else:
+        assert left == []  # a handled signal removes the temporary itself
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
 
 

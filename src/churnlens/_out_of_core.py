@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
 import tempfile
 import weakref
@@ -87,14 +86,17 @@ OUT_OF_CORE_CHUNK_ROWS = 32_768
 # --- writing a table in pieces ----------------------------------------------------------
 
 
+class _AbortedError(Exception):
+    """Thrown into :func:`churnlens._io.atomic_path` to abandon a table."""
+
+
 class TableWriter:
     """Write a table to ``.parquet`` or ``.csv`` in pieces, atomically.
 
-    The pieces go to a hidden folder next to the target (``.NAME.parts-*``: the same
-    file system, and never a RAM-backed ``/tmp``), removed on commit or abort (a killed
-    job can leave that folder, never a partial target); :meth:`commit` moves the
-    finished file over the target through
-    :func:`churnlens._io.atomic_path`. On an error (or :meth:`abort`) the pieces are
+    The pieces go to the hidden, locked temporary ``.NAME.tmp-*`` beside the target
+    that :func:`churnlens._io.atomic_path` gives (the same file system, never a
+    RAM-backed ``/tmp``); :meth:`commit` renames the finished file over the target.
+    On an error (or :meth:`abort`) the pieces are
     removed and the target is untouched. The file's content is what
     :func:`churnlens._io.write_table` writes for the concatenated pieces: the same
     columns, types, values and schema metadata (Parquet, written in row groups, one per
@@ -108,11 +110,12 @@ class TableWriter:
         self.spreadsheet_safe = spreadsheet_safe
         self.parquet = self.target.suffix.lower() == ".parquet"
         self.rows = 0
-        # Next to the target: the pieces never sit in a tmpfs /tmp (RAM), and the finished
-        # file is renamed into place on the same file system, not copied.
-        self._folder = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.parts-",
-                                             dir=self.target.parent))
-        self._path = self._folder / ("table" + self.target.suffix.lower())
+        # The one atomic writer's locked temporary beside the target (churnlens._io
+        # .atomic_path), held open for the whole stream: never in a tmpfs /tmp (RAM),
+        # renamed into place on the same file system, and a temporary left by a killed
+        # job is removed by the next successful write to the same target.
+        self._commit_to = atomic_path(self.target)
+        self._path = self._commit_to.__enter__()
         self._file: Any = open(self._path, "wb")  # noqa: SIM115 (closed by commit/abort)
         self._writer: Any = None
         self._schema: Any = None
@@ -145,13 +148,10 @@ class TableWriter:
             if self._writer is not None:
                 self._writer.close()
             self._file.close()
-            with atomic_path(self.target) as tmp:
-                try:
-                    os.replace(self._path, tmp)
-                except OSError:  # another file system: copy
-                    shutil.copyfile(self._path, tmp)
-        finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
+        except BaseException as exc:
+            self._commit_to.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._commit_to.__exit__(None, None, None)  # fsync, rename over the target
         return self.target
 
     def abort(self) -> None:
@@ -160,7 +160,8 @@ class TableWriter:
             if self._writer is not None:
                 self._writer.close()
         self._file.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        aborted = _AbortedError("table not committed")
+        self._commit_to.__exit__(_AbortedError, aborted, None)  # removes the temporary
 
     def __enter__(self) -> TableWriter:
         return self
