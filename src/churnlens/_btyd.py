@@ -24,6 +24,7 @@ from churnlens._validation import format_bad_rows
 from churnlens.exceptions import ChurnlensError, DataValidationError, MissingColumnError
 
 __all__ = [
+    "FIT_ERRORS",
     "LOG_BOUND",
     "REPEAT_FEATURES",
     "aggregate",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 ArrayLike = npt.ArrayLike
+
+# What a BTYD fit can raise on data it does not suit and still let its caller fall back
+# cleanly (the value model, the backtest's baselines): a ChurnlensError (empty data, a
+# model error), or a numerical failure inside NumPy/SciPy.
+FIT_ERRORS = (ChurnlensError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 FloatArray = npt.NDArray[np.float64]
 ParamsLike = Sequence[float] | Mapping[str, float] | FloatArray
 

@@ -178,10 +178,20 @@ def calibration_table(churned: Any, risk: Any, bins: int = 10) -> pd.DataFrame:
     1    2          2        0.8         0.5
     """
     y, p = _arrays(churned, risk)
-    order = np.argsort(p, kind="stable")
+    return _equal_count_bins(y, p, bins, ("bin", "mean_risk", "churn_rate"))
+
+
+def _equal_count_bins(truth: np.ndarray, predicted: np.ndarray, bins: int,
+                      names: tuple[str, str, str]) -> pd.DataFrame:
+    """Customers sorted by prediction (stable) in ``bins`` groups of equal count (as
+    ``numpy.array_split`` cuts them; empty groups left out), each group's size and mean
+    prediction and truth: the rows of :func:`calibration_table` and
+    :func:`value_decile_table`, whose column ``names`` are (group, predicted, truth)."""
+    group, mean_predicted, mean_truth = names
+    order = np.argsort(predicted, kind="stable")
     rows = [
-        {"bin": i, "customers": len(idx), "mean_risk": float(p[idx].mean()),
-         "churn_rate": float(y[idx].mean())}
+        {group: i, "customers": len(idx), mean_predicted: float(predicted[idx].mean()),
+         mean_truth: float(truth[idx].mean())}
         for i, idx in enumerate(np.array_split(order, bins), start=1) if len(idx)
     ]
     return pd.DataFrame(rows)
@@ -494,10 +504,4 @@ def value_decile_table(actual: Any, predicted: Any, bins: int = 10) -> pd.DataFr
     1       2          2            27.5         30.0
     """
     a, p = _spend_arrays(actual, predicted)
-    order = np.argsort(p, kind="stable")
-    rows = [
-        {"decile": i, "customers": len(idx), "mean_predicted": float(p[idx].mean()),
-         "mean_actual": float(a[idx].mean())}
-        for i, idx in enumerate(np.array_split(order, bins), start=1) if len(idx)
-    ]
-    return pd.DataFrame(rows)
+    return _equal_count_bins(a, p, bins, ("decile", "mean_predicted", "mean_actual"))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnlens._btyd import FIT_ERRORS
 from churnlens._config import Settings
 from churnlens._evaluation import (
     actual_spend,
@@ -488,9 +489,6 @@ def _retention_metrics(predicted: Any, actual: Any) -> dict[str, float]:
     }
 
 
-# What a baseline's fit can raise on data it does not suit: a ChurnlensError (empty
-# data, a model error), or a numerical failure inside NumPy/SciPy.
-_FIT_ERRORS = (ChurnlensError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 def _value_model(fitted: FittedModels) -> Any | None:
@@ -563,7 +561,7 @@ def fit_paretonbd_baseline(features: pd.DataFrame, horizon_days: int, *,
             warnings.simplefilter("ignore", RuntimeWarning)
             model = ParetoNBDModel(horizon_days=horizon_days,
                                    max_evaluations=BOUNDED_FIT_EVALUATIONS).fit(sample)
-    except _FIT_ERRORS as exc:
+    except FIT_ERRORS as exc:
         record["reason"] = f"its fit failed ({type(exc).__name__}: {exc})"
         return None, record
     record.update(params=dict(model.params_), log_likelihood=model.log_likelihood_,
@@ -621,7 +619,7 @@ def value_backtest(fitted: FittedModels, frame: pd.DataFrame, transactions: pd.D
             if values.shape != truth.shape or not np.isfinite(values).all():
                 raise ValueError("its predictions are missing or not finite for some customers")
             predictions[name] = values
-        except (*_FIT_ERRORS, KeyError) as exc:
+        except (*FIT_ERRORS, KeyError) as exc:
             predictions[name] = None
             notes.append(f"value backtest at {as_of}: no {name} ({type(exc).__name__}: {exc}).")
 

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnlens._btyd import FloatArray, repeat_features_to_data
-from churnlens.exceptions import ChurnlensError, EmptyDataError, ModelError
+from churnlens._btyd import FIT_ERRORS, FloatArray, repeat_features_to_data
+from churnlens.exceptions import EmptyDataError, ModelError
 
 __all__ = [
     "DAYS_PER_MONTH",
@@ -78,9 +78,6 @@ _FORMAT = 1
 _PURCHASE_PARAMS = {"pareto/nbd": ("r", "alpha", "s", "beta"),
                     "bg/nbd": ("r", "alpha", "a", "b")}
 _SPEND_PARAMS = ("p", "q", "gamma")
-# What a fit may raise and still fall back cleanly (a numerical failure included), as
-# the backtest's baselines (churnlens._training).
-_FIT_ERRORS = (ChurnlensError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 # Newton steps of the median's root-find at most (it converges in a handful).
 _MAX_NEWTON = 60
 
@@ -234,7 +231,7 @@ def _fit_purchase(features: pd.DataFrame, horizon_days: int, notes: list[str]
     try:
         pareto = ParetoNBDModel(horizon_days=horizon_days,
                                 max_evaluations=BOUNDED_FIT_EVALUATIONS).fit(features)
-    except _FIT_ERRORS as exc:
+    except FIT_ERRORS as exc:
         why = f"the Pareto/NBD fit failed ({exc})"
     else:
         if pareto.boundary_ is None and pareto.converged_:
@@ -267,7 +264,7 @@ def _fit_spend(features: pd.DataFrame, notes: list[str]) -> dict[str, float] | N
                      "out of the spend model")
     try:
         spend = GammaGammaModel().fit(features.loc[usable | (x == 0)])
-    except _FIT_ERRORS as exc:
+    except FIT_ERRORS as exc:
         notes.append(f"the Gamma-Gamma fit failed ({exc}); {own}")
         return None
     notes.append(f"spend model check: {spend.assumption_check_['message']}")
