@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acceptance", action="store_true",
                         help="also floor / out-of-core / in-memory score at the smallest size")
     parser.add_argument("--rerun", action="store_true", help="measure again what is cached")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--acceptance: rounds of floor / out of core / in memory (the "
+                             "order rotates; medians and per-round ratios are kept)")
     parser.add_argument("--memory-limit", default=None,
                         help="engine.memory_limit for every churnlens run (default: the "
                              "config's, 50%% of RAM)")
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 _measure_once(results, args.rerun, smallest, job, "spark", command)
         if args.acceptance:
-            _acceptance(results, args.rerun, smallest, data, model, Path(tmp), config)
+            _acceptance(results, args.rerun, smallest, data, model, Path(tmp), config,
+                        rounds=max(1, args.rounds))
     results["exponents"] = _exponents(results["runs"])
     results["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -209,16 +213,7 @@ def _measure_once(results: dict[str, Any], rerun: bool, customers: int, job: str
         print(f"{key}: cached", flush=True)
         return results["runs"][key]
     print(f"{key} ...", flush=True)
-    load_before = os.getloadavg()
-    run = measure_tree(command) if engine == "spark" else measure(command, cwd=ROOT)
-    run.pop("stdout", None)
-    run.update(load_before=[round(x, 2) for x in load_before],
-               load_after=[round(x, 2) for x in os.getloadavg()],
-               rows=_rows(customers), command=" ".join(Path(c).name if i == 0 else c
-                                                      for i, c in enumerate(command)),
-               date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    print(f"  {run['wall_seconds']:.1f} s wall, {run['cpu_seconds']:.1f} s CPU, peak "
-          f"{run['peak_rss_gib']:.2f} GiB (load {run['load_before'][0]:.1f})", flush=True)
+    run = _run(command, customers, engine)
     results["runs"][key] = run
     RESULTS_DIR.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")  # progress
@@ -287,31 +282,83 @@ def _rows(customers: int) -> int:
 
 
 def _acceptance(results: dict[str, Any], rerun: bool, customers: int, data: Path,
-                model: Path, tmp: Path, config: Path | None) -> None:
-    """Floor, out-of-core score and the in-memory path, one after the other."""
+                model: Path, tmp: Path, config: Path | None, *, rounds: int = 1) -> None:
+    """Floor, out-of-core score and the in-memory path, one after the other, ``rounds``
+    times (the order rotating, so background load falls on all three alike).
+
+    Each contender's entry holds the medians of wall time, CPU time and peak memory and
+    its runs (``rounds``); the ratios are of the medians, and per round (the three runs
+    of a round are close in time, so their ratio suffers less from a changing load).
+    """
     floor = [sys.executable, str(HERE / "bench_scoring.py"), "--floor", str(data), str(model),
              AS_OF]
     in_memory = [sys.executable, "-c", _IN_MEMORY_SCORE, str(data), str(model), AS_OF,
                  str(tmp / "scores_in_memory.parquet")]
     out_of_core = _command("score", data, model, tmp, config, "duckdb")
-    runs = {}
-    for name, command in (("floor", floor), ("score out of core", out_of_core),
-                          ("score in memory", in_memory)):
-        runs[name] = _measure_once(results, rerun, customers, f"acceptance {name}", "duckdb",
-                                   command)
+    contenders = {"floor": floor, "score out of core": out_of_core,
+                  "score in memory": in_memory}
+    names = list(contenders)
+    keys = {name: _key(customers, f"acceptance {name}", "duckdb") for name in names}
+    runs: dict[str, Any] = {}
+    if not rerun and all("wall_seconds" in results["runs"].get(keys[n], {}) for n in names):
+        runs = {name: results["runs"][keys[name]] for name in names}
+    else:
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for index in range(rounds):
+            order = names[index % len(names):] + names[:index % len(names)]
+            for name in order:
+                print(f"{keys[name]} (round {index + 1}/{rounds}) ...", flush=True)
+                samples[name].append(_run(contenders[name], customers, "duckdb"))
+        for name in names:
+            runs[name] = _medians(samples[name])
+            results["runs"][keys[name]] = runs[name]
+        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     ooc, memory, base = runs["score out of core"], runs["score in memory"], runs["floor"]
-    if ooc is None or memory is None or base is None:
-        raise SystemExit("an acceptance run did not happen")
+    per_round = [(o["wall_seconds"] / f["wall_seconds"], o["cpu_seconds"] / f["cpu_seconds"],
+                  o["peak_rss_gib"] / m["peak_rss_gib"])
+                 for o, f, m in zip(ooc.get("rounds", [ooc]), base.get("rounds", [base]),
+                                    memory.get("rounds", [memory]), strict=False)]
     results[f"acceptance{_LIMIT[0]}"] = {
         "customers": customers, "memory_limit": _LIMIT[0][1:] or "default",
-        "rows": _rows(customers),
+        "rows": _rows(customers), "rounds": len(per_round),
         "ratio_to_floor_wall": ooc["wall_seconds"] / base["wall_seconds"],
         "ratio_to_floor_cpu": ooc["cpu_seconds"] / base["cpu_seconds"],
         "in_memory_ratio_to_floor_wall": memory["wall_seconds"] / base["wall_seconds"],
         "peak_ratio_out_of_core_to_in_memory": ooc["peak_rss_gib"] / memory["peak_rss_gib"],
         "wall_ratio_out_of_core_to_in_memory": ooc["wall_seconds"] / memory["wall_seconds"],
+        "per_round_ratio_to_floor_wall": [r[0] for r in per_round],
+        "per_round_ratio_to_floor_cpu": [r[1] for r in per_round],
+        "per_round_peak_ratio": [r[2] for r in per_round],
         "target_ratio_to_floor": FLOOR_RATIO_TARGET, "target_peak_ratio": 0.5,
     }
+
+
+def _run(command: list[str], customers: int, engine: str) -> dict[str, Any]:
+    """One measured run of ``command`` with its load averages and date."""
+    load_before = os.getloadavg()
+    run = measure_tree(command) if engine == "spark" else measure(command, cwd=ROOT)
+    run.pop("stdout", None)
+    run.update(load_before=[round(x, 2) for x in load_before],
+               load_after=[round(x, 2) for x in os.getloadavg()],
+               rows=_rows(customers), command=" ".join(Path(c).name if i == 0 else c
+                                                      for i, c in enumerate(command)),
+               date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    print(f"  {run['wall_seconds']:.1f} s wall, {run['cpu_seconds']:.1f} s CPU, peak "
+          f"{run['peak_rss_gib']:.2f} GiB (load {run['load_before'][0]:.1f})", flush=True)
+    return run
+
+
+def _medians(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each measure over the runs (the first run's other fields), and the
+    runs themselves under ``rounds`` when there are several."""
+    import statistics
+
+    out = dict(samples[0])
+    for measure_name in ("wall_seconds", "cpu_seconds", "peak_rss_gib"):
+        out[measure_name] = statistics.median(run[measure_name] for run in samples)
+    if len(samples) > 1:
+        out["rounds"] = samples
+    return out
 
 
 def _exponents(runs: dict[str, Any]) -> dict[str, Any]:
@@ -380,6 +427,14 @@ def markdown(results: dict[str, Any]) -> str:
                   f"core / in memory {acceptance['peak_ratio_out_of_core_to_in_memory']:.2f} "
                   f"(target <= 0.5); wall out of core / in memory "
                   f"{acceptance['wall_ratio_out_of_core_to_in_memory']:.2f}."]
+        if acceptance.get("rounds", 1) > 1:
+            def listed(values: list[float]) -> str:
+                return ", ".join(f"{v:.2f}" for v in values)
+
+            lines += ["", f"Medians of {acceptance['rounds']} rounds; per round, out of core "
+                      f"/ floor {listed(acceptance['per_round_ratio_to_floor_wall'])} wall "
+                      f"({listed(acceptance['per_round_ratio_to_floor_cpu'])} CPU), peak "
+                      f"out of core / in memory {listed(acceptance['per_round_peak_ratio'])}."]
     return "\n".join(lines) + "\n"
 
 

@@ -169,6 +169,10 @@ def test_no_request_field_is_a_path_or_a_model_uri(client: TestClient) -> None:
         "q", "min_value_at_risk", "control_fraction", "seed", "every",
         # lists sized by profit (issue 20)
         "cost_per_contact", "save_rate", "margin",
+        # richer inputs (issue 21): a purchase's optional columns, a customer's
+        # attributes and events, the list's attribute filter
+        "order_id", "quantity", "category", "channel", "discount", "attributes", "events",
+        "event_type", "value", "attribute",
     }
     forbidden = ("path", "file", "uri", "url", "model", "dir", "source", "location")
     assert not [n for n in names if any(word in n.lower() for word in forbidden)]
@@ -470,7 +474,9 @@ def with_purchase(**changes: Any) -> dict[str, Any]:
     ({"as_of": AS_OF, "customers": [{"customer_id": "a", "purchases": [],
                                      "path": "/etc/passwd"}]},
      ["body", "customers", 0, "path"]),
-    (with_purchase(quantity=2), ["body", "customers", 0, "purchases", 0, "quantity"]),
+    (with_purchase(store=2), ["body", "customers", 0, "purchases", 0, "store"]),
+    (with_purchase(quantity="2"), ["body", "customers", 0, "purchases", 0, "quantity"]),
+    (with_purchase(discount=-1.0), ["body", "customers", 0, "purchases", 0, "discount"]),
     (with_purchase(amount=True), ["body", "customers", 0, "purchases", 0, "amount"]),
     (with_purchase(amount="12.5"), ["body", "customers", 0, "purchases", 0, "amount"]),
     (with_purchase(amount=None), ["body", "customers", 0, "purchases", 0, "amount"]),

@@ -27,11 +27,13 @@ from churnlens._io import read_table_metadata, write_table
 from churnlens._loading import load_transactions
 from churnlens._out_of_core import (
     _CENTS,
-    _FEATURES,
     _M_KEY,
+    _SCORING,
     _SEGMENT,
+    _SEGMENTS,
     TableWriter,
     _cents,
+    _scoring_sql,
     _segment_sql,
     score_file_out_of_core,
     write_features_file,
@@ -149,9 +151,12 @@ def test_segments_in_sql_equal_rfm_segment(seed):
     con = duckdb.connect()
     con.create_function(_CENTS, _cents, ["DOUBLE"], "DOUBLE", type="arrow")
     con.register("given", features)
-    con.execute(f"CREATE TABLE {_FEATURES} AS SELECT *, {_CENTS}(monetary_total) AS {_M_KEY} "
-                "FROM given")
-    got = con.sql(_segment_sql()).df()
+    # as _out_of_core._sort_features: the features stored sorted, the segments computed
+    # on them and put in their order, read back side by side
+    con.execute(f"CREATE TABLE {_SCORING} AS SELECT *, {_CENTS}(monetary_total) AS {_M_KEY} "
+                "FROM given ORDER BY customer_id")
+    con.execute(f"CREATE TABLE {_SEGMENTS} AS {_segment_sql(_SCORING)}")
+    got = con.sql(_scoring_sql()).df()
     expected = features.sort_values("customer_id", ignore_index=True)
     expected["segment"] = rfm_segment(expected)["segment"]
     assert got["customer_id"].tolist() == expected["customer_id"].tolist()

@@ -564,7 +564,7 @@ def test_the_streaming_writer_takes_the_options_of_generate_transactions() -> No
     assert generate == _OPTION_DEFAULTS
     assert keywords(write_transactions, {"path", "n_customers", "seed", "chunk_customers",
                                          "progress", "customers_path", "events_path",
-                                         "input_effects"}) == generate
+                                         "input_effects", "details"}) == generate
 
 
 @pytest.mark.slow

@@ -238,7 +238,7 @@ def test_backtest_json_document_has_the_documented_shape(result: BacktestResult)
         assert run["horizon_days"] == HORIZON
         assert all(isinstance(note, str) and note for note in run["warnings"])
         assert {"selection", "dropped_inputs", "level_error", "history_days",
-                "short_history", "bgnbd_flags", "warnings"} == set(run["model"])
+                "short_history", "bgnbd_flags", "warnings", "season_level"} == set(run["model"])
         assert run["model"]["selection"]["chosen"] in ("blend", "bgnbd")
         assert set(run["models"]) == BACKTEST_MODELS
         for name, metrics in run["models"].items():

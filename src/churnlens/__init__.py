@@ -57,6 +57,16 @@ if TYPE_CHECKING:  # static analysers see every public name
     from churnlens._gammagamma import (
         GammaGammaModel,
     )
+    from churnlens._input_features import (
+        INPUT_GROUPS,
+        NO_INPUTS,
+        InputSpec,
+        InputsRequiredError,
+        InputTables,
+        input_features,
+        learn_input_spec,
+        with_input_features,
+    )
     from churnlens._inputs import (
         CleanCustomers,
         CleanEvents,
@@ -231,6 +241,14 @@ _LAZY: dict[str, str] = {
     "events_until": "churnlens._inputs",
     "load_customers": "churnlens._inputs",
     "load_events": "churnlens._inputs",
+    "INPUT_GROUPS": "churnlens._input_features",
+    "NO_INPUTS": "churnlens._input_features",
+    "InputSpec": "churnlens._input_features",
+    "InputTables": "churnlens._input_features",
+    "InputsRequiredError": "churnlens._input_features",
+    "input_features": "churnlens._input_features",
+    "learn_input_spec": "churnlens._input_features",
+    "with_input_features": "churnlens._input_features",
     "SyntheticInputs": "churnlens._synthetic",
     "generate_inputs": "churnlens._synthetic",
     "ValueModel": "churnlens._value",
@@ -246,6 +264,8 @@ from churnlens._version import __version__  # noqa: E402  (tiny, always loaded)
 
 __all__ = [
     "FEATURES",
+    "INPUT_GROUPS",
+    "NO_INPUTS",
     "BGNBDModel",
     "BGNBDParams",
     "BacktestResult",
@@ -262,6 +282,9 @@ __all__ = [
     "Explanation",
     "Feature",
     "GammaGammaModel",
+    "InputSpec",
+    "InputTables",
+    "InputsRequiredError",
     "LedgerEntry",
     "LoadResult",
     "LogisticBaseline",
@@ -308,6 +331,8 @@ __all__ = [
     "generate_inputs",
     "generate_transactions",
     "heuristic_expected_value",
+    "input_features",
+    "learn_input_spec",
     "lift_table",
     "load_and_monitor",
     "load_bundle",
@@ -330,6 +355,7 @@ __all__ = [
     "score_customers",
     "snapshot_cutoffs",
     "train",
+    "with_input_features",
     "write_monitor_report",
     "write_safe_csv",
     "write_transactions",

@@ -37,8 +37,8 @@ from churnlens.exceptions import ModelError
 if TYPE_CHECKING:  # pandas and the writers are imported where used: reading a
     import pandas as pd  # scorer bundle must not import pandas
 
-__all__ = ["BUNDLE_CARD", "BUNDLE_MODEL", "BUNDLE_SCORER", "ModelArtifact", "read_bundle",
-           "save_bundle"]
+__all__ = ["BUNDLE_CARD", "BUNDLE_MODEL", "BUNDLE_SCORER", "ModelArtifact", "inputs_summary",
+           "read_bundle", "save_bundle"]
 
 BUNDLE_MODEL = "churnlens-model.joblib"
 BUNDLE_CARD = "churnlens-model.json"
@@ -155,6 +155,9 @@ class ModelArtifact:
             "self_assessment": json_ready({
                 key.rstrip("_"): getattr(self.model, key) for key in SELF_KNOWLEDGE
                 if hasattr(self.model, key)}),
+            # The richer inputs it was trained with (groups, features, dropped ones) and
+            # its spec, which scoring applies unchanged (meta "input_spec" of the scorer).
+            "inputs": inputs_summary(self.model),
         }
 
 
@@ -164,6 +167,32 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def inputs_summary(model: Any) -> dict[str, Any]:
+    """Which richer inputs a model uses (model card, train ``--json``, ``inputs.json``).
+
+    Returns
+    -------
+    dict
+        ``groups``, ``features`` (by group), ``categorical`` (the categorical
+        features), ``dropped`` (input features the logistic part does not use, and why)
+        and ``spec`` (:meth:`~churnlens._input_features.InputSpec.to_dict`, what scoring
+        applies); ``groups`` empty for a model trained without (or before) richer inputs.
+    """
+    spec_data = getattr(model, "input_spec_", None)
+    if spec_data is None:  # nothing to import for a model without inputs
+        return {"groups": [], "features": {}, "categorical": [], "dropped": [], "spec": None}
+    from churnlens._input_features import spec_of
+
+    spec = spec_of(model)
+    names = set(spec.feature_names())
+    return {"groups": list(spec.groups),
+            "features": {g: spec.features_of(g) for g in spec.groups},
+            "categorical": spec.categorical_features(),
+            "dropped": [dict(d) for d in getattr(model, "dropped_inputs_", [])
+                        if d.get("feature") in names],
+            "spec": spec.to_dict()}
 
 
 def save_bundle(artifact: ModelArtifact, directory: str | os.PathLike[str]) -> Path:

@@ -44,12 +44,20 @@ class DataSettings(_Strict):
 
     ``delimiter`` is the CSV field separator (default: ``,``, a tab for ``.tsv``).
     ``max_staleness_days``: an as-of date more than this many days after the data's last
-    day is refused (the feed may have stopped).
+    day is refused (the feed may have stopped). The optional columns (``order_col``,
+    ``quantity_col``, ``category_col``, ``channel_col``, ``discount_col``; ``None``: not
+    read) are kept as ``order_id``, ``quantity``, ``category``, ``channel`` and
+    ``discount``, and feed the ``details`` features (``docs/features.md``).
     """
 
     customer_col: str = "customer_id"
     time_col: str = "timestamp"
     amount_col: str = "amount"
+    order_col: str | None = Field(default=None, min_length=1)
+    quantity_col: str | None = Field(default=None, min_length=1)
+    category_col: str | None = Field(default=None, min_length=1)
+    channel_col: str | None = Field(default=None, min_length=1)
+    discount_col: str | None = Field(default=None, min_length=1)
     time_format: str | None = None
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
     # An as-of date more than this many days after the data's last day is refused: the
@@ -131,6 +139,7 @@ class ModelSettings(_Strict):
     calibration: Literal["none", "isotonic", "sigmoid"] = "none"
     use_bgnbd: bool = True
     select_blend: bool = True
+    season_level: bool = False
     recency_half_life_snapshots: float | None = Field(
         default=None, gt=0)
     random_state: int = 0

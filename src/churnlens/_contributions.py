@@ -25,7 +25,10 @@ raw score comes from the same pass (:meth:`TreeContributions.explain`): the leaf
 added tree by tree from 0, as LightGBM's predict adds them, so the score is LightGBM's
 bit for bit and the model's risk needs no second prediction.
 
-Trees with categorical splits or too many splits fall back to ``pred_contrib``.
+Categorical splits (LightGBM's ``==`` nodes on a categorical feature, read as its
+integer codes) follow LightGBM's ``CategoricalDecision``: NaN and negative codes go
+right, a code in the node's category set goes left. Trees with more splits than
+``_MAX_SPLITS`` fall back to ``pred_contrib``.
 
 :meth:`TreeContributions.complete` tabulates every pattern a row can reach, after
 which the trees need no booster: :meth:`~TreeContributions.to_arrays` /
@@ -63,7 +66,10 @@ _MAX_SPLITS = 16  # 2**16 patterns per tree at most; larger trees use pred_contr
 # and used feature); above, tree by tree, vectorised over the rows.
 _ROWS_ACROSS_TREES = 128
 # LightGBM's missing_type of a split, in the order saved by TreeContributions.to_arrays.
-_MISSING_TYPES = ("None", "Zero", "NaN")
+# "Categorical" marks a categorical split (its threshold: the index of its category set).
+_MISSING_TYPES = ("None", "Zero", "NaN", "Categorical")
+# LightGBM casts a categorical value to a C int: at or beyond it, no category matches.
+_INT_LIMIT = float(2**31 - 1)
 
 
 class TreeContributions:
@@ -94,7 +100,10 @@ class TreeContributions:
         best = int(getattr(booster, "best_iteration", 0) or 0)
         self.n_trees = best if best > 0 else int(booster.current_iteration())
         self.n_features = int(dump["max_feature_idx"]) + 1
-        flat = [_flatten(info["tree_structure"]) for info in dump["tree_info"][: self.n_trees]]
+        # The category set of every categorical split (its threshold is its index here).
+        self.category_sets: list[np.ndarray] = []
+        flat = [_flatten(info["tree_structure"], self.category_sets)
+                for info in dump["tree_info"][: self.n_trees]]
         self.fast = all(t is not None and len(t) <= _MAX_SPLITS for t in flat)
         # The split nodes of each tree (only read when ``fast``).
         self.trees: list[list[tuple[int, float, bool, str]]] = [t or [] for t in flat]
@@ -108,6 +117,7 @@ class TreeContributions:
         self._known: list[np.ndarray | None] = [None] * self.n_trees
         self._lock = PREDICT_LOCK  # chunks may be explained in parallel threads
         self.completed = False  # every reachable pattern tabulated (complete())
+        self.categorical = bool(self.category_sets)  # then no all-trees-at-once pass
         if self.fast and self.n_trees:
             self._layout()
 
@@ -170,12 +180,12 @@ class TreeContributions:
         Raises
         ------
         ModelError
-            If the trees are not tabulable (categorical splits or more than
-            ``_MAX_SPLITS`` splits in a tree).
+            If the trees are not tabulable (more than ``_MAX_SPLITS`` splits in a tree,
+            or a split of a kind LightGBM has not documented).
         """
         if not self.fast:
             raise ModelError(
-                "the LightGBM trees cannot be tabulated (a categorical split, or more than "
+                "the LightGBM trees cannot be tabulated (more than "
                 f"{_MAX_SPLITS} splits in a tree). Suggestion: keep num_leaves <= "
                 f"{_MAX_SPLITS + 1}; such a model is scored with LightGBM.")
         if not self.n_trees:
@@ -185,14 +195,20 @@ class TreeContributions:
             options = []
             for feature in used:
                 nodes = [s for s in splits if s[0] == feature]
-                points = {-_ZERO, 0.0, _ZERO, *(s[1] for s in nodes)}
-                candidates = sorted({v for p in points
-                                     for v in (p, np.nextafter(p, np.inf),
-                                               np.nextafter(p, -np.inf))})
+                if any(s[3] == "Categorical" for s in nodes):
+                    # every category of a set, one in none, and NaN (with the negatives)
+                    codes = sorted({int(c) for s in nodes if s[3] == "Categorical"
+                                    for c in self.category_sets[int(s[1])]})
+                    candidates = [*map(float, codes), float(codes[-1] + 1 if codes else 0)]
+                else:
+                    points = {-_ZERO, 0.0, _ZERO, *(s[1] for s in nodes)}
+                    candidates = sorted({v for p in points
+                                         for v in (p, np.nextafter(p, np.inf),
+                                                   np.nextafter(p, -np.inf))})
                 values = np.asarray([*candidates, np.nan])
                 nan = np.isnan(values)
                 sides = np.column_stack([_goes_left(values, nan, threshold, default_left,
-                                                    missing)
+                                                    missing, self.category_sets)
                                          for _, threshold, default_left, missing in nodes])
                 _, first = np.unique(sides, axis=0, return_index=True)
                 options.append(values[np.sort(first)])
@@ -208,7 +224,8 @@ class TreeContributions:
         codes = np.zeros(matrix.shape[0], dtype=np.intp)
         for bit, (feature, threshold, default_left, missing) in enumerate(splits):
             column = matrix[:, feature]
-            left = _goes_left(column, np.isnan(column), threshold, default_left, missing)
+            left = _goes_left(column, np.isnan(column), threshold, default_left, missing,
+                              self.category_sets)
             codes |= left.astype(np.intp) << bit
         return codes
 
@@ -235,6 +252,11 @@ class TreeContributions:
             "tables": np.asarray(self._flat, dtype=np.float64),
             "tables_known": np.asarray(self._flat_known, dtype=bool),
             "n_features": np.asarray(self.n_features, dtype=np.int64),
+            # categorical splits: set k is values[bounds[k]:bounds[k + 1]]
+            "category_values": np.asarray(
+                [int(c) for cats in self.category_sets for c in cats], dtype=np.int64),
+            "category_bounds": np.cumsum(
+                [0, *(len(cats) for cats in self.category_sets)]).astype(np.int64),
         }
 
     @classmethod
@@ -263,6 +285,15 @@ class TreeContributions:
             tables = np.asarray(arrays["tables"], dtype=np.float64)
             known = np.asarray(arrays["tables_known"], dtype=bool)
             self.n_features = int(arrays["n_features"])
+            # absent from scorers saved before categorical splits were tabulated
+            names = set(getattr(arrays, "files", None) or arrays)
+            if "category_bounds" in names:
+                cat_values = np.asarray(arrays["category_values"], dtype=np.int64)
+                bounds = np.asarray(arrays["category_bounds"], dtype=np.int64)
+                self.category_sets = [cat_values[bounds[k]: bounds[k + 1]].copy()
+                                      for k in range(len(bounds) - 1)]
+            else:
+                self.category_sets = []
             ends = np.cumsum([0, *counts])
             self.trees = [
                 [(int(feature[i]), float(threshold[i]), bool(default_left[i]),
@@ -273,13 +304,16 @@ class TreeContributions:
                             for t in range(len(counts))]
             valid = (len(leaves) == leaf_ends[-1] and len(self.trees) > 0
                      and all(c <= _MAX_SPLITS for c in counts)
-                     and all(0 <= s[0] < self.n_features for t in self.trees for s in t))
+                     and all(0 <= s[0] < self.n_features for t in self.trees for s in t)
+                     and all(0 <= s[1] < len(self.category_sets) for t in self.trees
+                             for s in t if s[3] == "Categorical"))
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise ModelError(f"the saved trees are unreadable ({exc}).") from exc
         if not valid:
             raise ModelError("the saved trees are inconsistent (sizes or feature indices).")
         self.n_trees = len(self.trees)
         self.fast = True
+        self.categorical = bool(self.category_sets)
         self._tables = [None] * self.n_trees
         self._known = [None] * self.n_trees
         self._lock = PREDICT_LOCK
@@ -299,7 +333,7 @@ class TreeContributions:
                 return np.asarray(self.booster.predict(
                     matrix, num_iteration=self.n_trees, raw_score=True), dtype=np.float64)
         n = matrix.shape[0]
-        if 0 < n <= _ROWS_ACROSS_TREES:
+        if 0 < n <= _ROWS_ACROSS_TREES and not self.categorical:
             return self._raw_across_trees(self._codes_across_trees(matrix))
         raw = np.zeros(n)
         if n == 0:
@@ -310,7 +344,7 @@ class TreeContributions:
         shifted = np.empty(n, dtype=np.intp)
         gathered = np.empty(n)
         for t, splits in enumerate(self.trees):
-            _tree_codes(splits, columns, nan, codes, shifted)
+            _tree_codes(splits, columns, nan, codes, shifted, self.category_sets)
             np.take(self._leaves[t], codes, out=gathered, mode="clip")
             raw += gathered
         return raw
@@ -335,7 +369,7 @@ class TreeContributions:
             return (np.asarray(contrib, dtype=np.float64),
                     np.asarray(raw, dtype=np.float64))
         n = matrix.shape[0]
-        if 0 < n <= _ROWS_ACROSS_TREES:
+        if 0 < n <= _ROWS_ACROSS_TREES and not self.categorical:
             return self._compute_across_trees(matrix)
         out = np.zeros((self.n_features + 1, n))  # one contiguous row per feature
         raw = np.zeros(n)
@@ -350,7 +384,7 @@ class TreeContributions:
         shifted = np.empty(n, dtype=np.intp)
         gathered = np.empty(n)
         for t, splits in enumerate(self.trees):
-            _tree_codes(splits, columns, nan, codes, shifted)
+            _tree_codes(splits, columns, nan, codes, shifted, self.category_sets)
             table, used = self._table(t, columns, codes)
             for j, feature in enumerate(used):
                 np.take(table[j], codes, out=gathered, mode="clip")  # codes < table size
@@ -442,18 +476,31 @@ class TreeContributions:
         return table, used
 
 
-def _flatten(node: dict[str, Any]) -> list[tuple[int, float, bool, str]] | None:
-    """The split nodes of a tree (any order), or None if one is not numerical."""
+def _flatten(node: dict[str, Any], category_sets: list[np.ndarray]
+             ) -> list[tuple[int, float, bool, str]] | None:
+    """The split nodes of a tree (any order), or None if one is of an unknown kind.
+
+    A categorical split's category set is appended to ``category_sets``; the split is
+    ``(feature, index of its set, default_left, "Categorical")``.
+    """
     splits: list[tuple[int, float, bool, str]] = []
     stack = [node]
     while stack:
         current = stack.pop()
         if "split_index" not in current:
             continue
-        if current.get("decision_type") != "<=":
+        kind = current.get("decision_type")
+        if kind == "==":  # categorical: threshold "0||3||5", the categories going left
+            category_sets.append(np.asarray(
+                sorted(int(c) for c in str(current["threshold"]).split("||")),
+                dtype=np.int64))
+            splits.append((int(current["split_feature"]), float(len(category_sets) - 1),
+                           bool(current["default_left"]), "Categorical"))
+        elif kind == "<=":
+            splits.append((int(current["split_feature"]), float(current["threshold"]),
+                           bool(current["default_left"]), str(current["missing_type"])))
+        else:
             return None
-        splits.append((int(current["split_feature"]), float(current["threshold"]),
-                       bool(current["default_left"]), str(current["missing_type"])))
         stack.extend((current["left_child"], current["right_child"]))
     return splits
 
@@ -483,22 +530,31 @@ def _leaf_values(node: dict[str, Any], n_splits: int) -> np.ndarray:
 
 
 def _tree_codes(splits: Sequence[tuple[int, float, bool, str]], columns: np.ndarray,
-                nan: dict[int, np.ndarray], codes: np.ndarray, shifted: np.ndarray) -> None:
+                nan: dict[int, np.ndarray], codes: np.ndarray, shifted: np.ndarray,
+                category_sets: Sequence[np.ndarray] = ()) -> None:
     """Fill ``codes`` with each row's split pattern in one tree (bit ``i``: split ``i``
     sends the row left); ``shifted`` is a buffer of the same shape, reused by every tree."""
     codes.fill(0)
     for bit, (feature, threshold, default_left, missing) in enumerate(splits):
-        left = _goes_left(columns[:, feature], nan[feature], threshold, default_left, missing)
+        left = _goes_left(columns[:, feature], nan[feature], threshold, default_left, missing,
+                          category_sets)
         np.left_shift(left, bit, out=shifted, dtype=np.intp)
         codes |= shifted
 
 
 def _goes_left(values: np.ndarray, nan: np.ndarray, threshold: float, default_left: bool,
-               missing: str) -> np.ndarray:
+               missing: str, category_sets: Sequence[np.ndarray] = ()) -> np.ndarray:
     """LightGBM's ``NumericalDecision`` (tree.h), vectorised: True where a row goes left.
 
     Values beyond +-1e300 are read as +-1e300 first, as LightGBM does (NaN stays NaN).
+    A categorical split (``missing`` ``"Categorical"``, ``threshold`` the index of its
+    set in ``category_sets``) is its ``CategoricalDecision``: the value cast to an int
+    (towards zero) goes left when it is in the set; NaN and negatives go right.
     """
+    if missing == "Categorical":
+        usable = ~nan & (values > -1.0) & (values < _INT_LIMIT)
+        codes = np.trunc(np.where(usable, values, -1.0)).astype(np.int64)
+        return usable & np.isin(codes, category_sets[int(threshold)])
     values = np.clip(values, -_LIGHTGBM_MAX, _LIGHTGBM_MAX)
     below = values <= threshold  # False for NaN
     if missing == "NaN":  # NaN takes the default direction

@@ -129,6 +129,7 @@ def create_features_table(
     *,
     windows_days: Sequence[int] = DEFAULT_WINDOWS_DAYS,
     extra_columns: str = "",
+    sorted_by_customer: bool = False,
 ) -> int:
     """:func:`compute_features` on an out-of-core view, kept as a DuckDB table.
 
@@ -139,6 +140,8 @@ def create_features_table(
     :func:`compute_features` on the pandas loader's frame of the same file, to the bit
     (a parity test), in no order (``as_of`` is a timestamp, undefined floats NaN).
     ``extra_columns`` (``", expr AS name"``) adds columns computed from the features.
+    ``sorted_by_customer``: the rows are stored sorted by customer id (a plain scan
+    returns them in that order while the connection's ``preserve_insertion_order`` is on).
 
     Returns
     -------
@@ -148,8 +151,9 @@ def create_features_table(
     build = _features_builder(as_of, windows_days)
     with _duckdb_source(clean) as (con, source, materialise, _dtype):
         sql = build(source, "duckdb", materialise)
+        order = " ORDER BY customer_id" if sorted_by_customer else ""
         con.execute(f"CREATE TEMP TABLE {table} AS SELECT *{extra_columns} FROM ({sql}) "
-                    "AS churnlens_features")
+                    f"AS churnlens_features{order}")
     return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
@@ -569,6 +573,27 @@ def features_document() -> str:
         "1 if the customer has no purchase occasion in `(c, c+H]`, 0 if they have one, "
         "missing (NA / NULL) when `c + H` is after `observed_until` (default: the last "
         "day of the data): a horizon that is not fully observed is censored, not churn.\n"
+        + _richer_inputs_section()
+    )
+
+
+def _richer_inputs_section() -> str:
+    """The section of the richer inputs' features (``_input_features_sql``'s registry)."""
+    from churnlens._input_features_sql import input_features_markdown
+
+    return (
+        "\n## Features from richer inputs\n\n"
+        "With the transactions' optional columns, a customer table, an event table or a "
+        "long enough history, a model also learns the columns below (`churnlens."
+        "_input_features`; which ones a model uses is decided once at training, from data "
+        "on or before its as-of date, and kept in the model). They are computed at every "
+        "cutoff from rows dated on or before it only, by the same SQL on DuckDB and Spark, "
+        "and joined on `(customer_id, cutoff)` (`as_of` when scoring). A **purchase row** "
+        "is a transaction row with a positive amount; money is added exactly, as above. "
+        "The `calendar` group is off unless asked (`--calendar`, `calendar=True`; "
+        "[training.md](training.md) says why); `calendar=None` learns it when the history "
+        "before the training as-of date spans at least 365 + H days (H: the horizon).\n\n"
+        + input_features_markdown()
     )
 
 
@@ -697,18 +722,22 @@ def _is_spark(obj: Any) -> bool:
     return type(obj).__module__.startswith("pyspark.") and hasattr(obj, "sparkSession")
 
 
-def _pandas_transactions(transactions: Transactions) -> pd.DataFrame:
-    """Clean transactions for DuckDB: the loader's contract, checked by the loader."""
+def _pandas_transactions(transactions: Transactions, *, optional: Sequence[str] = ()
+                         ) -> pd.DataFrame:
+    """Clean transactions for DuckDB: the loader's contract, checked by the loader
+    (``optional``: the optional columns whose rules apply too, when present)."""
     if isinstance(transactions, str | os.PathLike):
         # Follow-up: read Parquet/CSV out of core with DuckDB instead of pandas.
         return load_transactions(transactions).transactions
     if not isinstance(transactions, pd.DataFrame):
         raise DataValidationError(
-            f"transactions must be a pandas DataFrame, a CSV/Parquet path or a PySpark "
-            f"DataFrame, got {type(transactions).__name__}. Suggestion: load them with "
-            "churnlens.load_transactions."
+            f"transactions must be a pandas DataFrame, a CSV/Parquet path, the out-of-core "
+            f"view or a PySpark DataFrame, got {type(transactions).__name__}. Suggestion: "
+            "load them with churnlens.load_transactions."
         )
-    return ensure_clean(transactions)
+    present = [c for c in optional if c in transactions.columns]
+    return ensure_clean(transactions, optional=present) if present else ensure_clean(
+        transactions)
 
 
 def _optional_day(value: DateLike | None, *, name: str) -> int | None:

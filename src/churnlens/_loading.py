@@ -42,6 +42,7 @@ from churnlens.exceptions import DataValidationError, EmptyDataError
 
 __all__ = [
     "MISSING_ID_TEXT",
+    "OPTIONAL_COLUMNS",
     "CleaningReport",
     "LoadResult",
     "RowsReport",
@@ -59,6 +60,13 @@ TIMESTAMP = "timestamp"
 AMOUNT = "amount"
 ORDER = "order_id"
 QUANTITY = "quantity"
+CATEGORY = "category"
+CHANNEL = "channel"
+DISCOUNT = "discount"
+#: The optional columns of the transactions, by their clean names, in this order.
+OPTIONAL_COLUMNS = (ORDER, QUANTITY, CATEGORY, CHANNEL, DISCOUNT)
+#: The spaces stripped from category and channel text (the SQL rules strip the same).
+TEXT_SPACES = " \t\n\r\v\f"
 
 TransactionSource: TypeAlias = str | os.PathLike[str] | pd.DataFrame
 
@@ -184,6 +192,9 @@ def load_transactions(
     amount_col: str = AMOUNT,
     order_col: str | None = None,
     quantity_col: str | None = None,
+    category_col: str | None = None,
+    channel_col: str | None = None,
+    discount_col: str | None = None,
     extra_cols: tuple[str, ...] | list[str] = (),
     as_of: str | dt.date | pd.Timestamp | None = None,
     time_format: str | None = None,
@@ -204,7 +215,15 @@ def load_transactions(
         missing (empty, blank, or text a missing value turns into: ``nan``, ``NULL``,
         ``None``, ``NA``, ``#N/A``...) are dropped and counted.
     order_col, quantity_col
-        Optional order id and quantity columns, kept as ``order_id`` and ``quantity``.
+        Optional order id and quantity columns, kept as ``order_id`` (as given) and
+        ``quantity`` (a number per row, the rules of amounts).
+    category_col, channel_col
+        Optional product category and sales channel columns, kept as ``category`` and
+        ``channel``: text, surrounding spaces stripped; an empty value is missing (NA).
+    discount_col
+        Optional discount column, kept as ``discount``: the amount taken off the row's
+        price, a number ``>= 0`` (float); an empty or blank cell is no discount (0). A negative
+        value or one that is not a number is an error naming the rows.
     extra_cols
         Other columns to keep unchanged (for example a segment such as ``country``).
     as_of
@@ -251,8 +270,9 @@ def load_transactions(
     (['007', '007'], 1, 1)
     """
     columns = {CUSTOMER: customer_col, TIMESTAMP: time_col, AMOUNT: amount_col}
-    given = {ORDER: order_col, QUANTITY: quantity_col}
-    optional = {role: name for role, name in given.items() if name}
+    optional = optional_roles(order_col=order_col, quantity_col=quantity_col,
+                              category_col=category_col, channel_col=channel_col,
+                              discount_col=discount_col)
     extras = {name: name for name in extra_cols}
     wanted = {**columns, **optional, **extras}
     as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
@@ -297,6 +317,12 @@ def load_transactions(
         frame[QUANTITY] = _parse_amounts(
             frame[QUANTITY], source_name, quantity_col or "", file_rows
         )
+    for role, column in ((CATEGORY, category_col), (CHANNEL, channel_col)):
+        if role in frame:
+            frame[role] = clean_text(frame[role], source_name, column or "", file_rows)
+    if DISCOUNT in frame:
+        frame[DISCOUNT] = parse_discounts(frame[DISCOUNT], source_name, discount_col or "",
+                                          file_rows)
 
     # 3. as-of: history includes the whole as-of day; data that end long before it
     #    are refused when asked (a stopped feed)
@@ -349,6 +375,16 @@ def load_transactions(
     return LoadResult(frame, report)
 
 
+def optional_roles(*, order_col: str | None = None, quantity_col: str | None = None,
+                   category_col: str | None = None, channel_col: str | None = None,
+                   discount_col: str | None = None) -> dict[str, str]:
+    """The optional columns asked for, ``{clean name: column in the source}``, in order."""
+    given = dict(zip(OPTIONAL_COLUMNS,
+                     (order_col, quantity_col, category_col, channel_col, discount_col),
+                     strict=True))
+    return {role: name for role, name in given.items() if name}
+
+
 # --- reading ---------------------------------------------------------------------
 
 
@@ -366,14 +402,19 @@ def history_until(transactions: pd.DataFrame, as_of: dt.date | pd.Timestamp) -> 
 # --- the contract for frames already in memory ------------------------------------
 
 
-def is_clean(frame: pd.DataFrame) -> bool:
+def is_clean(frame: pd.DataFrame, *, optional: Sequence[str] = ()) -> bool:
     """Whether ``frame`` already meets the contract that :func:`load_transactions` establishes.
 
     The columns ``customer_id``, ``timestamp`` and ``amount`` are present; timestamps
     are timezone-naive datetimes (values with an offset are converted to UTC by the
     loader, so a time zone means "not loaded yet"), none missing; amounts are floats,
     finite and within the engine's range; customer ids are integers or text, none
-    missing, blank or reading as missing (``"NA"``, ``"null"``...).
+    missing, blank or reading as missing (``"NA"``, ``"null"``...). The optional columns
+    named in ``optional`` (clean names, :data:`OPTIONAL_COLUMNS`) that the frame has meet
+    their rules too (:func:`load_transactions`): ``quantity`` and ``discount`` floats,
+    finite (a discount ``>= 0``), ``category`` and ``channel`` text without surrounding
+    spaces (missing as NA, never empty). Other columns, whatever their names, are not
+    looked at.
 
     Examples
     --------
@@ -393,6 +434,8 @@ def is_clean(frame: pd.DataFrame) -> bool:
         and not ids.isna().any()
     ):
         return False
+    if optional and not _optional_clean(frame, optional):
+        return False
     if pd.api.types.is_integer_dtype(ids) and not pd.api.types.is_bool_dtype(ids):
         return True
     if pd.api.types.infer_dtype(ids, skipna=False) != "string":
@@ -400,13 +443,37 @@ def is_clean(frame: pd.DataFrame) -> bool:
     return not _missing_id_text(ids).any()
 
 
-def ensure_clean(transactions: pd.DataFrame, *, extra_cols: Sequence[str] = ()) -> pd.DataFrame:
+def _optional_clean(frame: pd.DataFrame, optional: Sequence[str]) -> bool:
+    """Whether the ``optional`` columns ``frame`` has (by clean name) meet their rules."""
+    for role in (QUANTITY, DISCOUNT):
+        if role in optional and role in frame.columns:
+            values = frame[role]
+            if not pd.api.types.is_float_dtype(values):
+                return False
+            numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+            if not amounts_in_range(numbers).all() or (role == DISCOUNT and (numbers < 0).any()):
+                return False
+    for role in (CATEGORY, CHANNEL):
+        if role in optional and role in frame.columns:
+            values = frame[role]
+            if not isinstance(values.dtype, pd.StringDtype):
+                return False
+            text = _arrow_text(values)
+            if not pc.all(pc.equal(pc.utf8_trim(text, TEXT_SPACES), text)).as_py() or (
+                    pc.any(pc.equal(text, "")).as_py()):
+                return False
+    return True
+
+
+def ensure_clean(transactions: pd.DataFrame, *, extra_cols: Sequence[str] = (),
+                 optional: Sequence[str] = ()) -> pd.DataFrame:
     """``transactions`` as :func:`load_transactions` leaves them.
 
     A frame that already meets the contract (:func:`is_clean`) is returned as it is,
     with all its columns; any other frame goes through :func:`load_transactions`
-    (keeping ``extra_cols``), with its rules and its errors. Features, retention and
-    scoring call this instead of checking transactions themselves.
+    (keeping ``extra_cols``, and the ``optional`` columns it has, read by their rules),
+    with its rules and its errors. Features, retention and scoring call this instead of
+    checking transactions themselves.
 
     Parameters
     ----------
@@ -414,6 +481,11 @@ def ensure_clean(transactions: pd.DataFrame, *, extra_cols: Sequence[str] = ()) 
         Clean or raw transactions with the standard column names.
     extra_cols
         Other columns the caller reads (for example a segment column).
+    optional
+        Optional columns (clean names among :data:`OPTIONAL_COLUMNS`: ``order_id``,
+        ``quantity``, ``category``, ``channel``, ``discount``) the caller reads: those the
+        frame has must meet their rules. By default none is looked at: a column with such
+        a name is an ordinary extra column (kept only on a clean frame, as any other).
 
     Returns
     -------
@@ -431,9 +503,17 @@ def ensure_clean(transactions: pd.DataFrame, *, extra_cols: Sequence[str] = ()) 
             f"transactions must be a pandas DataFrame, got {type(transactions).__name__}. "
             "Suggestion: read files with churnlens.load_transactions first."
         )
-    if is_clean(transactions) and all(c in transactions.columns for c in extra_cols):
+    if is_clean(transactions, optional=optional) and all(
+            c in transactions.columns for c in extra_cols):
         return transactions
-    return load_transactions(transactions, extra_cols=tuple(extra_cols)).transactions
+    present = [role for role in OPTIONAL_COLUMNS
+               if role in optional and role in transactions.columns]
+    order, quantity, category, channel, discount = (
+        role if role in present else None for role in OPTIONAL_COLUMNS)
+    return load_transactions(
+        transactions, order_col=order, quantity_col=quantity, category_col=category,
+        channel_col=channel, discount_col=discount,
+        extra_cols=tuple(c for c in extra_cols if c not in present)).transactions
 
 
 def _read_source(
@@ -941,16 +1021,19 @@ def _to_naive_utc(values: pd.Series) -> tuple[pd.Series, int]:
     return values.astype("datetime64[us]"), 0
 
 
-def _parse_amounts(values: pd.Series, source: str, column: str, file_rows: bool) -> pd.Series:
+def _parse_amounts(values: pd.Series, source: str, column: str, file_rows: bool, *,
+                   what: str = "amounts") -> pd.Series:
     """Parse amounts as float64; non-numeric, missing, infinite or too large values are errors.
 
     Too large: beyond +-``MAX_ABS_AMOUNT``, where the exact sums of the engine
-    (``_engine.amount_units_sql``) would lose their meaning.
+    (``_engine.amount_units_sql``) would lose their meaning. ``what`` names the values in
+    the messages (``"discounts"``: the discount's own suggestion).
     """
     if pd.api.types.is_bool_dtype(values):
+        flag = "--discount-col" if what == "discounts" else "--amount-col"
         raise DataValidationError(
-            f"column {column!r} in {source} holds booleans (true/false), not amounts. "
-            "Suggestion: check --amount-col."
+            f"column {column!r} in {source} holds booleans (true/false), not {what}. "
+            f"Suggestion: check {flag}."
         )
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.astype("float64")
@@ -963,20 +1046,74 @@ def _parse_amounts(values: pd.Series, source: str, column: str, file_rows: bool)
         bad = values[numbers.isna()]
     if len(bad):
         missing = bad.isna().all()
-        what = "missing amounts" if missing else "amounts that are not numbers"
+        problem = f"missing {what}" if missing else f"{what} that are not numbers"
+        suggestion = ("discounts must be plain numbers such as 2.5 (0 or more; an empty cell "
+                      "is no discount); remove currency signs and thousands separators."
+                      if what == "discounts" else
+                      "amounts must be plain numbers such as 12.5 or -3 (refunds); remove "
+                      "currency signs and thousands separators, and fill or drop empty cells.")
         raise DataValidationError(
-            f"column {column!r} in {source} has {len(bad):,} {what}: "
-            f"{format_bad_rows(bad, file_rows=file_rows)}. Suggestion: amounts must be plain "
-            "numbers such as 12.5 or -3 (refunds); remove currency signs and thousands "
-            "separators, and fill or drop empty cells."
+            f"column {column!r} in {source} has {len(bad):,} {problem}: "
+            f"{format_bad_rows(bad, file_rows=file_rows)}. Suggestion: {suggestion}"
         )
     too_large = values[~amounts_in_range(numbers.to_numpy())]
     if len(too_large):
         raise DataValidationError(
             f"column {column!r} in {source} has {len(too_large):,} infinite or too large "
-            f"amounts (beyond +-{MAX_ABS_AMOUNT:,.0f}): "
+            f"{what} (beyond +-{MAX_ABS_AMOUNT:,.0f}): "
             f"{format_bad_rows(too_large, file_rows=file_rows)}. Suggestion: check that "
             "the column holds amounts (not ids), and fix these rows."
+        )
+    return numbers
+
+
+def clean_text(values: pd.Series, source: str, column: str, file_rows: bool) -> pd.Series:
+    """A category or channel column as text (pandas ``string``), spaces stripped.
+
+    Surrounding spaces (:data:`TEXT_SPACES`) are not part of a value; an empty value is
+    missing (NA). Integer codes become their digits; other non-text values (booleans,
+    fractional numbers, dates) are refused: they are not names.
+    """
+    if pd.api.types.is_bool_dtype(values) or (
+        pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_integer_dtype(values)
+    ) or pd.api.types.is_datetime64_any_dtype(values):
+        raise DataValidationError(
+            f"column {column!r} in {source} holds {values.dtype} values, not names: "
+            f"{format_bad_rows(values.dropna(), file_rows=file_rows)}. Suggestion: store "
+            "categories and channels as text (or integer codes), or check the column name."
+        )
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if values.dtype == object and kind not in ("string", "empty", "integer"):
+        bad = values[values.map(lambda v: v is not None and not isinstance(v, str | int)
+                                and not (isinstance(v, float) and np.isnan(v)))]
+        raise DataValidationError(
+            f"column {column!r} in {source} holds values that are not text: "
+            f"{format_bad_rows(bad, file_rows=file_rows)}. Suggestion: store categories "
+            "and channels as text."
+        )
+    text = values.astype("string").str.strip(TEXT_SPACES)
+    return text.mask(text == "")
+
+
+def parse_discounts(values: pd.Series, source: str, column: str, file_rows: bool) -> pd.Series:
+    """Parse discounts as float64 ``>= 0``: an empty (or blank) cell is no discount (0).
+
+    Anything else follows the rules of amounts (:func:`_parse_amounts`: plain numbers,
+    finite, within +-``MAX_ABS_AMOUNT``); a negative discount is an error naming the rows.
+    """
+    present = values.notna()
+    if not pd.api.types.is_numeric_dtype(values):  # a blank cell is an empty one
+        present &= values.astype("string").str.strip(TEXT_SPACES).ne("").fillna(False)
+    numbers = pd.Series(0.0, index=values.index, dtype="float64")
+    if present.any():
+        numbers.loc[present] = _parse_amounts(values[present], source, column, file_rows,
+                                              what="discounts")
+    negative = values[(numbers < 0).to_numpy()]
+    if len(negative):
+        raise DataValidationError(
+            f"column {column!r} in {source} has {len(negative):,} negative discounts: "
+            f"{format_bad_rows(negative, file_rows=file_rows)}. Suggestion: a discount is "
+            "the amount taken off the price, 0 or more; check --discount-col."
         )
     return numbers
 

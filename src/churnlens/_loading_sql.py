@@ -38,9 +38,11 @@ import pyarrow as pa
 from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT, Dialect, amount_units_sql, connect
 from churnlens._loading import (
     AMOUNT,
+    CATEGORY,
+    CHANNEL,
     CUSTOMER,
+    DISCOUNT,
     MISSING_ID_TEXT,
-    ORDER,
     QUANTITY,
     TIMESTAMP,
     CleaningReport,
@@ -51,6 +53,8 @@ from churnlens._loading import (
     check_time_format,
     file_kind,
     load_transactions,
+    optional_roles,
+    parse_discounts,
 )
 from churnlens._loading import _parse_amounts as _pandas_amounts
 from churnlens._loading import _parse_timestamps as _pandas_timestamps
@@ -80,6 +84,8 @@ _OFFSET_ISO = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:
                r"(?:Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
 _PLAIN_NUMBER = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _ZERO_FRACTION = r"^-?(?:0|[1-9][0-9]*)\.0+$"
+# the text id as read, beside the rules' customer_id in the view ``parsed`` (DuckDB)
+_RAW_ID = "churnlens_raw_customer_id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +168,9 @@ def load_transactions_sql(
     amount_col: str = AMOUNT,
     order_col: str | None = None,
     quantity_col: str | None = None,
+    category_col: str | None = None,
+    channel_col: str | None = None,
+    discount_col: str | None = None,
     extra_cols: tuple[str, ...] | list[str] = (),
     as_of: str | dt.date | pd.Timestamp | None = None,
     time_format: str | None = None,
@@ -178,8 +187,9 @@ def load_transactions_sql(
         A Parquet or CSV file, a glob (``"exports/*.parquet"``) or a directory of
         Parquet files (hive partitions such as ``year=2024/`` are columns, read when
         named in ``extra_cols``).
-    customer_col, time_col, amount_col, order_col, quantity_col, extra_cols, as_of, \
-time_format, deduplicate, delimiter, max_staleness_days
+    customer_col, time_col, amount_col, order_col, quantity_col, category_col, \
+channel_col, discount_col, extra_cols, as_of, time_format, deduplicate, delimiter, \
+max_staleness_days
         As in :func:`~churnlens._loading.load_transactions`.
     limits
         Memory limit and spill folder of the engine (default :class:`EngineLimits`).
@@ -199,12 +209,14 @@ time_format, deduplicate, delimiter, max_staleness_days
     """
     limits = limits or EngineLimits()
     columns = {CUSTOMER: customer_col, TIMESTAMP: time_col, AMOUNT: amount_col}
-    optional = {role: name for role, name in {ORDER: order_col,
-                                              QUANTITY: quantity_col}.items() if name}
+    optional = optional_roles(order_col=order_col, quantity_col=quantity_col,
+                              category_col=category_col, channel_col=channel_col,
+                              discount_col=discount_col)
     wanted = {**columns, **optional, **{name: name for name in extra_cols}}
     pandas_options: dict[str, Any] = dict(
         customer_col=customer_col, time_col=time_col, amount_col=amount_col,
-        order_col=order_col, quantity_col=quantity_col, extra_cols=tuple(extra_cols),
+        order_col=order_col, quantity_col=quantity_col, category_col=category_col,
+        channel_col=channel_col, discount_col=discount_col, extra_cols=tuple(extra_cols),
         as_of=as_of, time_format=time_format, deduplicate=deduplicate, delimiter=delimiter,
         max_staleness_days=max_staleness_days)
     as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
@@ -250,13 +262,18 @@ time_format, deduplicate, delimiter, max_staleness_days
                              f"column types {rules.unhandled} are read by the pandas rules",
                              temp_dir)
         con.execute(f"CREATE TEMP VIEW raw_rows AS {scan}")
-        con.execute(f"CREATE TEMP VIEW parsed AS {rules.parsed_sql('raw_rows')}")
+        parsed = rules.parsed_columns()
+        if types.get(CUSTOMER) == "VARCHAR":  # the id as read, for _check's shortcut
+            parsed.append(f"{_ident(CUSTOMER)} AS {_RAW_ID}")
+        con.execute(f"CREATE TEMP VIEW parsed AS SELECT {', '.join(parsed)} FROM raw_rows")
         report: CleaningReport | None = None
         try:
             tally: dict[str, int] = {}
-            outcome = _check(con, name, wanted, as_of_ts, max_staleness_days, tally)
+            stats: list[Any] = []  # the report's counts, when the check scan made them
+            outcome = _check(con, name, wanted, as_of_ts, max_staleness_days, tally,
+                             stats=None if deduplicate else stats)
             report = (None if outcome else
-                      _report(con, name, wanted, as_of_ts, deduplicate, tally))
+                      _report(con, name, wanted, as_of_ts, deduplicate, tally, stats))
         except duckdb.Error as exc:  # a broken file: the pandas reader names the problem
             outcome = f"DuckDB cannot read it ({' '.join(str(exc).split())[:300]})"
         if outcome is not None or report is None:
@@ -393,6 +410,13 @@ def _connect(limits: EngineLimits) -> tuple[duckdb.DuckDBPyConnection, str | Non
         Path(folder).mkdir(parents=True, exist_ok=True)
     con.execute("SET temp_directory = ?", [folder])
     con.execute("SET TimeZone = 'UTC'")
+    # Memory a query freed goes back to the system in the background: without this the
+    # allocator kept the last query's hash tables (about 0.5 GB at 10M rows) while the
+    # scores were computed beside them (docs/scale.md).
+    con.execute("SET allocator_background_threads = true")
+    # and sooner: after a task that allocated more than 16MB, and after a bulk free
+    con.execute("SET allocator_flush_threshold = '16MB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '64MB'")
     return con, made
 
 
@@ -425,9 +449,11 @@ class _Rules:
             return kind == "VARCHAR" or kind in _INTEGER_TYPES or kind in _FLOAT_TYPES
         if role == TIMESTAMP:
             return kind in ("VARCHAR", "DATE") or kind.startswith("TIMESTAMP")
-        if role in (AMOUNT, QUANTITY):
+        if role in (AMOUNT, QUANTITY, DISCOUNT):
             return (kind == "VARCHAR" or kind in _INTEGER_TYPES or kind in _FLOAT_TYPES
                     or kind.startswith("DECIMAL"))
+        if role in (CATEGORY, CHANNEL):  # names: text or integer codes
+            return kind == "VARCHAR" or kind in _INTEGER_TYPES
         return True
 
     def parsed_sql(self, table: str) -> str:
@@ -441,12 +467,35 @@ class _Rules:
         parts += self._number(AMOUNT)
         if QUANTITY in self.wanted:
             parts += self._number(QUANTITY)
+        parts += [self._text(role) for role in (CATEGORY, CHANNEL) if role in self.wanted]
+        if DISCOUNT in self.wanted:
+            parts += self._discount()
         parts += [self._ident(role) for role in self.wanted
-                  if role not in (CUSTOMER, TIMESTAMP, AMOUNT, QUANTITY)]
+                  if role not in (CUSTOMER, TIMESTAMP, AMOUNT, QUANTITY, CATEGORY, CHANNEL,
+                                  DISCOUNT)]
         # the values as read, for the pandas rules' messages on suspicious rows
         parts += [f"{self._ident(role)} AS {self._ident('raw_' + role)}"
-                  for role in (TIMESTAMP, AMOUNT, QUANTITY) if role in self.wanted]
+                  for role in (TIMESTAMP, AMOUNT, QUANTITY, DISCOUNT) if role in self.wanted]
         return parts
+
+    def _text(self, role: str) -> str:
+        """A category or channel: text without surrounding spaces; empty is missing."""
+        raw = self._ident(role)
+        if self.types[role] != "VARCHAR":  # integer codes: their digits
+            raw = f"CAST({raw} AS {'STRING' if self.dialect == 'spark' else 'VARCHAR'})"
+        return f"nullif({_trim(raw, self.dialect)}, '') AS {self._ident(role)}"
+
+    def _discount(self) -> list[str]:
+        """A discount: a number >= 0; empty or blank is 0 (``_loading.parse_discounts``)."""
+        raw = self._ident(DISCOUNT)
+        value, flag = self._number(DISCOUNT)
+        value = value.removesuffix(f" AS {DISCOUNT}")
+        flag = flag.removesuffix(f" AS {DISCOUNT}_suspicious")
+        blank = (f"{raw} IS NULL" if self.types[DISCOUNT] != "VARCHAR"
+                 else f"({raw} IS NULL OR {_trim(raw, self.dialect)} = '')")
+        return [f"CASE WHEN {blank} THEN CAST(0 AS DOUBLE) ELSE {value} END AS {DISCOUNT}",
+                f"(NOT {blank} AND ({flag} OR coalesce({value} < 0, false))) "
+                f"AS {DISCOUNT}_suspicious"]
 
     def _ident(self, name: str) -> str:
         return _ident(name, self.dialect)
@@ -539,20 +588,52 @@ def _utc_wall_clock(instant: str) -> str:
 
 def _check(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
            as_of_ts: pd.Timestamp | None, max_staleness_days: int | None,
-           tally: dict[str, int]) -> str | None:
+           tally: dict[str, int], *, stats: list[Any] | None = None) -> str | None:
     """Raise the loader's error for the first broken rule; a reason to fall back, or None.
 
-    One scan of the files; the counts the report needs go into ``tally``.
+    One scan of the files; the counts the report needs go into ``tally``. With a
+    ``stats`` list (no deduplication), the same scan also counts :func:`stats_sql`'s
+    numbers over the kept rows and puts them there (one scan fewer).
+
+    Text ids: the scan also counts the ids the rules change (missing-value words, ``12.0``
+    for ``12``); when none is, the later scans (``kept``) read the id as it is, without
+    the rules' string work on every row (the same values).
     """
     after = after_as_of_sql(as_of_ts)
-    counts = con.execute(check_sql("parsed", QUANTITY in wanted, after)).fetchall()[0]
+    raw_id = _RAW_ID in {str(row[0]) for row in con.execute("DESCRIBE parsed").fetchall()}
+    extra = "" if stats is None else ",\n" + _kept_stats_sql(after)
+    if raw_id:
+        extra += f",\ncount(*) FILTER (WHERE customer_id IS DISTINCT FROM {_RAW_ID})"
+    counts = con.execute(check_sql("parsed", QUANTITY in wanted, after, extra=extra,
+                                   discount=DISCOUNT in wanted)).fetchall()[0]
     assert counts is not None
-    outcome = judge_counts(counts, name, wanted, as_of_ts, max_staleness_days, tally,
+    outcome = judge_counts(counts[:9], name, wanted, as_of_ts, max_staleness_days, tally,
                            lambda role, flag: _suspicious(con, role, flag))
+    if stats is not None:
+        stats[:] = counts[9:16]
     if outcome is None:
-        con.execute(f"CREATE TEMP VIEW kept AS SELECT * FROM parsed "
-                    f"WHERE customer_id IS NOT NULL AND NOT ({after})")
+        if raw_id and counts[-1] == 0:  # every id as read: skip the rules' CASE
+            con.execute(f"CREATE TEMP VIEW kept AS SELECT * REPLACE ({_RAW_ID} AS customer_id) "
+                        f"FROM parsed WHERE {_RAW_ID} IS NOT NULL AND NOT ({after})")
+        else:
+            con.execute(f"CREATE TEMP VIEW kept AS SELECT * FROM parsed "
+                        f"WHERE customer_id IS NOT NULL AND NOT ({after})")
     return outcome
+
+
+def _kept_stats_sql(after: str) -> str:
+    """:func:`stats_sql`'s items over the rows ``kept`` would hold, as extra items of
+    :func:`check_sql` (used only when the checks pass: no suspicious value then)."""
+    kept = f"customer_id IS NOT NULL AND NOT ({after})"
+    ts = _ident("timestamp")
+    # CASE: the exact units of the refunds only (a suspicious amount, which the checks
+    # refuse anyway, could overflow the cast)
+    refund = (f"CASE WHEN {kept} AND amount < 0 AND NOT amount_suspicious "
+              f"THEN {amount_units_sql('(-amount)')} END")
+    return (f"count(*) FILTER (WHERE {kept}), count(*) FILTER (WHERE {kept} AND amount < 0), "
+            f"coalesce(sum({refund}), 0), count(*) FILTER (WHERE {kept} AND amount = 0), "
+            f"count(DISTINCT customer_id) FILTER (WHERE {kept}), "
+            f"min({ts}) FILTER (WHERE {kept}), max({ts}) FILTER (WHERE {kept})")
 
 
 def after_as_of_sql(as_of_ts: pd.Timestamp | None, dialect: Dialect = "duckdb") -> str:
@@ -565,11 +646,16 @@ def after_as_of_sql(as_of_ts: pd.Timestamp | None, dialect: Dialect = "duckdb") 
 
 
 def check_sql(table: str, quantity: bool, after: str, dialect: Dialect = "duckdb",
-              extra: str = "") -> str:
+              extra: str = "", *, discount: bool = False) -> str:
     """The one scan of the checks over the parsed rows (:meth:`_Rules.parsed_sql`).
 
     ``extra``: more select items after the nine counts (an engine's own check).
+    ``bad_quantities`` counts the suspicious quantities and, with ``discount``, discounts.
     """
+    flags = [f"{role}_suspicious" for role, asked in (("quantity", quantity),
+                                                       ("discount", discount)) if asked]
+    bad_optional = (f"count(*) FILTER (WHERE customer_id IS NOT NULL AND ({' OR '.join(flags)}))"
+                    if flags else "0")
     ts = _ident("timestamp", dialect)
     return f"""
         SELECT count(*) AS rows_read,
@@ -580,8 +666,7 @@ def check_sql(table: str, quantity: bool, after: str, dialect: Dialect = "duckdb
                count(*) FILTER (WHERE customer_id IS NOT NULL AND ts_suspicious) AS bad_ts,
                count(*) FILTER (WHERE customer_id IS NOT NULL AND amount_suspicious)
                    AS bad_amounts,
-               {"count(*) FILTER (WHERE customer_id IS NOT NULL AND quantity_suspicious)"
-                if quantity else "0"} AS bad_quantities,
+               {bad_optional} AS bad_quantities,
                max({ts}) FILTER (WHERE customer_id IS NOT NULL) AS last_seen{extra}
         FROM {table}
     """
@@ -621,9 +706,13 @@ def judge_counts(counts: Any, name: str, wanted: dict[str, str],
                         wanted[AMOUNT], file_rows)
         return "amounts that only the pandas rules read"
     if bad_quantities:
-        _pandas_amounts(suspicious(QUANTITY, "quantity_suspicious"), name,
-                        wanted[QUANTITY], file_rows)
-        return "quantities that only the pandas rules read"
+        if QUANTITY in wanted:
+            _pandas_amounts(suspicious(QUANTITY, "quantity_suspicious"), name,
+                            wanted[QUANTITY], file_rows)
+        if DISCOUNT in wanted:
+            parse_discounts(suspicious(DISCOUNT, "discount_suspicious"), name,
+                            wanted[DISCOUNT], file_rows)
+        return "quantities or discounts that only the pandas rules read"
     if as_of_ts is not None and max_staleness_days is not None:
         require_recent_data(as_of_ts.date(), pd.Timestamp(last_seen).date(),
                             max_staleness_days=max_staleness_days, source=name)
@@ -663,13 +752,41 @@ def _suspicious(con: duckdb.DuckDBPyConnection, role: str, flag: str) -> pd.Seri
 
 def _report(con: duckdb.DuckDBPyConnection, name: str, wanted: dict[str, str],
             as_of_ts: pd.Timestamp | None, deduplicate: bool,
-            tally: dict[str, int]) -> CleaningReport:
-    """The cleaning report from two more scans; leaves the view ``transactions``."""
-    groups = con.execute(duplicates_sql("kept", wanted)).fetchall()[0]
-    duplicate_rows = int(groups[0]) if groups is not None and groups[0] is not None else 0
+            tally: dict[str, int], stats: list[Any] | None = None) -> CleaningReport:
+    """The cleaning report from one or two more scans; leaves the view ``transactions``.
+
+    ``stats``: :func:`stats_sql`'s numbers when the check scan counted them already.
+    """
+    duplicate_rows = _count_duplicates(con, "kept", wanted)
     con.execute(f"CREATE TEMP VIEW transactions AS {clean_rows_sql('kept', wanted, deduplicate)}")
-    stats = con.execute(stats_sql("transactions")).fetchall()[0]
+    if not stats:
+        stats = list(con.execute(stats_sql("transactions")).fetchall()[0])
     return make_report(name, tally, duplicate_rows, stats, as_of_ts, deduplicate)
+
+
+def _count_duplicates(con: duckdb.DuckDBPyConnection, table: str,
+                      wanted: dict[str, str]) -> int:
+    """:func:`duplicates_sql`'s number, exactly, for less time and memory (DuckDB).
+
+    First the rows are grouped by a 64-bit hash of every column (one small key per
+    group instead of every column's values); only the rows whose hash is shared (true
+    repeats, or rarely a collision) are then grouped by their values. DuckDB's ``hash``
+    is the one its ``GROUP BY`` uses, so rows equal as a group key have equal hashes.
+    """
+    listed = ", ".join(_ident(role) for role in wanted)
+    shared = f"churnlens_shared_hashes_{os.getpid()}_{id(con)}"
+    con.execute(f"CREATE TEMP TABLE {shared} AS SELECT h FROM (SELECT hash({listed}) AS h, "
+                f"count(*) AS n FROM {table} GROUP BY h) AS g WHERE n > 1")
+    try:
+        found = con.execute(f"SELECT count(*) FROM {shared}").fetchall()[0][0]
+        if not found:
+            return 0
+        groups = con.execute(duplicates_sql(
+            f"(SELECT * FROM {table} WHERE hash({listed}) IN (SELECT h FROM {shared}))",
+            wanted)).fetchall()[0]
+        return int(groups[0]) if groups is not None and groups[0] is not None else 0
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {shared}")
 
 
 def duplicates_sql(table: str, wanted: dict[str, str], dialect: Dialect = "duckdb") -> str:

@@ -188,6 +188,10 @@ def check_model(
     except ChurnlensError as exc:
         raise ModelError(f"{source}: unusable feature windows {artifact.windows_days} "
                          f"({exc}).") from exc
+    if getattr(model, "input_spec_", None):  # trained with richer inputs (issue 21)
+        from churnlens._input_features import spec_of
+
+        computable |= set(spec_of(model).feature_names())
     unknown = [n for n in artifact.feature_names if n not in computable]
     if unknown:
         raise ModelError(f"{source} needs features churnlens does not compute: {unknown[:8]}. "

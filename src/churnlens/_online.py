@@ -24,7 +24,7 @@ import datetime as dt
 import itertools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -83,6 +83,7 @@ class FeatureQuery:
             collections.OrderedDict())
         self._names = itertools.count()
         self._lock = threading.Lock()
+        self._side: Any = None  # side_connection(), opened on first use
 
     def __call__(
         self,
@@ -133,10 +134,25 @@ class FeatureQuery:
             self._con.execute(f"DEALLOCATE {old}")
         return name
 
+    def side_connection(self) -> Any:
+        """A second DuckDB connection of this instance, opened once, for other queries of
+        the same batch (the API joins the richer inputs' features in it:
+        :func:`churnlens._input_features.with_input_features` ``connection=``), so a
+        batch does not pay for opening a database. Its optimizer is on (the joins need
+        it), unlike the feature statement's connection. Used by one thread at a time,
+        as the instance is (the API's pool gives each thread its own)."""
+        with self._lock:
+            if self._side is None:
+                self._side = connect(threads=1)
+            return self._side
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
         with self._lock:
             self._con.close()
+            if self._side is not None:
+                self._side.close()
+                self._side = None
 
 
 class MicroBatcher(Generic[Item, Result]):

@@ -66,6 +66,10 @@ __all__ = ["StreamedScores", "TableWriter", "score_file_out_of_core", "write_fea
 
 Progress = Callable[[str], None]
 _FEATURES = "churnlens_scoring_features"
+# The features (and input features) with the segment, sorted by customer id once: the
+# offset pass and the scoring read it in that order, without sorting again
+_SCORING = "churnlens_scoring_sorted"
+_SEGMENTS = "churnlens_scoring_segments"
 _M_KEY = "churnlens_m_key"
 _SEGMENT = "churnlens_segment"
 _CENTS = "churnlens_cents"
@@ -230,6 +234,9 @@ def write_features_file(
     loader_options: dict[str, Any] | None = None,
     limits: EngineLimits | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    inputs: Any = None,
+    horizon_days: int | None = None,
+    calendar: bool | None = False,
 ) -> tuple[CleaningReport, int, int]:
     """``churnlens features`` out of core: the features of every customer to ``out``.
 
@@ -256,6 +263,18 @@ def write_features_file(
         The engine's memory limit and spill folder.
     chunk_rows
         Customers read back and written at a time.
+    inputs
+        The customer and event tables (:class:`churnlens._input_features.InputTables`):
+        given, the input features of every group the data allows
+        (:func:`churnlens._input_features.learn_input_spec` at ``as_of``: the purchase
+        details when optional columns are mapped, the events, the attributes, and with
+        ``calendar`` the calendar) follow the transactions' features. ``None``: the
+        transactions' features only.
+    horizon_days
+        The horizon of the calendar features (needed with ``inputs``).
+    calendar
+        The calendar group: off by default, as in training (``True``: on; ``None``: on
+        when the history spans a year plus ``horizon_days``).
 
     Returns
     -------
@@ -267,10 +286,26 @@ def write_features_file(
     with load_transactions_sql(source, **(loader_options or {}), as_of=as_of,
                                limits=limits) as clean:
         create_features_table(clean, as_of, _FEATURES, windows_days=windows_days)
+        select = f"SELECT * FROM {_FEATURES} ORDER BY customer_id"
+        spec = None
+        if inputs is not None:
+            from churnlens._input_features import learn_input_spec
+
+            if horizon_days is None:
+                from churnlens.exceptions import ChurnlensError
+
+                raise ChurnlensError("write_features_file: inputs need horizon_days (the "
+                                     "calendar features' window). Suggestion: pass it.")
+            spec = learn_input_spec(clean, inputs, as_of=as_of, horizon_days=horizon_days,
+                                    calendar=calendar)
+            if spec.groups:
+                _create_inputs_table(clean, as_of, spec, inputs, [])
+                select = (f"SELECT f.*, i.* EXCLUDE (customer_id, as_of) FROM {_FEATURES} AS f "
+                          f"LEFT JOIN {_INPUTS} AS i ON i.customer_id = f.customer_id "
+                          "ORDER BY f.customer_id")
         width = 0
         with TableWriter(out, metadata=metadata(clean.report)) as writer:
-            for frame in _batches(clean, f"SELECT * FROM {_FEATURES} ORDER BY customer_id",
-                                  chunk_rows):
+            for frame in _batches(clean, select, chunk_rows):
                 frame["as_of"] = frame["as_of"].dt.date
                 width = len(frame.columns) - 2
                 writer.write(frame)
@@ -278,7 +313,8 @@ def write_features_file(
                 from churnlens._features import feature_names
 
                 empty = pd.DataFrame(columns=["customer_id", "as_of",
-                                              *feature_names(windows_days)])
+                                              *feature_names(windows_days),
+                                              *(spec.feature_names() if spec else [])])
                 width = len(empty.columns) - 2
                 writer.write(empty)
         return clean.report, writer.rows, width
@@ -364,6 +400,7 @@ def score_file_out_of_core(
     chunk_rows: int = OUT_OF_CORE_CHUNK_ROWS,
     spreadsheet_safe: bool = True,
     keep_risks: bool = False,
+    inputs: Any = None,
 ) -> StreamedScores:
     """Score a transactions file out of core and write the scores to ``out``.
 
@@ -384,29 +421,55 @@ def score_file_out_of_core(
         The ``.parquet`` or ``.csv`` file to write.
     keep_risks
         Also write the ledger's risks table (``StreamedScores.risks``).
+    inputs
+        The customer and event tables (:class:`churnlens._input_features.InputTables`),
+        as for :func:`churnlens._scoring.score_file`: checked before any work. The input
+        features of a model trained with richer inputs are computed once by DuckDB on the
+        view and kept in a DuckDB table joined to the feature table (docs/scale.md).
     """
     from churnlens._config import Settings
     from churnlens._features import create_features_table
+    from churnlens._scoring import check_inputs, mapped_details
 
     settings = settings or Settings()
     say = progress or (lambda _m: None)
     day = check_as_of(artifact, as_of, allow_past=allow_past)
+    used = check_inputs(artifact, inputs, detail_columns=mapped_details(settings))
+    spec = _input_spec(artifact)
+    notes: list[str] = []
     model_card = json_ready({
         "name": artifact.name, "version": artifact.version, "alias": artifact.alias,
         "as_of": str(artifact.as_of), "run_id": artifact.run_id,
         "horizon_days": artifact.horizon_days})
     metadata = {"model": json.dumps(model_card, sort_keys=True), "as_of": str(day),
                 "horizon_days": str(artifact.horizon_days)}
+    if spec is not None and "attributes" in spec.groups:
+        from churnlens._scoring import attributes_summary
+
+        # which columns are the customers' attributes (at-risk --attribute reads it)
+        metadata["attributes"] = json.dumps(attributes_summary(spec))
     say("loading and validating transactions (out of core)")
     with load_transactions_sql(source, **settings.data.loader_options(), as_of=day,
                                limits=_limits(settings)) as clean:
         con = clean.connection
         con.create_function(_CENTS, _cents, [DOUBLE], DOUBLE, type=ARROW, side_effects=False)
-        say(f"computing features at {day}")
-        n = create_features_table(clean, day, _FEATURES, windows_days=artifact.windows_days,
-                                  extra_columns=f", {_CENTS}(monetary_total) AS {_M_KEY}")
+        # before the features: its hash tables are freed before the feature table is
+        # made, so the two do not add up in memory (docs/scale.md)
         say("measuring the last actual retention")
         last_actual = _last_actual(clean, day, artifact.horizon_days)
+        say(f"computing features at {day}")
+        richer = spec is not None and bool(spec.groups)
+        if not richer:  # stored sorted by customer id at once (no sort of its own)
+            con.execute("SET preserve_insertion_order = true")
+        n = create_features_table(clean, day, _SCORING if not richer else _FEATURES,
+                                  windows_days=artifact.windows_days,
+                                  extra_columns=f", {_CENTS}(monetary_total) AS {_M_KEY}",
+                                  sorted_by_customer=not richer)
+        unseen = None
+        if spec.groups:
+            say("computing the input features (customer, event and purchase-detail tables)")
+            unseen = _create_inputs_table(clean, day, spec, used, notes)
+        _sort_features(clean, richer)
         center = None
         if reasons and n:
             say("measuring the mean BG/NBD offset of the base")
@@ -418,7 +481,7 @@ def score_file_out_of_core(
         writer = TableWriter(out, metadata=metadata, spreadsheet_safe=spreadsheet_safe)
         try:
             for scores in _scored(clean, day, artifact, settings.scoring, reasons, center,
-                                  chunk_rows, n):
+                                  chunk_rows, n, spec=spec, inputs=used):
                 writer.write(scores)
                 if risks is not None:
                     risks.write(scores)
@@ -426,11 +489,15 @@ def score_file_out_of_core(
                     kept[column].append(_compact(column, scores[column]))
                 say(f"scored {writer.rows:,} of {n:,} customers")
             say("summarising")
-            profile = _feature_profile(clean, artifact)
+            profile = _feature_profile(clean, artifact, inputs=bool(spec.groups))
             columns = _summary_columns(kept)
             del kept
             summary = _summary(columns, artifact, day, last_actual)
             summary["cleaning"] = json_ready(clean.report.to_dict())
+            if spec.groups:
+                from churnlens._scoring import inputs_summary
+
+                summary["inputs"] = inputs_summary(spec, used, notes, unseen)
             if risks is not None:
                 risks.close(True)
             say(f"writing {out}")
@@ -444,6 +511,30 @@ def score_file_out_of_core(
             raise
     return StreamedScores(output=out, summary=summary, scores=columns,
                           feature_profile=profile, risks=risks, _folder=folder)
+
+
+_INPUTS = "churnlens_scoring_inputs"
+
+
+def _input_spec(artifact: ModelArtifact) -> Any:
+    from churnlens._scoring import _spec
+
+    return _spec(artifact)
+
+
+def _create_inputs_table(clean: CleanTransactions, day: dt.date, spec: Any, inputs: Any,
+                         notes: list[str]) -> dict[str, int]:
+    """The input features at ``day``
+    (:func:`churnlens._input_features.create_input_features_table`: run by DuckDB on the
+    view, kept in the DuckDB table ``_INPUTS``, never read into pandas whole); returns
+    the unseen categories (``{column: rows}``) and says them in ``notes``."""
+    from churnlens._input_features import create_input_features_table
+    from churnlens._scoring import unseen_warnings
+
+    _rows, unseen = create_input_features_table(clean, day, spec, inputs, _INPUTS,
+                                                date_column="as_of")
+    notes.extend(unseen_warnings(unseen))
+    return dict(unseen)
 
 
 def _cents(values: Any) -> Any:
@@ -473,19 +564,53 @@ def _offset_center(clean: CleanTransactions, artifact: ModelArtifact, rows: int)
     model = artifact.model
     if not getattr(model, "use_bgnbd", True):
         return float(np.mean(np.zeros(1)))  # bgnbd_offset is all zeros: the mean is 0.0
-    # BG/NBD reads the repeat features only (_btyd.repeat_features_to_data)
+    # BG/NBD reads the repeat features only (_btyd.repeat_features_to_data), and the
+    # seasonal clock the scoring date (churnlens._season.horizons_of)
     columns = ", ".join(f'"{name}"' for name in REPEAT_FEATURES)
     parts = [np.asarray(model.bgnbd_offset(frame), dtype=np.float64) for frame in _batches(
-        clean, f"SELECT customer_id, {columns} FROM {_FEATURES} ORDER BY customer_id", rows)]
+        clean, f"SELECT customer_id, as_of, {columns} FROM {_SCORING}", rows)]
     return float(np.mean(np.concatenate(parts)))
 
 
-def _segment_sql() -> str:
-    """The feature table with each customer's segment (``_rules.rfm_segment``'s rule),
-    sorted by customer id."""
+def _sort_features(clean: CleanTransactions, inputs: bool) -> None:
+    """The tables ``_SCORING`` (the features, and input features, sorted by customer id)
+    and ``_SEGMENTS`` (each customer's segment, in the same order).
+
+    The base is sorted once: without input features ``create_features_table`` already
+    stored ``_SCORING`` sorted; with them, the feature table and the input features are
+    joined and sorted into ``_SCORING`` here, and the unsorted tables dropped. The offset
+    pass, the scoring and the profile then read ``_SCORING`` in its stored order
+    (``preserve_insertion_order`` on for the rest of the connection: a plain scan, and a
+    ``POSITIONAL JOIN`` with ``_SEGMENTS``, return the rows in that order), so the
+    features are not held beside a sorted copy while the scores are computed. The
+    segments need the whole base's quintiles (joins): they are computed from the sorted
+    table and put back in its order by row number (a sort of one small column).
+    """
+    con = clean.connection
+    con.execute("SET preserve_insertion_order = true")
+    if inputs:
+        con.execute(f"CREATE TEMP TABLE {_SCORING} AS SELECT * FROM ("
+                    # the input table's own as_of (date_column) is f.as_of: kept once
+                    f"SELECT f.*, i.* EXCLUDE (customer_id, as_of) FROM {_FEATURES} AS f "
+                    f"LEFT JOIN {_INPUTS} AS i ON i.customer_id = f.customer_id"
+                    ") ORDER BY customer_id")
+        con.execute(f"DROP TABLE {_FEATURES}")
+        con.execute(f"DROP TABLE IF EXISTS {_INPUTS}")
+    con.execute(f"CREATE TEMP TABLE {_SEGMENTS} AS {_segment_sql(_SCORING)}")
+
+
+def _scoring_sql() -> str:
+    """The rows to score, in customer-id order: the sorted features with their segment."""
+    return (f"SELECT f.* EXCLUDE ({_M_KEY}), s.{_SEGMENT} "
+            f"FROM {_SCORING} AS f POSITIONAL JOIN {_SEGMENTS} AS s")
+
+
+def _segment_sql(table: str) -> str:
+    """Each customer's segment (``_rules.rfm_segment``'s rule) on the feature table
+    ``table``, in its row order."""
     joins, scores = [], {}
     for name, expression, descending in _RFM:
-        table = f"churnlens_{name}"
+        alias = f"churnlens_{name}"
         value = expression.format(t="")
         order = "DESC" if descending else "ASC"
         # v -> ceil(5 * average rank / n) in integers (quintile_scores): lo and hi are the
@@ -495,27 +620,45 @@ def _segment_sql() -> str:
     FROM (SELECT v, c, SUM(c) OVER (ORDER BY v {order} ROWS BETWEEN UNBOUNDED PRECEDING
                                     AND CURRENT ROW) AS hi,
                  SUM(c) OVER () AS n
-          FROM (SELECT {value} AS v, count(*) AS c FROM {_FEATURES}
+          FROM (SELECT {value} AS v, count(*) AS c FROM {table}
                 WHERE {value} IS NOT NULL AND NOT isnan({value}) GROUP BY v))
-) AS {table} ON {table}.v = {expression.format(t="f.")}""")
-        scores[name[0].upper()] = f"coalesce({table}.score, 1)"
+) AS {alias} ON {alias}.v = {expression.format(t="f.")}""")
+        scores[name[0].upper()] = f"coalesce({alias}.score, 1)"
     cases = " ".join(f"WHEN {rule.sql(scores)} THEN '{rule.segment}'" for rule in SEGMENT_RULES)
-    return (f"SELECT f.* EXCLUDE ({_M_KEY}), CASE {cases} END AS {_SEGMENT}\n"
-            f"FROM {_FEATURES} AS f\n" + "\n".join(joins) + "\nORDER BY f.customer_id")
+    return (f"SELECT CASE {cases} END AS {_SEGMENT}\nFROM {table} AS f\n"
+            + "\n".join(joins) + "\nORDER BY f.rowid")
 
 
 def _scored(clean: CleanTransactions, day: dt.date, artifact: ModelArtifact,
-            settings: Any, reasons: bool, center: float | None, rows: int, n: int
-            ) -> Iterator[pd.DataFrame]:
+            settings: Any, reasons: bool, center: float | None, rows: int, n: int,
+            *, spec: Any = None, inputs: Any = None) -> Iterator[pd.DataFrame]:
     """The score batches, in customer-id order; two in flight with reasons (their NumPy
-    work releases the GIL), as :func:`churnlens._scoring._score_features` does."""
+    work releases the GIL), as :func:`churnlens._scoring._score_features` does. With a
+    ``spec`` that has groups, the input features are joined (categorised as the
+    in-memory path's) and the attribute columns added."""
     at = BASE_COLUMNS.index("segment")
+    richer = spec is not None and bool(spec.groups)
+    if richer:
+        from churnlens._scoring import attribute_table
+
+        table = attribute_table(spec, inputs, day)  # once: the rows valid on ``day``
 
     def run(frame: pd.DataFrame) -> pd.DataFrame:
         segment = frame.pop(_SEGMENT).to_numpy(dtype=object)
+        if richer:
+            from churnlens._input_features import categorise_inputs
+
+            frame = categorise_inputs(frame, spec)
         scores = score_batch(frame, day, artifact, settings=settings, reasons=reasons,
                              offset_center=center)
         scores.insert(at, "segment", segment)
+        if richer:
+            from churnlens._scoring import attribute_columns
+
+            attributes = attribute_columns(spec, inputs, scores["customer_id"], day,
+                                           table=table)
+            for column in attributes.columns:
+                scores[column] = attributes[column].to_numpy()
         return scores
 
     if n == 0:
@@ -526,13 +669,16 @@ def _scored(clean: CleanTransactions, day: dt.date, artifact: ModelArtifact,
                 artifact.windows_days)})
         empty.insert(0, "customer_id", pd.Series(dtype=object))
         empty.insert(1, "as_of", pd.Series(dtype="datetime64[us]"))
+        if richer:
+            for name in spec.feature_names():
+                empty[name] = pd.Series(dtype="float64")
         empty[_SEGMENT] = pd.Series(dtype=object)
         yield run(empty)
         return
     workers = 2 if reasons else 1
     pending: collections.deque[Any] = collections.deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for frame in _batches(clean, _segment_sql(), rows):
+        for frame in _batches(clean, _scoring_sql(), rows):
             pending.append(pool.submit(run, frame))
             if len(pending) >= workers:
                 yield pending.popleft().result()
@@ -569,23 +715,28 @@ def _summary_columns(kept: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
-def _feature_profile(clean: CleanTransactions, artifact: ModelArtifact
-                     ) -> dict[str, Any] | None:
-    """:func:`churnlens._drift.profile_against` on the feature table, one column at a
-    time (the bins count and the quantiles sort every value: the same numbers)."""
+def _feature_profile(clean: CleanTransactions, artifact: ModelArtifact, *,
+                     inputs: bool = False) -> dict[str, Any] | None:
+    """:func:`churnlens._drift.profile_against` on the feature table (and, with
+    ``inputs``, the input feature table), one column at a time (the bins count and the
+    quantiles sort every value: the same numbers)."""
     from churnlens._drift import profile_against
 
     reference = getattr(artifact.model, "reference_profile_", None)
     if not reference:
         return None
     con = clean.connection
-    present = {str(row[0]) for row in con.execute(
-        f"DESCRIBE SELECT * FROM {_FEATURES}").fetchall()}
+    table_of: dict[str, str] = {}
+    # the features and input features, in the sorted table (_sort_features)
+    for table in (_SCORING,):
+        for row in con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall():
+            if str(row[0]) != _M_KEY:
+                table_of.setdefault(str(row[0]), table)
     out: dict[str, Any] = {}
     for name, ref in reference.items():
-        if name not in present or name in ("customer_id", "as_of"):
+        if name not in table_of or name in ("customer_id", "as_of"):
             continue
-        column = con.execute(f'SELECT "{name}" FROM {_FEATURES}').fetchnumpy()[name]
+        column = con.execute(f'SELECT "{name}" FROM {table_of[name]}').fetchnumpy()[name]
         values = np.ma.filled(column.astype(np.float64), np.nan) if isinstance(
             column, np.ma.MaskedArray) else np.asarray(column, dtype=np.float64)
         out.update(profile_against(pd.DataFrame({name: values}), {name: ref}))

@@ -37,6 +37,33 @@ The kinds (features credited; condition; text), in tie-break order:
   days ago``.
 - ``refunds``: refund total. Refunds so far: ``refunds of 45.00 so far``.
 
+The kinds of the richer inputs (issue 21, docs/features.md), after those, in this order:
+
+- ``categories``: ``category_count``, ``category_concentration``. One category only, or
+  a spend concentration (HHI) of :data:`MIN_CONCENTRATION` or more: ``buys only in one
+  category``, ``buys mostly in one category``.
+- ``discount``: ``discount_share``. :data:`MIN_DISCOUNT_PERCENT` (20%) or more of the
+  list price discounted: ``buys on discount: 35% off on average``.
+- ``channel``: ``channel_share_<c>``. Half or more of the spend through one channel:
+  ``buys only via web``, ``buys mostly via store (80% of spend)``.
+- ``basket``: ``orders_per_occasion``, ``items_per_occasion``. One item per purchase
+  day: ``buys one item at a time``.
+- ``event:<type>``, one kind per event type: ``days_since_<type>``,
+  ``<type>_count_<w>d``. No event of the type in the shortest window (or none on
+  record): ``opened no email for 60 days``, ``never opened an email``, ``no site visit
+  for 45 days``; else, when the counts push the risk up, the events of the shortest
+  window against the customer's own rate before it (over the longest window):
+  ``1 site visit in the last 30 days, usually 3``, ``4 support tickets in the last 30
+  days, usually 1``. Engagement (email opens and clicks, site visits, app opens,
+  logins) is a reason only when fewer than usual; trouble (support tickets,
+  complaints, returns, unsubscribes) only when more, and never by its absence.
+- ``attribute:<name>``, one kind per customer attribute: ``attr_<name>``. The value is
+  known (an unseen category is not): ``channel: web``, ``age: 34``.
+- ``season``: ``season_sin``, ``season_cos``, ``last_year_window_share``. Last year the
+  customer bought less than half as much in the coming horizon's dates as an even year
+  would give: ``quiet season for this customer: 5% of last year's purchases fell in
+  these 91 days``.
+
 For a customer with one purchase, the ``slowing``, ``rhythm`` and ``new`` weights and
 the repeat basket's are added to ``silence`` (one purchase, 70 days ago, *is* the short
 history, the missing rhythm and the empty windows); when ``silence`` holds, the
@@ -62,6 +89,9 @@ if TYPE_CHECKING:
     from churnlens._model import Explanation
 
 __all__ = [
+    "INPUT_KINDS",
+    "MIN_CONCENTRATION",
+    "MIN_DISCOUNT_PERCENT",
     "MIN_DROP_PERCENT",
     "MODEL_QUANTITIES",
     "REASON_COLUMNS",
@@ -93,6 +123,43 @@ MIN_DROP_PERCENT = 20
 _KINDS = list(REASON_KINDS)
 _WINDOWED = re.compile(r"^(occasions|rate_trend|spend|basket_trend)_(\d+)d$")
 
+# The kinds of the richer inputs' features with fixed names, in tie-break order (after
+# REASON_KINDS; the per-event-type and per-attribute kinds follow, then ``season``).
+INPUT_KINDS: dict[str, tuple[str, ...]] = {
+    "categories": ("category_count", "category_concentration"),
+    "discount": ("discount_share",),
+    "channel": ("channel_share_{c}",),
+    "basket": ("orders_per_occasion", "items_per_occasion"),
+    "season": ("season_sin", "season_cos", "last_year_window_share"),
+}
+# A spend concentration (HHI of category shares) from which "mostly in one category".
+MIN_CONCENTRATION = 0.8
+# The average discount (percent of the list price) from which buying on discount is said.
+MIN_DISCOUNT_PERCENT = 20
+_CHANNEL = re.compile(r"^channel_share_(.+)$")
+_EVENT_DAYS = re.compile(r"^days_since_(.+)$")
+_EVENT_COUNT = re.compile(r"^(.+)_count_(\d+)d$")
+_ATTRIBUTE = re.compile(r"^attr_(.+)$")
+# How an event type reads: (absent for N days, never on record, one event, events).
+_EVENT_WORDS: dict[str, tuple[str, str, str, str]] = {
+    "email_open": ("opened no email for {d} days", "never opened an email",
+                   "email opened", "emails opened"),
+    "email_click": ("clicked no email for {d} days", "never clicked an email",
+                    "email clicked", "emails clicked"),
+    "site_visit": ("no site visit for {d} days", "no site visit on record",
+                   "site visit", "site visits"),
+    "app_open": ("did not open the app for {d} days", "never opened the app",
+                 "app open", "app opens"),
+    "login": ("no login for {d} days", "no login on record", "login", "logins"),
+    "support_ticket": ("", "", "support ticket", "support tickets"),
+    "complaint": ("", "", "complaint", "complaints"),
+}
+# Events that engage (fewer than usual is the sign) and trouble (more than usual is);
+# other types: either, as the model's contributions say.
+_ENGAGEMENT_EVENTS = frozenset({"email_open", "email_click", "site_visit", "app_open",
+                                "login"})
+_TROUBLE_EVENTS = frozenset({"support_ticket", "complaint", "return", "unsubscribe"})
+
 
 def reason_kind(feature: str) -> str | None:
     """The reason kind a feature's contribution is credited to (``None``: never a reason).
@@ -107,7 +174,41 @@ def reason_kind(feature: str) -> str | None:
     for kind, features in REASON_KINDS.items():
         if pattern in features:
             return kind
+    return _input_kind(feature)
+
+
+def _input_kind(feature: str) -> str | None:
+    """The kind of a feature of the richer inputs (``None``: not one of them).
+
+    Examples
+    --------
+    >>> _input_kind("category_count"), _input_kind("channel_share_web")
+    ('categories', 'channel')
+    >>> _input_kind("days_since_email_open"), _input_kind("email_open_count_30d")
+    ('event:email_open', 'event:email_open')
+    >>> _input_kind("attr_region"), _input_kind("season_cos"), _input_kind("x")
+    ('attribute:region', 'season', None)
+    """
+    for kind, features in INPUT_KINDS.items():
+        if feature in features:
+            return kind
+    if _CHANNEL.match(feature):
+        return "channel"
+    if found := _EVENT_DAYS.match(feature) or _EVENT_COUNT.match(feature):
+        return f"event:{found.group(1)}"
+    if found := _ATTRIBUTE.match(feature):
+        return f"attribute:{found.group(1)}"
     return None
+
+
+def _kinds_of(names: list[str]) -> list[str]:
+    """Every kind of ``names`` in tie-break order: :data:`REASON_KINDS`, the fixed input
+    kinds but ``season``, each event type and attribute (first seen first), ``season``."""
+    found = [k for k in (reason_kind(name) for name in names) if k is not None]
+    fixed = [k for k in INPUT_KINDS if k != "season" and k in found]
+    events = list(dict.fromkeys(k for k in found if k.startswith("event:")))
+    attributes = list(dict.fromkeys(k for k in found if k.startswith("attribute:")))
+    return [*_KINDS, *fixed, *events, *attributes, *(["season"] if "season" in found else [])]
 
 
 def _windows(frame_columns: list[str] | pd.Index, prefix: str) -> list[int]:
@@ -259,6 +360,140 @@ class _Kinds:
         valid |= ok
         return valid, text
 
+    # --- the richer inputs' kinds (computed only for the kinds a model has) -------------
+
+    def add_input_kind(self, kind: str, count_push: np.ndarray | None = None) -> None:
+        """Compute ``valid`` and ``text`` of an input kind (``_input_kind``'s names);
+        ``count_push``: an event kind's summed contributions of its count features."""
+        if kind.startswith("event:"):
+            valid, text = self._event(kind.split(":", 1)[1], count_push)
+        elif kind.startswith("attribute:"):
+            valid, text = self._attribute(kind.split(":", 1)[1])
+        else:
+            valid, text = getattr(self, f"_{kind}")()
+        self.valid[kind] = valid
+        self.text[kind] = text
+
+    def _categories(self) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        count = _whole(self.col("category_count"))
+        concentration = _snap(self.col("category_concentration"))
+        one = count == 1
+        mostly = ~one & (concentration >= MIN_CONCENTRATION)
+        text[one] = "buys only in one category"
+        text[mostly] = "buys mostly in one category"
+        valid |= one | mostly
+        return valid, text
+
+    def _discount(self) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        percent = _whole(100 * self.col("discount_share"))
+        ok = (percent >= MIN_DISCOUNT_PERCENT) & (percent <= 100)
+        text[ok] = "buys on discount: " + _text(percent[ok]) + "% off on average"
+        valid |= ok
+        return valid, text
+
+    def _channel(self) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        columns = [c for c in self.frame.columns if _CHANNEL.match(str(c))]
+        if not columns:
+            return valid, text
+        shares = np.column_stack([_snap(self.col(c)) for c in columns])
+        filled = np.where(np.isnan(shares), -1.0, shares)
+        best = np.argmax(filled, axis=1)  # the first largest share: ties to the first
+        top = filled[np.arange(self.n), best]
+        labels = np.empty(len(columns), dtype=object)
+        labels[:] = [_words(str(c)[len("channel_share_"):]) for c in columns]
+        percent = _whole(100 * top)
+        only = percent >= 100
+        mostly = ~only & (top >= 0.5)
+        text[only] = "buys only via " + labels[best[only]]
+        text[mostly] = ("buys mostly via " + labels[best[mostly]] + " ("
+                        + _text(percent[mostly]) + "% of spend)")
+        valid |= only | mostly
+        return valid, text
+
+    def _basket(self) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        single = np.round(_snap(self.col("items_per_occasion")), 2) <= 1
+        text[single] = "buys one item at a time"
+        valid |= single
+        return valid, text
+
+    def _event(self, kind: str, count_push: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        absent_for, never, one, many = _EVENT_WORDS.get(kind, (
+            f"no {_words(kind)} for {{d}} days", f"no {_words(kind)} on record",
+            _words(kind), _words(kind) + "s"))
+        windows = sorted(int(m.group(2)) for m in (_EVENT_COUNT.match(str(c))
+                                                   for c in self.frame.columns)
+                         if m and m.group(1) == kind)
+        shortest = windows[0] if windows else 30
+        if kind in _TROUBLE_EVENTS:
+            pass  # no ticket for a while is never a cause of risk
+        elif f"days_since_{kind}" in self.frame:
+            days = _whole(self.col(f"days_since_{kind}"))
+            none = np.isnan(days)
+            silent = ~none & (days >= shortest)
+            text[none] = never
+            text[silent] = np.array([absent_for.format(d=d) for d in
+                                     _text(days[silent]).tolist()], dtype=object)
+            valid |= none | silent
+        elif windows:
+            quiet = _whole(self.col(f"{kind}_count_{shortest}d")) == 0
+            text[quiet] = f"no {_words(kind)} in the last {shortest} days"
+            valid |= quiet
+        if count_push is not None and len(windows) >= 2:
+            # the shortest window against the customer's own rate in the longest one
+            w, longest = windows[0], windows[-1]
+            recent = _whole(self.col(f"{kind}_count_{w}d"))
+            both = self.col(f"{kind}_count_{longest}d")
+            usual = _whole((both - recent) / (longest - w) * w)
+            direction = (usual > recent if kind in _ENGAGEMENT_EVENTS else
+                         usual < recent if kind in _TROUBLE_EVENTS else usual != recent)
+            ok = ~valid & (recent >= 1) & direction & (count_push > 0)
+            text[ok] = (_text(recent[ok]) + " " + np.where(recent[ok] == 1, one, many)
+                        .astype(object) + f" in the last {w} days, usually "
+                        + _text(usual[ok]))
+            valid |= ok
+        return valid, text
+
+    def _attribute(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        column = f"attr_{name}"
+        if column not in self.frame:
+            return valid, text
+        values = self.frame[column]
+        known = values.notna().to_numpy(copy=True)
+        if isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object:
+            shown = values.astype(object).to_numpy()
+            text[known] = [f"{_words(name)}: {v}" for v in shown[known].tolist()]
+        else:
+            numbers = _snap(pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64))
+            known &= ~np.isnan(numbers)
+            text[known] = [f"{_words(name)}: {v:,.6g}" for v in numbers[known].tolist()]
+        valid |= known
+        return valid, text
+
+    def _season(self) -> tuple[np.ndarray, np.ndarray]:
+        valid, text = self._empty()
+        if self.horizon is None:
+            return valid, text
+        share = _snap(self.col("last_year_window_share"))
+        even = self.horizon / 365
+        ok = ~np.isnan(share) & (share < even / 2)
+        percent = _whole(100 * share)
+        text[ok] = ("quiet season for this customer: " + _text(percent[ok])
+                    + f"% of last year's purchases fell in these {self.horizon} days")
+        valid |= ok
+        return valid, text
+
+
+def _words(name: str) -> str:
+    """A sanitised name as words (``email_open`` -> ``email open``)."""
+    return name.replace("_", " ").strip()
+
 
 def reasons_from_contributions(
     contributions: np.ndarray, names: list[str], inputs: pd.DataFrame, *, top: int = 3,
@@ -293,14 +528,18 @@ def reasons_from_contributions(
     n = contributions.shape[0]
     frame = inputs.reset_index(drop=True)
     kinds = _Kinds(frame, horizon_days)
+    every = _kinds_of(names)
     silence = _KINDS.index("silence")
-    weights = np.zeros((n, len(_KINDS)))
+    weights = np.zeros((n, len(every)))
     safe = np.nan_to_num(np.asarray(contributions, dtype=np.float64))
+    count_push: dict[str, np.ndarray] = {}
     for j, name in enumerate(names):
         kind = reason_kind(name)
         if kind is None:
             continue
-        weights[:, _KINDS.index(kind)] += safe[:, j]
+        weights[:, every.index(kind)] += safe[:, j]
+        if kind.startswith("event:") and _EVENT_COUNT.match(name):
+            count_push[kind] = count_push.get(kind, np.zeros(n)) + safe[:, j]
         found = _WINDOWED.match(name)
         if found and f"occasions_{found.group(2)}d" in frame:
             # no purchase in the window: what the window's features say is silence
@@ -326,13 +565,15 @@ def reasons_from_contributions(
     weights[late, silence] += weights[late, rhythm]
     weights[late, rhythm] = 0.0
     kinds.valid["rhythm"] &= ~late
-    valid = np.column_stack([kinds.valid[k] for k in _KINDS])
+    for kind in every[len(_KINDS):]:
+        kinds.add_input_kind(kind, count_push.get(kind))
+    valid = np.column_stack([kinds.valid[k] for k in every])
     score = np.where(valid & (weights > 0), weights, -np.inf)
     texts = np.full((n, top), "", dtype=object)
     rows = np.arange(n)
-    kind_texts = np.column_stack([kinds.text[k] for k in _KINDS]) if n else np.empty(
-        (0, len(_KINDS)), dtype=object)
-    for slot in range(min(top, len(_KINDS))):
+    kind_texts = np.column_stack([kinds.text[k] for k in every]) if n else np.empty(
+        (0, len(every)), dtype=object)
+    for slot in range(min(top, len(every))):
         best = np.argmax(score, axis=1)  # the first maximum: ties go to the earlier kind
         chosen = np.isfinite(score[rows, best])
         texts[chosen, slot] = kind_texts[rows[chosen], best[chosen]]

@@ -35,7 +35,9 @@ Every rule a marketer acts on is defined once here; the embedded scoring
   - ``all``: every scored customer, by ``churn_risk`` descending (the list before
     issue 16).
 
-  Filters (risk, segment, band) and ``top`` apply on top of a kind; ties by customer id.
+  Filters (risk, segment, band, and the customer attributes a model trained with a
+  customer table writes into the scores: ``attributes``) and ``top`` apply on top of a
+  kind; ties by customer id.
 
 - **lists sized by profit** (:class:`ProfitTerms`, :func:`expected_profit`): given a cost
   per contact ``C``, a save rate ``S`` (the share of would-be churners a contact keeps)
@@ -49,14 +51,14 @@ Every rule a marketer acts on is defined once here; the embedded scoring
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from churnlens._config import ScoringSettings
-from churnlens.exceptions import ModelError
+from churnlens.exceptions import DataValidationError, ModelError
 
 __all__ = [
     "BANDS",
@@ -70,6 +72,7 @@ __all__ = [
     "ProfitTerms",
     "SegmentRule",
     "at_risk_list",
+    "attribute_filters",
     "expected_profit",
     "expected_value",
     "heuristic_expected_value",
@@ -438,6 +441,100 @@ def expected_profit(churn_risk: Any, expected: Any, terms: ProfitTerms) -> np.nd
     return saved - terms.cost_per_contact
 
 
+def attribute_match(cells: pd.Series, values: Collection[str | None]) -> np.ndarray:
+    """Which cells of an attribute column hold one of ``values``: the at-risk filter's rule.
+
+    The CLI's ``at-risk --attribute NAME:VALUE`` and the API's ``GET /at-risk?attribute=``
+    both filter by it. Cells are compared as text (``34.0`` is ``"34.0"``); ``None`` or
+    ``""`` among ``values`` keeps the customers without a value.
+
+    Parameters
+    ----------
+    cells
+        An attribute column of the scores.
+    values
+        The values kept.
+
+    Returns
+    -------
+    numpy.ndarray
+        One boolean per cell.
+
+    Examples
+    --------
+    >>> attribute_match(pd.Series(["web", None, "app"]), ["web", None]).tolist()
+    [True, True, False]
+    """
+    text = cells.astype("string")
+    wanted = [str(v) for v in values if v not in (None, "")]
+    match = np.array(text.isin(wanted).to_numpy(dtype=bool, na_value=False))
+    if any(v in (None, "") for v in values):
+        match |= text.isna().to_numpy(dtype=bool)
+    return match
+
+
+def attribute_filters(given: Sequence[str] | None, categorical: Mapping[str, str],
+                      numeric: Collection[str] = (), *, example: str = "channel:web",
+                      where: str = "--attribute") -> dict[str, set[str | None]]:
+    """Parse and check ``NAME:VALUE`` attribute filters: the at-risk list's rule, shared by
+    the CLI's ``at-risk --attribute`` and the API's ``GET /at-risk?attribute=``.
+
+    A name is an attribute of the model (not any column of the scores), resolved to its
+    column in the scores (:func:`churnlens._scoring.attribute_column_names`); only
+    categorical attributes filter. Values of one attribute are alternatives; an empty
+    value is "no value" (``None``).
+
+    Parameters
+    ----------
+    given
+        The filters as given (``None`` or empty: none).
+    categorical
+        The categorical attributes: name -> its column in the scores.
+    numeric
+        The numeric attributes' names (refused with their own message).
+    example
+        The example the suggestion shows (``--attribute channel:web``).
+    where
+        What the message calls a filter (the flag or the query parameter).
+
+    Returns
+    -------
+    dict
+        Column of the scores -> the values kept (``None``: a missing value), for
+        :func:`attribute_match`; empty without filters.
+
+    Raises
+    ------
+    DataValidationError
+        A filter that is not ``NAME:VALUE``, a numeric or unknown attribute; the message
+        lists the categorical attributes.
+
+    Examples
+    --------
+    >>> attribute_filters(["channel:web", "segment:"], {"channel": "channel",
+    ...                                                 "segment": "customer_segment"})
+    {'channel': {'web'}, 'customer_segment': {None}}
+    """
+    wanted: dict[str, set[str | None]] = {}
+    known = ", ".join(categorical) or "none (scores of a model trained without a customer table)"
+    for text in given or ():
+        name, colon, value = text.partition(":")
+        name = name.strip()
+        if not colon or not name:
+            why = f"{where} {text[:60]!r} is not name:value"
+        elif name in numeric:
+            why = f"{where}: {name[:60]!r} is numeric (only categorical attributes are filters)"
+        elif name not in categorical:
+            why = f"{where}: unknown attribute {name[:60]!r}"
+        else:
+            wanted.setdefault(categorical[name], set()).add(value or None)
+            continue
+        raise DataValidationError(f"{why}; the list's categorical attributes: {known}. "
+                                  f"Suggestion: name:value with one of them, for example "
+                                  f"{example}.")
+    return wanted
+
+
 def at_risk_list(
     scores: pd.DataFrame,
     *,
@@ -449,6 +546,7 @@ def at_risk_list(
     band: str | None = None,
     sort: str | None = None,
     profit: ProfitTerms | None = None,
+    attributes: Mapping[str, Collection[str | None]] | None = None,
 ) -> pd.DataFrame:
     """The customers of a campaign: filtered, ranked, cut.
 
@@ -481,6 +579,13 @@ def at_risk_list(
         Terms of a list sized by profit (:func:`profit_terms`): keep only the customers
         whose :func:`expected_profit` is positive (after the kind and the filters, before
         ``top``), with the column ``expected_profit``. Needs ``expected_value``.
+    attributes
+        Keep the customers whose attribute column (a column of the scores: the customer
+        attributes of a model trained with a customer table, ``channel``...) has one of
+        the values given, compared as text (``{"channel": ["web", "app"]}``); every
+        column given must match. An empty text (or ``None``) matches a missing value. A
+        column not in the scores is an error naming the columns there.
+        :func:`attribute_filters` makes it from ``NAME:VALUE`` filters.
 
     Returns
     -------
@@ -556,6 +661,13 @@ def at_risk_list(
     if band is not None:
         require_choice(band, name="band", allowed=BANDS)
         keep &= scores["risk_band"] == band
+    for column, values in (attributes or {}).items():
+        if column not in scores.columns:
+            raise ModelError(f"attribute {column!r} is not a column of the scores (columns: "
+                             f"{[str(c) for c in scores.columns]}). Suggestion: score with "
+                             "a model trained with the customer table (--customers-file); "
+                             "its scores carry each attribute as a column.")
+        keep &= attribute_match(scores[column], values)
     if top is not None and top < 1:
         raise ModelError(f"top must be at least 1, got {top}.")
     chosen = scores.loc[keep]

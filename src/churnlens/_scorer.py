@@ -27,13 +27,14 @@ import io
 import json
 import sys
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from churnlens._contributions import TreeContributions
+from churnlens._season import horizons_of
 from churnlens.exceptions import DataValidationError, ModelError
 
 if TYPE_CHECKING:
@@ -93,7 +94,10 @@ class Explanation:
 # inputs its linear part does not use, its measured level error, its history, BG/NBD's
 # boundary flags, the warnings built from them); the scoring form and the card keep them.
 SELF_KNOWLEDGE = ("selection_", "dropped_inputs_", "level_error_", "history_days_",
-                  "short_history_", "bgnbd_flags_", "warnings_")
+                  "short_history_", "bgnbd_flags_", "warnings_", "season_level_",
+                  "season_clock_")
+# The calendar features the seasonal level reads (churnlens._input_features, calendar).
+SEASON_FEATURES = ("season_sin", "season_cos")
 # What monitoring compares a scoring with (churnlens monitor: drift and risk level),
 # carried by the scorer too but kept out of the model card's notes and the backtest JSON.
 MONITORING_REFERENCE = ("reference_profile_", "importance_", "training_risk_")
@@ -105,7 +109,8 @@ def _is_frame(X: Any) -> bool:
     return pandas is not None and isinstance(X, pandas.DataFrame)
 
 
-def feature_matrix(X: pd.DataFrame, names: Sequence[str], model: str) -> np.ndarray:
+def feature_matrix(X: pd.DataFrame, names: Sequence[str], model: str,
+                   categories: Mapping[str, Sequence[Any]] | None = None) -> np.ndarray:
     """The columns ``names`` of a features frame as a float64 matrix (NaN for missing).
 
     Parameters
@@ -116,6 +121,11 @@ def feature_matrix(X: pd.DataFrame, names: Sequence[str], model: str) -> np.ndar
         Columns to read, in this order.
     model
         The model's name, for the messages.
+    categories
+        The categorical features and the categories each was trained with: such a
+        column is read as the position of its value among those categories (LightGBM's
+        integer codes), by value, whatever the frame's own categories; a missing value
+        or a category not seen in training is NaN.
 
     Raises
     ------
@@ -133,7 +143,29 @@ def feature_matrix(X: pd.DataFrame, names: Sequence[str], model: str) -> np.ndar
             f"trained with: {missing[:10]}. Suggestion: compute features with the same "
             "churnlens version and windows as at training."
         )
-    return X.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
+    coded = [n for n in names if categories and n in categories]
+    if not coded:
+        return X.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
+    frame = X.loc[:, list(names)].copy()
+    for name in coded:
+        assert categories is not None  # coded is empty otherwise
+        frame[name] = category_codes(frame[name], categories[name])
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def category_codes(values: Any, categories: Sequence[Any]) -> np.ndarray:
+    """Each value's position among ``categories`` as a float (NaN: missing or unseen).
+
+    The values are matched by value (a pandas Categorical with other categories, or in
+    another order, is recoded), so a model reads a category as it did in training.
+    """
+    import pandas as pd
+
+    known = pd.Index(list(categories), dtype=object)
+    positions = known.get_indexer(pd.Index(np.asarray(values, dtype=object)))
+    codes = positions.astype(np.float64)
+    codes[positions < 0] = np.nan
+    return codes
 
 
 def two_columns(risk: np.ndarray) -> np.ndarray:
@@ -171,6 +203,44 @@ def credit_blend(values: np.ndarray, offset: np.ndarray, *, logistic_weight: flo
             offset_center = float(np.mean(offset)) if len(offset) else 0.0
         values[:, offset_column] += (1.0 - w) * (offset - offset_center)
         values[:, -1] += (1.0 - w) * offset_center
+
+
+def season_shift(matrix: np.ndarray, feature_names: Sequence[str],
+                 level: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The seasonal level's terms of each row, or None when the model has none in use.
+
+    The one arithmetic of the model and its scoring form: ``season_sin`` times its
+    coefficient and ``season_cos`` times its, as ``(rows, 2)`` (a missing value adds 0),
+    and the intercept as ``(rows,)``; their sum is added to the blended log-odds. The
+    same shift for every customer at one date, so it moves the level, not the ranking.
+    """
+    if not level or not level.get("used"):
+        return None
+    columns = [list(feature_names).index(n) for n in SEASON_FEATURES]
+    coef = np.asarray([level["season_sin"], level["season_cos"]], dtype=np.float64)
+    terms = np.nan_to_num(matrix[:, columns], nan=0.0) * coef
+    return terms, np.full(matrix.shape[0], float(level["intercept"]))
+
+
+def add_season(log_odds: np.ndarray, shift: tuple[np.ndarray, np.ndarray] | None
+               ) -> np.ndarray:
+    """``log_odds`` plus the seasonal level's terms (:func:`season_shift`), in order."""
+    if shift is None:
+        return log_odds
+    terms, intercept = shift
+    return log_odds + terms[:, 0] + terms[:, 1] + intercept
+
+
+def credit_season(values: np.ndarray, shift: tuple[np.ndarray, np.ndarray] | None,
+                  feature_names: Sequence[str]) -> None:
+    """Credit the seasonal level's terms to ``season_sin``/``season_cos`` and its
+    intercept to the bias (the last column), in place."""
+    if shift is None:
+        return
+    terms, intercept = shift
+    for k, name in enumerate(SEASON_FEATURES):
+        values[:, list(feature_names).index(name)] += terms[:, k]
+    values[:, -1] += intercept
 
 
 def checked_explanation(values: np.ndarray, log_odds: np.ndarray,
@@ -245,6 +315,15 @@ class ChurnScorer:
             # The value model (churnlens._value.ValueModel.to_dict(); read back with
             # churnlens._value.value_model_of), None for a model trained without one.
             self.value_model_: dict[str, Any] | None = meta.get("value_model")
+            # The training categories of the categorical features, and the richer
+            # inputs the model was trained with (InputSpec.to_dict(); read back with
+            # churnlens._input_features.spec_of), None for a model trained without.
+            self.categories_: dict[str, list[Any]] = {
+                str(k): list(v) for k, v in (meta.get("categories") or {}).items()}
+            self.input_spec_: dict[str, Any] | None = meta.get("input_spec")
+            # The seasonal clock's daily counts (churnlens._season.season_profile), None
+            # for a model without it: BG/NBD's horizon is then H at every date.
+            self.season_profile_: dict[str, Any] | None = meta.get("season_profile")
             self._meta = meta
             self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
             a = self._arrays
@@ -289,7 +368,8 @@ class ChurnScorer:
             -np.inf,
         )
         alive = special.expit(-log_d)
-        H = np.asarray(self.bgnbd_horizon_days, dtype=float)
+        H = np.asarray(horizons_of(X, self.season_profile_, self.bgnbd_horizon_days,
+                                   self.as_of_), dtype=float)
         y = (r + x) * (np.log(alpha + T) - np.log(alpha + T + H))
         churn = 1.0 - alive * -np.expm1(y)
         return np.column_stack([np.asarray(alive, dtype=np.float64),
@@ -299,12 +379,13 @@ class ChurnScorer:
         names = self.feature_names_
         k = len(names) - len(BGNBD_FEATURES)
         if not self.use_bgnbd:
-            return feature_matrix(X, names, "ChurnModel"), np.zeros(len(X))
+            return (feature_matrix(X, names, "ChurnModel", self.categories_),
+                    np.zeros(len(X)))
         if tuple(names[k:]) != BGNBD_FEATURES:
             raise ModelError("the scorer's BG/NBD features are not its last two features.")
         bgnbd = self._bgnbd_columns(X)
         matrix = np.empty((len(names), len(X))).T  # column-major, as the model builds it
-        matrix[:, :k] = feature_matrix(X, names[:k], "ChurnModel")
+        matrix[:, :k] = feature_matrix(X, names[:k], "ChurnModel", self.categories_)
         matrix[:, k:] = bgnbd
         return matrix, logit(1.0 - bgnbd[:, 1])
 
@@ -403,11 +484,15 @@ class ChurnScorer:
     def _proba_of(self, raw: np.ndarray) -> np.ndarray:
         return two_columns(self._calibrated(raw))
 
+    def _season(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        return season_shift(matrix, self.feature_names_, getattr(self, "season_level_", None))
+
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """The blended churn log-odds of each row, before any post-hoc calibration."""
         matrix, offset = self._inputs_matrix(X)
         transformed = self._linear_transformed(matrix) if self.has_logistic else None
-        return self._blended_logit(offset, self._trees.raw_score(matrix), transformed)
+        return add_season(self._blended_logit(offset, self._trees.raw_score(matrix),
+                                              transformed), self._season(matrix))
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """Blended churn probability before any post-hoc calibration."""
@@ -450,7 +535,9 @@ class ChurnScorer:
                      if self.use_bgnbd else None, offset_center=offset_center)
         if transformed is not None and w:
             values += w * self._linear_contributions(transformed)
-        log_odds = self._blended_logit(offset, tree_raw, transformed)
+        shift = self._season(matrix)
+        credit_season(values, shift, self.feature_names_)
+        log_odds = add_season(self._blended_logit(offset, tree_raw, transformed), shift)
         return checked_explanation(values, log_odds,
                                    lambda x: self._proba_of(sigmoid(x))[:, 1],
                                    self.feature_names_, matrix, X.index)

@@ -25,7 +25,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,12 +49,22 @@ from churnlens._validation import parse_date
 from churnlens._value import VALUE_COLUMNS, predict_value, value_model_of
 from churnlens.exceptions import ModelError
 
+if TYPE_CHECKING:
+    from churnlens._input_features import InputSpec, InputTables
+
 __all__ = [
     "RequestScores",
     "ScoreResult",
     "ScoredCustomer",
     "UnscoredCustomer",
+    "attribute_column_names",
+    "attribute_columns",
+    "attribute_table",
+    "attributes_summary",
     "check_as_of",
+    "check_inputs",
+    "input_spec_of",
+    "require_inputs",
     "score_batch",
     "score_customers",
     "score_file",
@@ -88,6 +98,246 @@ def check_as_of(artifact: ModelArtifact, as_of: str | dt.date, *, allow_past: bo
             "for a deliberate backfill."
         )
     return day
+
+
+# --- the richer inputs (issue 21) -----------------------------------------------------
+
+# What each input table is called in a message: the CLI flag and the Python argument.
+_TABLE_FLAGS = {"customers": ("a customer table", "--customers-file", "customers="),
+                "events": ("an event table", "--events-file", "events=")}
+# The clean optional transaction columns, with the setting and flag that map each.
+_DETAIL_FLAGS = {"order_id": "--order-col", "quantity": "--quantity-col",
+                 "category": "--category-col", "channel": "--channel-col",
+                 "discount": "--discount-col"}
+# Columns the at-risk list adds to the scores (an attribute is never named after them).
+_LIST_COLUMNS = ("expected_profit", "group", "list_id")
+
+
+def _spec(artifact: ModelArtifact) -> InputSpec:
+    """The inputs the model was trained with (``NO_INPUTS`` for a model from before)."""
+    from churnlens._input_features import NO_INPUTS, spec_of
+
+    spec = spec_of(artifact)
+    return spec if spec != NO_INPUTS else spec_of(getattr(artifact, "model", None))
+
+
+def check_inputs(artifact: ModelArtifact, inputs: InputTables | None, *,
+                 detail_columns: Sequence[str] | None = None) -> InputTables | None:
+    """The input tables a model scores with, checked before any work.
+
+    A model trained with a customer table (or an event table) refuses to score without
+    one; a table the model was not trained with is ignored, with a warning (the scores
+    are then exactly those without it). ``detail_columns``: the clean optional
+    transaction columns the scoring will load (``None``: not known before loading; the
+    feature step checks them).
+
+    Returns
+    -------
+    InputTables or None
+        ``inputs`` without the tables the model does not use (``None`` when it uses none).
+
+    Raises
+    ------
+    InputsRequiredError
+        The model needs a table (or an optional transaction column) that is not given;
+        the message says what the model was trained with and which flag or argument to
+        pass.
+    """
+    import warnings
+
+    from churnlens._input_features import InputTables
+
+    given: dict[str, Any] = {"customers": None if inputs is None else inputs.customers,
+                             "events": None if inputs is None else inputs.events}
+    for note in require_inputs(artifact, customers=given["customers"] is not None,
+                               events=given["events"] is not None,
+                               detail_columns=detail_columns):
+        warnings.warn(note, UserWarning, stacklevel=3)
+    spec = _spec(artifact)
+    if not spec.requires_customers:
+        given["customers"] = None
+    if not spec.requires_events:
+        given["events"] = None
+    if given["customers"] is None and given["events"] is None:
+        return None
+    return InputTables(customers=given["customers"], events=given["events"])
+
+
+def require_inputs(artifact: ModelArtifact, *, customers: bool, events: bool,
+                   detail_columns: Sequence[str] | None = None) -> list[str]:
+    """Refuse, before any work, a scoring without a table the model was trained with.
+
+    ``customers`` / ``events``: whether that table is given; ``detail_columns``: the
+    clean optional transaction columns the scoring will load (``None``: not known).
+
+    Returns
+    -------
+    list of str
+        One warning per table given that the model was not trained with (ignored).
+
+    Raises
+    ------
+    InputsRequiredError
+        A table (or an optional transaction column) the model was trained with is not
+        given; the message says what the model was trained with and what to pass.
+    """
+    from churnlens._input_features import InputsRequiredError, InputTables, _require_inputs
+
+    spec = _spec(artifact)
+    # one refusal message for every path (the feature step's own check): a table given
+    # stands for itself here (only whether it is given matters)
+    given = pd.DataFrame()
+    _require_inputs(spec, InputTables(customers=given if customers else None,
+                                      events=given if events else None))
+    notes = []
+    for table, needed, present in (("customers", spec.requires_customers, customers),
+                                   ("events", spec.requires_events, events)):
+        what, flag, argument = _TABLE_FLAGS[table]
+        if present and not needed:
+            notes.append(f"the model was not trained with {what}: {flag} ({argument}) is "
+                         "ignored; the scores are those without it")
+    wanted = list(spec.detail_columns) if "details" in spec.groups else []
+    if detail_columns is not None and wanted:
+        missing = [c for c in wanted if c not in detail_columns]
+        if missing:
+            flags = ", ".join(_DETAIL_FLAGS[c] for c in missing)
+            which = ("none of them is mapped" if len(missing) == len(wanted) else
+                     f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+                     "mapped")
+            raise InputsRequiredError(
+                f"the model was trained with the transactions' optional columns "
+                f"{', '.join(wanted)}, and {which} for scoring. "
+                f"Suggestion: pass {flags} naming the column in the transactions file "
+                "(or the config's data section).")
+    return notes
+
+
+def input_spec_of(artifact: ModelArtifact) -> InputSpec:
+    """The :class:`~churnlens._input_features.InputSpec` a model was trained with
+    (``NO_INPUTS`` for a model trained before richer inputs, or without them)."""
+    return _spec(artifact)
+
+
+def attribute_column_names(spec: InputSpec) -> list[tuple[str, str]]:
+    """``(attribute, its column in the scores)`` for each attribute the model was trained
+    with, in the spec's order: the attribute's own name, or ``customer_<name>`` when that
+    name is a score column (or a column the at-risk list adds). The columns are unique:
+    when ``customer_<name>`` is taken too (a score column, or another attribute's own
+    name: attributes ``segment`` and ``customer_segment``), ``customer_<name>_2``,
+    ``_3``, ... (the first free one)."""
+    if "attributes" not in spec.groups:
+        return []
+    reserved = {*SCORE_COLUMNS, *_LIST_COLUMNS}
+    names = [name for name, _categories in spec.attributes]
+    taken = reserved | {name for name in names if name not in reserved}
+    out = []
+    for name in names:
+        column = name
+        if name in reserved:
+            column, n = f"customer_{name}", 1
+            while column in taken:
+                n += 1
+                column = f"customer_{name}_{n}"
+            taken.add(column)
+        out.append((name, column))
+    return out
+
+
+def attribute_table(spec: InputSpec, inputs: InputTables | None, as_of: dt.date
+                    ) -> pd.DataFrame | None:
+    """The customer table's rows valid at ``as_of``, indexed by customer id
+    (:func:`churnlens._inputs.attributes_at`); ``None`` without attributes."""
+    from churnlens._inputs import attributes_at
+
+    if not attribute_column_names(spec) or inputs is None or inputs.customers is None:
+        return None
+    return attributes_at(inputs.customers, as_of).set_index("customer_id")
+
+
+def attribute_columns(spec: InputSpec, inputs: InputTables | None, customer_ids: Any,
+                      as_of: dt.date, *, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The customers' raw attribute values at ``as_of`` (the row valid on that day,
+    :func:`churnlens._inputs.attributes_at`), one column per
+    :func:`attribute_column_names`, rows in the order of ``customer_ids`` (missing where a
+    customer has no row valid then). A category unseen in training keeps its text here
+    (the model read it as missing). No column for a model trained without attributes.
+    ``table``: :func:`attribute_table` computed once for many calls."""
+    ids = pd.Index(customer_ids)
+    if table is None:
+        table = attribute_table(spec, inputs, as_of)
+    if table is None:
+        return pd.DataFrame(index=range(len(ids)))
+    out = {}
+    for name, column in attribute_column_names(spec):
+        values = (table[name] if name in table.columns
+                  else pd.Series(np.nan, index=table.index, dtype=object))
+        out[column] = values.reindex(ids).to_numpy()
+    return pd.DataFrame(out)
+
+
+def _with_inputs(features: pd.DataFrame, artifact: ModelArtifact,
+                 inputs: InputTables | None, transactions: Any,
+                 warnings_out: list[str]) -> pd.DataFrame:
+    """``features`` with the model's input features (``_input_features``); unchanged for
+    a model trained without richer inputs. Unseen categories are said in
+    ``warnings_out``."""
+    from churnlens._input_features import InputTables, with_input_features
+
+    spec = _spec(artifact)
+    if not spec.groups:
+        return features
+    joined = with_input_features(features, spec, inputs or InputTables(), transactions,
+                                 date_column="as_of")
+    warnings_out.extend(unseen_warnings(joined.attrs.get("unseen_categories")))
+    return joined
+
+
+def unseen_warnings(unseen: Any) -> list[str]:
+    """The warnings of the categories unseen in training (``attrs['unseen_categories']``
+    of :func:`churnlens._input_features.with_input_features`): one per attribute."""
+    if not unseen:
+        return []
+    if not isinstance(unseen, Mapping):
+        return [f"{int(unseen):,} attribute values unseen in training were scored as "
+                "missing"]
+    return [f"attribute {str(name).removeprefix('attr_')}: {_count(value):,} customers "
+            "with a value unseen in training (a new category, or text in a numeric "
+            f"attribute), scored as missing (column {name})"
+            for name, value in unseen.items() if _count(value)]
+
+
+def _count(value: Any) -> int:
+    """A count from ``unseen_categories`` (a number, or a mapping/list of values)."""
+    if isinstance(value, Mapping):
+        return int(sum(int(v) for v in value.values()))
+    if isinstance(value, (list, tuple, set)):
+        return len(value)
+    return int(value)
+
+
+def attributes_summary(spec: InputSpec) -> list[dict[str, Any]]:
+    """The attribute columns of the scores, as the scores' metadata records them (what
+    ``at-risk --attribute`` filters on): ``name``, ``column``
+    (:func:`attribute_column_names`) and ``categorical`` per attribute; empty for a
+    model trained without a customer table."""
+    kinds = dict(spec.attributes)
+    return [{"name": name, "column": column, "categorical": kinds[name] is not None}
+            for name, column in attribute_column_names(spec)]
+
+
+def inputs_summary(spec: InputSpec, inputs: InputTables | None,
+                   warnings_out: Sequence[str], unseen: Any = None) -> dict[str, Any]:
+    """The ``inputs`` block of a scoring summary (only for a model trained with richer
+    inputs): the groups, the tables used, the unseen categories and the attribute
+    columns (:func:`attributes_summary`)."""
+    return json_ready({
+        "groups": list(spec.groups),
+        "attributes": attributes_summary(spec),
+        "customers_table": inputs is not None and inputs.customers is not None,
+        "events_table": inputs is not None and inputs.events is not None,
+        "unseen_categories": dict(unseen) if isinstance(unseen, Mapping) else (unseen or {}),
+        "warnings": list(warnings_out),
+    })
 
 
 # --- the entry points -----------------------------------------------------------------
@@ -132,6 +382,7 @@ def score_customers(
     reasons: bool = True,
     progress: Progress | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    inputs: InputTables | None = None,
 ) -> ScoreResult:
     """Score every customer acquired by ``as_of`` from history ``<= as_of`` only.
 
@@ -153,6 +404,12 @@ def score_customers(
         Called with a short message at each step and after each chunk.
     chunk_rows
         Customers scored at a time (bounds memory).
+    inputs
+        The customer and event tables (:class:`churnlens._input_features.InputTables`)
+        for a model trained with them (docs/scoring.md): only what is dated on or before
+        ``as_of`` is used. A model trained with a table refuses to score without it
+        (before any work); a table the model was not trained with is ignored, with a
+        warning. ``None``: no table.
 
     Returns
     -------
@@ -161,12 +418,15 @@ def score_customers(
         expected_value, value_at_risk, p_alive, expected_purchases,
         days_to_next_purchase, expected_spend, clv, recency_days, frequency,
         monetary_total, segment`` and, with reasons, ``reason_1 .. reason_3``; one row per customer,
-        sorted by customer id.
+        sorted by customer id. A model trained with a customer table adds each
+        attribute's value at ``as_of`` (:func:`attribute_column_names`).
     """
     day = check_as_of(artifact, as_of, allow_past=allow_past)
+    used = check_inputs(artifact, inputs, detail_columns=[
+        c for c in _DETAIL_FLAGS if c in transactions.columns])
     return _score_history(lambda: history_until(transactions, day), day, artifact,
                           settings=settings, reasons=reasons, progress=progress,
-                          chunk_rows=chunk_rows)
+                          chunk_rows=chunk_rows, inputs=used)
 
 
 def score_file(
@@ -179,6 +439,7 @@ def score_file(
     reasons: bool = True,
     progress: Progress | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    inputs: InputTables | None = None,
 ) -> ScoreResult:
     """Load, validate and score a transactions file (``churnlens score``).
 
@@ -189,13 +450,15 @@ def score_file(
     :func:`churnlens._validation.require_recent_data`, exit 2 on the CLI). The
     transactions are freed once the features and the last actual rates are computed, so
     the memory peak is the larger of loading and scoring, not their sum. The cleaning
-    report is added to the summary (``cleaning``).
+    report is added to the summary (``cleaning``). ``inputs``: as for
+    :func:`score_customers` (checked before the file is read).
     """
     from churnlens._config import Settings
 
     settings = settings or Settings()
     say = progress or (lambda _m: None)
     day = check_as_of(artifact, as_of, allow_past=allow_past)
+    used = check_inputs(artifact, inputs, detail_columns=mapped_details(settings))
     reports: list[Any] = []
 
     def load() -> pd.DataFrame:
@@ -206,7 +469,7 @@ def score_file(
         return transactions
 
     result = _score_history(load, day, artifact, settings=settings.scoring, reasons=reasons,
-                            progress=say, chunk_rows=chunk_rows)
+                            progress=say, chunk_rows=chunk_rows, inputs=used)
     result.summary["cleaning"] = json_ready(reports[0].to_dict())
     return result
 
@@ -336,6 +599,14 @@ def score_requests(
     return out
 
 
+def mapped_details(settings: Any) -> list[str]:
+    """The clean optional transaction columns ``settings.data`` maps (``order_id`` for
+    ``data.order_col``...), known before the file is read."""
+    options = settings.data.loader_options()
+    return [clean for clean, flag in _DETAIL_FLAGS.items()
+            if options.get(flag[2:].replace("-", "_"))]
+
+
 def _number_or_none(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
@@ -427,10 +698,12 @@ def _score_history(
     reasons: bool,
     progress: Progress | None,
     chunk_rows: int,
+    inputs: InputTables | None = None,
 ) -> ScoreResult:
     """Score the history ``load()`` returns (clean, ``<= as_of``): features, scores by
     chunk, segments and summary. Called with a loader so that this frame holds the only
-    reference to the transactions, freed once no step needs them."""
+    reference to the transactions, freed once no step needs them. ``inputs``: the tables
+    :func:`check_inputs` kept."""
     from churnlens._features import compute_features
 
     say = progress or (lambda _m: None)
@@ -440,14 +713,34 @@ def _score_history(
     # compute_features returns rows in no particular order: sort, so the output (and
     # every sum over it) is the same byte for byte from run to run.
     features = features.sort_values("customer_id", kind="stable", ignore_index=True)
+    notes: list[str] = []
+    spec = _spec(artifact)
+    if spec.groups:
+        say("joining the input features (customer, event and purchase-detail tables)")
+        features = _with_inputs(features, artifact, inputs, history, notes)
     # The last actual retention needs the transactions: measured in the background while
     # the customers are scored (DuckDB releases the GIL), then the transactions go.
     with ThreadPoolExecutor(max_workers=1) as pool:
         last_actual = pool.submit(_last_actual, history, as_of, artifact.horizon_days)
         del history
-        return _score_features(features, as_of, artifact, last_actual=last_actual,
-                               settings=settings, reasons=reasons, progress=say,
-                               chunk_rows=chunk_rows)
+        result = _score_features(features, as_of, artifact, last_actual=last_actual,
+                                 settings=settings, reasons=reasons, progress=say,
+                                 chunk_rows=chunk_rows)
+    if spec.groups:
+        add_inputs(result.scores, result.summary, spec, inputs, as_of, notes,
+                   features.attrs.get("unseen_categories"))
+    return result
+
+
+def add_inputs(scores: pd.DataFrame, summary: dict[str, Any], spec: InputSpec,
+               inputs: InputTables | None, as_of: dt.date, notes: Sequence[str],
+               unseen: Any) -> None:
+    """Add the attribute columns to ``scores`` (in place, after the others) and the
+    ``inputs`` block to ``summary`` (a model trained with richer inputs; every engine)."""
+    attributes = attribute_columns(spec, inputs, scores["customer_id"], as_of)
+    for column in attributes.columns:
+        scores[column] = attributes[column].to_numpy()
+    summary["inputs"] = inputs_summary(spec, inputs, notes, unseen)
 
 
 def _last_actual(history: pd.DataFrame, as_of: dt.date, horizon_days: int) -> Any:

@@ -39,8 +39,10 @@ import pyarrow as pa
 
 from churnlens._loading import (
     AMOUNT,
+    CATEGORY,
+    CHANNEL,
     CUSTOMER,
-    ORDER,
+    DISCOUNT,
     QUANTITY,
     TIMESTAMP,
     CleaningReport,
@@ -49,6 +51,7 @@ from churnlens._loading import (
     check_parquet_columns,
     check_time_format,
     load_transactions,
+    optional_roles,
 )
 from churnlens._loading_sql import (
     _ident,
@@ -172,6 +175,9 @@ def load_transactions_spark(
     amount_col: str = AMOUNT,
     order_col: str | None = None,
     quantity_col: str | None = None,
+    category_col: str | None = None,
+    channel_col: str | None = None,
+    discount_col: str | None = None,
     extra_cols: tuple[str, ...] | list[str] = (),
     as_of: str | dt.date | pd.Timestamp | None = None,
     time_format: str | None = None,
@@ -189,8 +195,9 @@ def load_transactions_spark(
     spark
         The SparkSession reading a path (default: the active session). Not needed for a
         DataFrame (its own session).
-    customer_col, time_col, amount_col, order_col, quantity_col, extra_cols, as_of, \
-time_format, deduplicate, delimiter, max_staleness_days
+    customer_col, time_col, amount_col, order_col, quantity_col, category_col, \
+channel_col, discount_col, extra_cols, as_of, time_format, deduplicate, delimiter, \
+max_staleness_days
         As in :func:`~churnlens._loading.load_transactions`.
 
     Returns
@@ -206,12 +213,14 @@ time_format, deduplicate, delimiter, max_staleness_days
         A path without a Spark session to read it.
     """
     columns = {CUSTOMER: customer_col, TIMESTAMP: time_col, AMOUNT: amount_col}
-    optional = {role: name for role, name in {ORDER: order_col,
-                                              QUANTITY: quantity_col}.items() if name}
+    optional = optional_roles(order_col=order_col, quantity_col=quantity_col,
+                              category_col=category_col, channel_col=channel_col,
+                              discount_col=discount_col)
     wanted = {**columns, **optional, **{name: name for name in extra_cols}}
     options: dict[str, Any] = dict(
         customer_col=customer_col, time_col=time_col, amount_col=amount_col,
-        order_col=order_col, quantity_col=quantity_col, extra_cols=tuple(extra_cols),
+        order_col=order_col, quantity_col=quantity_col, category_col=category_col,
+        channel_col=channel_col, discount_col=discount_col, extra_cols=tuple(extra_cols),
         as_of=as_of, time_format=time_format, deduplicate=deduplicate, delimiter=delimiter,
         max_staleness_days=max_staleness_days)
     as_of_ts = parse_date(as_of, name="as_of") if as_of is not None else None
@@ -338,6 +347,9 @@ def _from_pandas(spark: Any, frame: pd.DataFrame) -> Any:
     text = frame.assign(**{TIMESTAMP: frame[TIMESTAMP].dt.strftime("%Y-%m-%d %H:%M:%S.%f")})
     if text[CUSTOMER].dtype != "int64":
         text[CUSTOMER] = text[CUSTOMER].astype(object)
+    for role in (CATEGORY, CHANNEL):  # pandas' NA as Spark's NULL
+        if role in text:
+            text[role] = text[role].astype(object).where(text[role].notna(), None)
     loaded = spark.createDataFrame(text)
     ts = _ident(TIMESTAMP, "spark")
     return loaded.withColumn(TIMESTAMP, loaded[ts].cast("timestamp_ntz"))
@@ -368,7 +380,8 @@ def _run(spark: Any, raw: Any, name: str, wanted: dict[str, str],
                             f"coalesce({replaced if text else 'false'}, false) AS _replaced")
     after = after_as_of_sql(as_of_ts, "spark")
     counts = tuple(spark.sql(check_sql("{parsed}", QUANTITY in wanted, after, "spark",
-                                       ", count(*) FILTER (WHERE _replaced) AS replaced"),
+                                       ", count(*) FILTER (WHERE _replaced) AS replaced",
+                                       discount=DISCOUNT in wanted),
                              parsed=parsed).collect()[0])
     if counts[-1]:
         return fallback("text that is not UTF-8 (Spark replaced it)")

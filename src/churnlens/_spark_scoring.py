@@ -63,6 +63,7 @@ def score_spark(
     allow_past: bool = False,
     reasons: bool = True,
     progress: Progress | None = None,
+    inputs: Any = None,
 ) -> Any:
     """Score every customer of a Spark DataFrame of transactions.
 
@@ -71,8 +72,14 @@ def score_spark(
     transactions
         A PySpark DataFrame with ``customer_id``, ``timestamp`` and ``amount``
         (rows missing one of them are ignored, as in ``compute_features``).
-    as_of, artifact, settings, allow_past, reasons
-        As for :func:`churnlens._scoring.score_customers`.
+    as_of, artifact, settings, allow_past, reasons, inputs
+        As for :func:`churnlens._scoring.score_customers` (``inputs``: the customer and
+        event tables, pandas, sent to Spark; a model trained with richer inputs also
+        needs the transactions' optional columns it was trained with, named
+        ``order_id``, ``quantity``, ``category``, ``channel``, ``discount``). A model
+        trained with a customer table adds the attribute columns of
+        :func:`churnlens._scoring.attribute_column_names` (raw values at ``as_of``, text
+        or double) after the others.
 
     Returns
     -------
@@ -84,8 +91,43 @@ def score_spark(
         customer acquired by ``as_of``. Lazy: the features are persisted (they are read
         several times); cache the result if you use it more than once.
     """
-    return _score_spark(transactions, as_of, artifact, settings=settings,
-                        allow_past=allow_past, reasons=reasons, progress=progress)[0]
+    from churnlens._scoring import attribute_table, check_inputs, input_spec_of
+
+    used = check_inputs(artifact, inputs, detail_columns=list(transactions.columns))
+    scores = _score_spark(transactions, as_of, artifact, settings=settings,
+                          allow_past=allow_past, reasons=reasons, progress=progress,
+                          inputs=used)[0]
+    spec = input_spec_of(artifact)
+    table = attribute_table(spec, used, check_as_of(artifact, as_of, allow_past=True))
+    return scores if table is None else _with_attributes(scores, spec, table)
+
+
+def _with_attributes(scores: Any, spec: Any, table: pd.DataFrame) -> Any:
+    """``scores`` with the raw attribute columns (a left join on the customer id as
+    text, the customer table's rule), after the other columns."""
+    from churnlens._scoring import attribute_column_names
+
+    pairs = attribute_column_names(spec)
+    numeric = {name for name, categories in spec.attributes if categories is None}
+    key = "churnlens_attribute_id"
+    rows = []
+    for customer_id, values in zip(table.index.tolist(),
+                                   table.reindex(columns=[n for n, _ in pairs]).itertuples(
+                                       index=False, name=None), strict=True):
+        row: list[Any] = [str(customer_id)]
+        for (name, _column), value in zip(pairs, values, strict=True):
+            if pd.isna(value):
+                row.append(None)
+            else:
+                row.append(float(value) if name in numeric else str(value))
+        rows.append(tuple(row))
+    schema = ", ".join([f"{key} string", *(
+        f"`{column}` {'double' if name in numeric else 'string'}" for name, column in pairs)])
+    attributes = scores.sparkSession.createDataFrame(rows, schema=schema)
+    joined = scores.join(attributes, scores["customer_id"].cast("string")
+                         == attributes[key], "left")
+    return joined.select(*[scores[c] for c in scores.columns],
+                         *[attributes[f"`{column}`"] for _, column in pairs])
 
 
 def _score_spark(
@@ -97,17 +139,27 @@ def _score_spark(
     allow_past: bool,
     reasons: bool,
     progress: Progress | None,
+    inputs: Any = None,
 ) -> tuple[Any, Any]:
-    """:func:`score_spark`'s scores and the (persisted) features they come from."""
+    """:func:`score_spark`'s scores and the (persisted) features they come from (with
+    the input features of a model trained with richer inputs, joined on Spark)."""
     from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 
     from churnlens._features import compute_features
+    from churnlens._scoring import input_spec_of
 
     say = progress or (lambda _m: None)
     day = check_as_of(artifact, as_of, allow_past=allow_past)
     spark = transactions.sparkSession
     say(f"computing features at {day} on Spark")
     features = compute_features(transactions, day, windows_days=artifact.windows_days)
+    spec = input_spec_of(artifact)
+    if spec.groups:
+        from churnlens._input_features import input_features
+
+        say("computing the input features on Spark")
+        extra = input_features(transactions, day, spec, inputs, date_column="as_of")
+        features = features.join(extra.drop("as_of"), on="customer_id", how="left")
     features = features.persist()
     shared = spark.sparkContext.broadcast(artifact)
     center = None
@@ -121,7 +173,8 @@ def _score_spark(
     schema = ", ".join(f"{c} {_SPARK_TYPES.get(c, 'string')}" for c in columns).replace(
         "customer_id string", f"customer_id {id_type}", 1)
     scored = features.mapInPandas(
-        _batch_scorer(shared, day, settings or ScoringSettings(), reasons, center, columns),
+        _batch_scorer(shared, day, settings or ScoringSettings(), reasons, center, columns,
+                      spec=spec if spec.groups else None),
         schema)
     say("ranking the base for RFM segments")
     for name, expression, descending in _RFM:
@@ -181,11 +234,15 @@ def _offset_sums(shared: Any) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.
 
 
 def _batch_scorer(shared: Any, as_of: dt.date, settings: ScoringSettings, reasons: bool,
-                  center: float | None, columns: list[str]
+                  center: float | None, columns: list[str], *, spec: Any = None,
                   ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         artifact = shared.value
         for batch in batches:
+            if spec is not None:  # text attributes as the model's categories
+                from churnlens._input_features import categorise_inputs
+
+                batch = categorise_inputs(batch, spec)
             if len(batch):
                 yield score_batch(batch, as_of, artifact, settings=settings, reasons=reasons,
                                   offset_center=center)[columns]
@@ -374,22 +431,31 @@ def score_file_with_spark(
     allow_past: bool = False,
     reasons: bool = True,
     progress: Progress | None = None,
+    inputs: Any = None,
 ) -> ScoreResult:
     """``churnlens score --engine spark``: read a file with Spark, score, collect.
 
     Uses the active Spark session if there is one (and leaves it running), else starts
     one on ``master`` and stops it at the end. Returns the scores as pandas (sorted by
-    customer id, as the embedded engine) and the summary.
+    customer id, as the embedded engine) and the summary. ``inputs``: as for
+    :func:`churnlens._scoring.score_file` (checked before Spark starts); the scores then
+    carry the attribute columns and the summary its ``inputs`` block, as the embedded
+    engine's.
     """
+    from churnlens._scoring import add_inputs, check_inputs, input_spec_of, mapped_details
+
     settings = settings or Settings()
     say = progress or (lambda _m: None)
     day = check_as_of(artifact, as_of, allow_past=allow_past)
+    used = check_inputs(artifact, inputs, detail_columns=mapped_details(settings))
+    spec = input_spec_of(artifact)
     spark, owned = _session(master, say)
     try:
         tx, cleaning = read_transactions(spark, transactions, day, settings)
         scores, features = _score_spark(tx, day, artifact, settings=settings.scoring,
                                         allow_past=allow_past, reasons=reasons,
-                                        progress=say)
+                                        progress=say, inputs=used)
+        unseen = _unseen_categories(features, spec) if spec.groups else None
         scores = scores.persist()
         say("collecting the scores")
         frame = _collect(scores)
@@ -403,7 +469,26 @@ def score_file_with_spark(
     finally:
         if owned:
             spark.stop()
+    if spec.groups:
+        from churnlens._scoring import unseen_warnings
+
+        add_inputs(frame, summary, spec, used, day, unseen_warnings(unseen), unseen)
     return ScoreResult(scores=frame, summary=summary, features=None, feature_profile=profile)
+
+
+def _unseen_categories(features: Any, spec: Any) -> dict[str, int]:
+    """Rows per text attribute column whose value is not among the spec's categories
+    (what :func:`churnlens._input_features.categorise_inputs` counts on pandas)."""
+    from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
+
+    names = [n for n in spec.categorical_features() if n in features.columns]
+    if not names:
+        return {}
+    row = features.agg(*[
+        F.sum(F.when(F.col(f"`{n}`").isNotNull()
+                     & ~F.col(f"`{n}`").cast("string").isin(list(spec.categories_of(n))),
+                     1).otherwise(0)).alias(n) for n in names]).collect()[0]
+    return {n: int(row[n] or 0) for n in names if row[n]}
 
 
 def _session(master: str, say: Progress) -> tuple[Any, bool]:
@@ -454,7 +539,13 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     data = settings.data
     wanted = {"customer_id": data.customer_col, "timestamp": data.time_col,
               "amount": data.amount_col}
-    require_columns(list(raw.columns), wanted, source=str(source))
+    # the optional columns mapped (order_col, quantity_col, category_col, channel_col,
+    # discount_col): clean names, text or numbers, for the input features
+    options = data.loader_options()
+    optional: dict[str, str] = {clean: str(options[f"{key}_col"]) for clean, key in (
+        ("order_id", "order"), ("quantity", "quantity"), ("category", "category"),
+        ("channel", "channel"), ("discount", "discount")) if options.get(f"{key}_col")}
+    require_columns(list(raw.columns), {**wanted, **optional}, source=str(source))
     types = dict(raw.dtypes)
 
     def parsed(role: str, target: str) -> Any:
@@ -474,6 +565,8 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
         parsed("amount", "double").alias("amount"),
         F.col(f"`{wanted['timestamp']}`").cast("string").alias("_raw_timestamp"),
         F.col(f"`{wanted['amount']}`").cast("string").alias("_raw_amount"),
+        *[_optional_column(F, clean, column, types[column])
+          for clean, column in optional.items()],
     )
     after = F.col("timestamp") >= F.lit(str(as_of + dt.timedelta(days=1))).cast("timestamp")
     counts = tx.agg(
@@ -506,11 +599,23 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
                             max_staleness_days=settings.data.max_staleness_days,
                             source=str(source))
     clean = tx.where(F.col("customer_id").isNotNull()).select("customer_id", "timestamp",
-                                                               "amount")
+                                                               "amount", *optional)
     cleaning = {"source": str(source), "rows_read": int(counts["rows"]),
                 "dropped_missing_customer_id": int(counts["no_id"]),
                 "dropped_after_as_of": int(counts["after"]), "as_of": str(as_of)}
     return clean, cleaning
+
+
+def _optional_column(F: Any, clean: str, column: str, kind: str) -> Any:
+    """An optional transaction column under its clean name: ids and names as text, a
+    quantity or discount as a number (an empty discount is 0, as the loader reads it)."""
+    value = F.col(f"`{column}`")
+    if clean in ("quantity", "discount"):
+        number = (value.cast("double") if kind != "string"
+                  else F.expr(f"try_cast(`{column}` AS DOUBLE)"))
+        return (F.coalesce(number, F.lit(0.0)) if clean == "discount" else number).alias(clean)
+    text = F.trim(value.cast("string"))
+    return F.when(text == "", None).otherwise(text).alias(clean)
 
 
 _STRFTIME_TO_JAVA = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm",

@@ -22,6 +22,12 @@ growth (``acquisition_power``) and a change of behaviour on a date (``shift_date
 ``shift_dropout_factor``). With every knob at its default the rows are the same as
 without them: the extra random numbers are drawn only when a knob asks for them.
 
+:func:`generate_inputs` adds the optional inputs of issue 21 with known effects: a
+customer table (the channel drives dropout), an event table (email opens fade before a
+dropout) and, with ``details=True``, the transactions' optional columns (order id,
+quantity, category, channel, discount; customers who drop out sooner buy in fewer
+categories), each from a random stream of its own.
+
 Large files stream: :func:`write_transactions` simulates :data:`CHUNK_CUSTOMERS`
 customers at a time (each chunk from its own seeded stream) and appends each chunk to
 the Parquet or CSV file, so ten million customers take the memory of two hundred
@@ -45,7 +51,10 @@ from churnlens._validation import parse_date, require_positive_int
 from churnlens.exceptions import ChurnlensError
 
 __all__ = [
+    "CATEGORIES",
+    "CHANNELS",
     "CHUNK_CUSTOMERS",
+    "DETAIL_COLUMNS",
     "GeneratedFile",
     "SyntheticInputs",
     "generate_inputs",
@@ -291,6 +300,10 @@ def _simulate_all(rng: np.random.Generator, n: int, plan: _Plan, *, first_id: in
     all_day = np.concatenate([row_day, refund_day[in_range]])
     all_seconds = np.concatenate([seconds, refund_seconds])
     all_amount = np.concatenate([amount, refund_amount])
+    details: dict[str, np.ndarray] | None = None
+    if inputs is not None and inputs.details is not None and attributes is not None:
+        details = _draw_details(inputs.details, attributes, dropout, owner, rows, amount,
+                                np.flatnonzero(refunded)[in_range], effects=inputs.effects)
     if offset:
         # A log that starts mid-life: only the rows from ``start`` on, and no refund of
         # a purchase the log does not show.
@@ -298,6 +311,8 @@ def _simulate_all(rng: np.random.Generator, n: int, plan: _Plan, *, first_id: in
         shown = np.concatenate([row_day >= offset, refund_of >= offset])
         all_owner, all_day = all_owner[shown], all_day[shown] - offset
         all_seconds, all_amount = all_seconds[shown], all_amount[shown]
+        if details is not None:
+            details = {name: values[shown] for name, values in details.items()}
     order = np.argsort((all_day * 86_400 + all_seconds) * n + all_owner, kind="stable")
 
     base = np.datetime64(first.date(), "s")
@@ -311,6 +326,9 @@ def _simulate_all(rng: np.random.Generator, n: int, plan: _Plan, *, first_id: in
             "country": pd.Index(_COUNTRIES, dtype="str").take(country[all_owner[order]]),
         }
     )
+    if details is not None:
+        transactions = transactions.assign(**_details_columns(details, order, ids,
+                                                              all_owner[order]))
     if inputs is None or attributes is None:
         return transactions, None, None
     shown_customers = np.zeros(n, dtype=bool)
@@ -346,6 +364,31 @@ EMAIL_AFTER_DROPOUT = 0.1
 #: each with a value (pages viewed, 1 + Poisson(3)).
 SITE_VISIT_RATE = 0.05
 _MAX_EVENTS = 1_000  # per customer and type
+#: The transactions' optional columns (``generate_inputs(..., details=True)``), with the
+#: clean names of the data contract (the loader's ``order_col``, ``quantity_col``,
+#: ``category_col``, ``channel_col`` and ``discount_col`` map them).
+DETAIL_COLUMNS = ("order_id", "quantity", "category", "channel", "discount")
+#: Product categories. Each customer has a main category (uniform) and buys a row
+#: outside it (a category drawn uniformly) with their own ``spread``:
+#: ``CATEGORY_SPREAD * exp(-CATEGORY_SPREAD_DECAY * dropout)``. With ``input_effects``
+#: ``dropout`` is the customer's own dropout probability, so customers who drop out
+#: sooner buy in fewer categories; without, it is another customer's (noise).
+CATEGORIES = ("grocery", "home", "fashion", "beauty", "toys", "sports")
+CATEGORY_SPREAD = 0.6
+CATEGORY_SPREAD_DECAY = 4.0
+#: The channel of a purchase (all rows of an occasion): the customer's own ``channel``
+#: attribute with this probability, otherwise one of :data:`CHANNELS` uniformly.
+PURCHASE_CHANNEL_LOYALTY = 0.75
+#: Discounts (noise): each customer has a propensity (beta(1, 5), mean 1/6), each row is
+#: discounted with it, by 5% to 35% of its paid amount (``discount``, in the amount's
+#: currency; 0 on other rows and on refunds).
+DISCOUNT_BETA = (1.0, 5.0)
+#: A few occasions with several rows are split into two orders (the second order takes
+#: each later row with probability 1/2).
+SPLIT_ORDER_SHARE = 0.15
+#: Items per row: 1 + Poisson(0.4); a refund row returns 1.
+QUANTITY_EXTRA_MEAN = 0.4
+_ORDERS_PER_CUSTOMER = 10_000  # order_id = customer number * this + the order's ordinal
 
 
 class SyntheticInputs(NamedTuple):
@@ -376,11 +419,83 @@ class SyntheticInputs(NamedTuple):
 class _InputsDraw:
     rng: np.random.Generator
     effects: bool
+    details: np.random.Generator | None = None  # the details' own stream; None: no details
 
 
 def _inputs_rng(seed: int, index: int) -> np.random.Generator:
     """The random stream of the inputs of chunk ``index`` (never the transactions' one)."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
+
+
+def _details_rng(seed: int, index: int) -> np.random.Generator:
+    """The stream of the optional transaction columns of chunk ``index`` (its own, so that
+    asking for them changes neither the transactions nor the customer and event tables)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2)))
+
+
+def _draw_details(rng: np.random.Generator, attributes: dict[str, np.ndarray],
+                  dropout: np.ndarray, owner: np.ndarray, rows: np.ndarray,
+                  amount: np.ndarray, refunded_rows: np.ndarray, *,
+                  effects: bool) -> dict[str, np.ndarray]:
+    """The optional columns of every row, purchases then refunds (the order of
+    ``all_owner`` in :func:`_simulate_all`), all from the details' own ``rng``.
+
+    ``owner`` is the customer of each occasion (sorted by customer, then day), ``rows``
+    its rows, ``amount`` each purchase row's paid amount and ``refunded_rows`` the
+    purchase row of each refund.
+    """
+    n, occasions = dropout.size, owner.size
+    # per customer: main category, spread outside it, discount propensity
+    main = rng.integers(0, len(CATEGORIES), size=n)
+    driver = dropout if effects else rng.permutation(dropout)
+    spread = CATEGORY_SPREAD * np.exp(-CATEGORY_SPREAD_DECAY * driver)
+    propensity = rng.beta(*DISCOUNT_BETA, size=n)
+    # per occasion: the channel and whether it is split into two orders
+    loyal = rng.random(occasions) < PURCHASE_CHANNEL_LOYALTY
+    channel = np.where(loyal, attributes["channel"][owner],
+                       rng.integers(0, len(CHANNELS), size=occasions))
+    split = (rng.random(occasions) < SPLIT_ORDER_SHARE) & (rows > 1)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    ordinal = np.arange(occasions) - np.repeat(starts, np.diff(np.r_[starts, occasions]))
+    # per row
+    occasion = np.repeat(np.arange(occasions), rows)
+    row_owner = owner[occasion]
+    first_row = np.r_[True, occasion[1:] != occasion[:-1]]
+    second = split[occasion] & ~first_row & (rng.random(occasion.size) < 0.5)
+    order_id = (row_owner * _ORDERS_PER_CUSTOMER + 2 * ordinal[occasion]
+                + second).astype(np.int64)
+    outside = rng.random(occasion.size) < spread[row_owner]
+    category = np.where(outside, rng.integers(0, len(CATEGORIES), size=occasion.size),
+                        main[row_owner])
+    quantity = 1 + rng.poisson(QUANTITY_EXTRA_MEAN, size=occasion.size)
+    discounted = rng.random(occasion.size) < propensity[row_owner]
+    discount = np.where(discounted, np.round(
+        amount * rng.uniform(0.05, 0.35, size=occasion.size), 2), 0.0)
+    return {
+        "order_id": np.concatenate([order_id, order_id[refunded_rows]]),
+        "quantity": np.concatenate([quantity, np.ones(refunded_rows.size, dtype=np.int64)]),
+        "category": np.concatenate([category, category[refunded_rows]]),
+        "channel": np.concatenate([channel[occasion], channel[occasion][refunded_rows]]),
+        "discount": np.concatenate([discount, np.zeros(refunded_rows.size)]),
+    }
+
+
+def _details_columns(details: dict[str, np.ndarray], order: np.ndarray, ids: pd.Index,
+                     owner: np.ndarray) -> dict[str, Any]:
+    """The optional columns in the transactions' row ``order``; order ids as text
+    ``<customer id>-<ordinal>`` (unique across chunks: the customer id is)."""
+    ordinal = details["order_id"][order] % _ORDERS_PER_CUSTOMER
+    order_text = (pd.Series(ids.take(owner), dtype="str") + "-"
+                  + pd.Series(ordinal, dtype="int64").astype("str").str.zfill(4))
+    return {
+        "order_id": pd.Index(order_text, dtype="str"),
+        # float64, the clean type of a quantity (the loader's), so that the frame is
+        # clean as generated (ensure_clean does not reload it)
+        "quantity": details["quantity"][order].astype(np.float64),
+        "category": pd.Index(CATEGORIES, dtype="str").take(details["category"][order]),
+        "channel": pd.Index(CHANNELS, dtype="str").take(details["channel"][order]),
+        "discount": details["discount"][order],
+    }
 
 
 def _draw_attributes(rng: np.random.Generator, n: int, acquired: np.ndarray,
@@ -464,6 +579,7 @@ def generate_inputs(
     *,
     seed: int = 0,
     input_effects: bool = True,
+    details: bool = False,
     **options: Any,
 ) -> SyntheticInputs:
     """Simulate transactions with a customer table and an event table of known effects.
@@ -482,6 +598,17 @@ def generate_inputs(
     attributes (a quarter of the customers switch from basic to plus on a random day:
     a second row with its ``valid_from``) and the ``site_visit`` events.
 
+    With ``details`` the transactions also carry the optional columns of the data
+    contract (:data:`DETAIL_COLUMNS`): ``order_id`` (text ``<customer id>-<nnnn>``, one
+    order per occasion, a few occasions split into two; a refund keeps its purchase's),
+    ``quantity`` (items, 1 + Poisson(0.4), a float like a loaded quantity), ``category``
+    (:data:`CATEGORIES`; with ``input_effects`` customers who drop out sooner buy in fewer
+    categories, see :data:`CATEGORY_SPREAD`), ``channel`` (of the purchase: the
+    customer's own channel attribute 75% of the time) and ``discount`` (noise: the amount
+    taken off a row, 0 on most). They come from a random stream of their own: the other
+    columns, the customer table and the event table are those of the same call without
+    ``details``.
+
     With ``input_effects=False`` the channel and the email opens are noise too, and the
     transactions are exactly those of :func:`generate_transactions` with the same seed
     and options (the inputs draw their random numbers from a stream of their own).
@@ -492,6 +619,8 @@ def generate_inputs(
         As in :func:`generate_transactions`.
     input_effects
         Whether the channel and the email opens drive churn (above).
+    details
+        Add the optional transaction columns (above).
     **options
         The other keywords of :func:`generate_transactions` (``season_strength`` up to
         3 gives a strong yearly cycle).
@@ -510,29 +639,32 @@ def generate_inputs(
     ['email_open', 'site_visit']
     """
     chunk = next(_input_chunks(n_customers, seed, max(int(n_customers), 1), options,
-                               effects=input_effects))
+                               effects=input_effects, details=details))
     return chunk
 
 
 def _input_chunks(n_customers: int, seed: int, chunk_customers: int, options: dict[str, Any],
-                  *, effects: bool) -> Iterator[SyntheticInputs]:
+                  *, effects: bool, details: bool = False) -> Iterator[SyntheticInputs]:
     """Like :func:`iter_transaction_chunks`, with the customer and event tables."""
-    if not isinstance(effects, bool):
-        raise ChurnlensError(f"input_effects must be True or False, got {effects!r}.")
+    for name, flag in (("input_effects", effects), ("details", details)):
+        if not isinstance(flag, bool):
+            raise ChurnlensError(f"{name} must be True or False, got {flag!r}.")
     iter_transaction_chunks(n_customers, seed=seed, chunk_customers=chunk_customers,
                             **options)  # the checks, with their messages
     n, size = int(n_customers), int(chunk_customers)
     plan = _plan(**{**_OPTION_DEFAULTS, **options})
     width = _id_width(n)
-    return _input_chunk_iter(n, seed, size, plan, width, effects)
+    return _input_chunk_iter(n, seed, size, plan, width, effects, details)
 
 
 def _input_chunk_iter(n: int, seed: int, size: int, plan: _Plan, width: int,
-                      effects: bool) -> Iterator[SyntheticInputs]:
+                      effects: bool, details: bool) -> Iterator[SyntheticInputs]:
     for index, first_id in enumerate(range(1, n + 1, size)):
+        draw = _InputsDraw(_inputs_rng(seed, index), effects,
+                           _details_rng(seed, index) if details else None)
         tx, customers, events = _simulate_all(
             _chunk_rng(seed, index), min(size, n + 1 - first_id), plan, first_id=first_id,
-            width=width, inputs=_InputsDraw(_inputs_rng(seed, index), effects))
+            width=width, inputs=draw)
         assert customers is not None  # asked for
         assert events is not None
         yield SyntheticInputs(tx, customers, events)
@@ -692,6 +824,7 @@ def write_transactions(
     customers_path: str | os.PathLike[str] | None = None,
     events_path: str | os.PathLike[str] | None = None,
     input_effects: bool = True,
+    details: bool = False,
 ) -> GeneratedFile:
     """Simulate purchase transactions straight into a ``.parquet`` or ``.csv`` file.
 
@@ -730,6 +863,11 @@ def write_transactions(
     input_effects
         As in :func:`generate_inputs`; off, the transactions are those written without
         the tables.
+    details
+        Add the optional transaction columns of :func:`generate_inputs` (``order_id``,
+        ``quantity``, ``category``, ``channel``, ``discount``); the customers are then
+        simulated as by :func:`generate_inputs` even without the tables (up to one chunk
+        the rows are those of ``generate_inputs(..., details=True).transactions``).
 
     Returns
     -------
@@ -760,9 +898,9 @@ def write_transactions(
         shift_dropout_factor=shift_dropout_factor)
     chunks: Iterator[pd.DataFrame] | None = None
     input_chunks: Iterator[SyntheticInputs] | None = None
-    if extra:
+    if extra or details:
         input_chunks = _input_chunks(n_customers, seed, chunk_customers, options,
-                                     effects=input_effects)
+                                     effects=input_effects, details=details)
     else:
         chunks = iter_transaction_chunks(n_customers, seed=seed,
                                          chunk_customers=chunk_customers, **options)

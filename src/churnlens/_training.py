@@ -28,7 +28,12 @@ from churnlens._evaluation import (
 )
 from churnlens._io import json_ready
 from churnlens._loading import history_until
-from churnlens._model import ChurnModel, LogisticBaseline, RecencyBaseline
+from churnlens._model import (
+    ChurnModel,
+    LogisticBaseline,
+    RecencyBaseline,
+    default_feature_names,
+)
 from churnlens._validation import parse_date
 from churnlens.exceptions import ChurnlensError, DataValidationError
 
@@ -37,6 +42,7 @@ __all__ = [
     "BacktestResult",
     "Evaluation",
     "FittedModels",
+    "ablation_variants",
     "backtest",
     "evaluate_models",
     "fit_models",
@@ -148,6 +154,12 @@ class FittedModels:
     warnings: list[str] = dataclasses.field(default_factory=list)
     # How the labelled snapshots were sampled (_features.SnapshotSample), if recorded.
     sample: Any = None
+    # The richer inputs the churnlens model was trained with (_input_features.InputSpec;
+    # None: none), also the model's input_spec_.
+    input_spec: Any = None
+    # The seasonal clock's daily purchase occasions up to as-of (churnlens._season),
+    # when the calendar group is on (None otherwise): what the ablation refits read.
+    season_daily: Any = None
 
     def models(self) -> dict[str, Any]:
         """All models by name, churnlens first."""
@@ -160,6 +172,9 @@ def fit_models(
     settings: Settings,
     *,
     progress: Progress | None = None,
+    inputs: Any = None,
+    input_groups: Sequence[str] | None = None,
+    calendar: bool | None = False,
 ) -> FittedModels:
     """Fit the churnlens model and every baseline at ``as_of``, from history ``<= as_of``.
 
@@ -178,6 +193,23 @@ def fit_models(
         Horizon, snapshots, feature windows and model settings.
     progress
         Called with a short message at each step.
+    inputs
+        The richer inputs (:class:`~churnlens._input_features.InputTables`: the customer
+        and event tables, either may be ``None``). ``None``: none at all, the model
+        reads the transactions' own features only. Given, the input groups are learned
+        at ``as_of`` (:func:`~churnlens._input_features.learn_input_spec`: the purchase
+        details when the transactions carry optional columns, the events, the customer
+        attributes, and the calendar as ``calendar`` says: off by default), their
+        features are joined onto the snapshots and the features at ``as_of``, and the
+        model keeps what it used in ``input_spec_``. The baselines read the
+        transactions' features only, with or without inputs.
+    input_groups
+        Restrict the learned groups to these (``None``: every group the data allows).
+    calendar
+        ``False`` (the default): no calendar group; ``True``: the calendar group (also
+        without ``inputs``); ``None``: on when the history spans a year plus the horizon
+        (with ``inputs``). Off by default because it made the level worse on logs without
+        a season (docs/inputs.md).
 
     Returns
     -------
@@ -186,6 +218,21 @@ def fit_models(
         cutoffs, the features at ``as_of`` and the metrics of every model on the
         held-out latest cutoff (the evaluation data for promotion).
     """
+    return _fit_models(transactions, as_of, settings, progress=progress, inputs=inputs,
+                       input_groups=input_groups, calendar=calendar)[0]
+
+
+def _fit_models(
+    transactions: Any,
+    as_of: dt.date | str,
+    settings: Settings,
+    *,
+    progress: Progress | None,
+    inputs: Any,
+    input_groups: Sequence[str] | None,
+    calendar: bool | None,
+) -> tuple[FittedModels, pd.DataFrame, pd.Series]:
+    """:func:`fit_models`, and the labelled snapshots and labels it fitted on."""
     from churnlens._bgnbd import BGNBDModel
     from churnlens._features import compute_features, training_snapshots
     from churnlens._value import fit_value_model
@@ -231,11 +278,32 @@ def fit_models(
     labels = snapshots["churned"].astype(np.int64)
     say(f"features at the as-of date {as_of_ts.date()}")
     features = collected(compute_features(history, as_of_ts.date(), windows_days=windows))
+    spec = None
+    if inputs is None and calendar:  # the calendar asked for, without any table
+        from churnlens._input_features import InputTables
+
+        inputs = InputTables()
+    if inputs is not None:
+        snapshots, features, spec = _with_inputs(
+            snapshots, features, history, inputs, as_of=as_of_ts.date(), horizon_days=horizon,
+            groups=input_groups, calendar=calendar, say=say)
+    # The transactions' own features: what the baselines read, inputs or not.
+    own = [n for n in default_feature_names(snapshots)
+           if spec is None or n not in set(spec.feature_names())]
 
     m = settings.model
+    season_daily = None
+    if spec is not None and "calendar" in spec.groups and m.use_bgnbd:
+        from churnlens._season import daily_occasions
+
+        # The seasonal clock (docs/training.md): the days up to as-of only.
+        season_daily = daily_occasions(history, as_of_ts.date())
     say(f"fitting LightGBM on {len(snapshots):,} snapshot rows")
     model = settings.build_model().fit(snapshots, labels, cutoff="cutoff",
-                                       as_of=as_of_ts.date(), reference=features)
+                                       as_of=as_of_ts.date(), reference=features,
+                                       season_daily=season_daily)
+    if spec is not None:
+        model.input_spec_ = spec
     # The value model (churnlens._value) on the whole calibration history, carried by the
     # model for scoring: p_alive, expected purchases and spend, CLV, expected_value.
     say("fitting the value model: Pareto/NBD (or BG/NBD) and Gamma-Gamma")
@@ -245,7 +313,7 @@ def fit_models(
     baselines: dict[str, Any] = {
         "recency": RecencyBaseline().fit(snapshots, labels),
         "logistic": LogisticBaseline(
-            feature_names=model.base_feature_names_, random_state=m.random_state
+            feature_names=_baseline_features(model, own), random_state=m.random_state
         ).fit(snapshots, labels),
         # The churnlens model's scoring BG/NBD is this very fit (same frame, same
         # deterministic optimiser): reuse it rather than fit it twice.
@@ -261,7 +329,7 @@ def fit_models(
     training = snapshots.loc[~held_out]
     out_of_sample = {
         "recency": RecencyBaseline().fit(training, labels[~held_out]),
-        "logistic": LogisticBaseline(feature_names=model.base_feature_names_,
+        "logistic": LogisticBaseline(feature_names=_baseline_features(model, own),
                                      random_state=m.random_state
                                      ).fit(training, labels[~held_out]),
     }
@@ -274,14 +342,48 @@ def fit_models(
     # each held-out cutoff from that cutoff's histories only (it needs no labels).
     validation["bgnbd"] = classification_metrics(
         validation_labels, _bgnbd_risk_per_cutoff(validation_frame, horizon))
-    return FittedModels(
+    fitted = FittedModels(
         as_of=as_of_ts.date(), horizon_days=horizon, churnlens=model, baselines=baselines,
         cutoffs=cutoffs, snapshot_rows=len(snapshots), validation=validation, features=features,
         validation_frame=validation_frame, short_history_cutoffs=short_cutoffs,
         warnings=_fit_warnings(model, short_cutoffs, horizon) + (
-            [str(sample.note())] if sample.sampled else []),
-        sample=sample,
+            [str(sample.note())] if sample.sampled else []) + _unseen_notes(features),
+        sample=sample, input_spec=spec, season_daily=season_daily,
     )
+    return fitted, snapshots, labels
+
+
+def _with_inputs(snapshots: pd.DataFrame, features: pd.DataFrame, history: Any, inputs: Any,
+                 *, as_of: dt.date, horizon_days: int, groups: Sequence[str] | None,
+                 calendar: bool | None, say: Progress) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
+    """The snapshots and the features at ``as_of`` with the input features joined, and
+    the spec learned at ``as_of`` (from data on or before it only)."""
+    from churnlens._input_features import learn_input_spec, with_input_features
+
+    spec = learn_input_spec(history, inputs, as_of=as_of, horizon_days=horizon_days,
+                            calendar=calendar, groups=groups)
+    if not spec.groups:
+        say("no richer inputs to use (no customer or event table, no optional "
+            "transaction column, less than a year plus the horizon of history)")
+        return snapshots, features, spec
+    say(f"input features: {', '.join(spec.groups)} ({len(spec.feature_names())} columns)")
+    snapshots = with_input_features(snapshots, spec, inputs, history, date_column="cutoff")
+    features = with_input_features(features, spec, inputs, history, date_column="as_of")
+    return snapshots, features, spec
+
+
+def _unseen_notes(features: pd.DataFrame) -> list[str]:
+    unseen = {k: int(v) for k, v in (features.attrs.get("unseen_categories") or {}).items()
+              if v}
+    return [f"{n:,} customer(s) at the as-of date have a value of {name} not seen in the "
+            "training snapshots (read as missing)" for name, n in unseen.items()]
+
+
+def _baseline_features(model: ChurnModel, own: Sequence[str]) -> list[str]:
+    """The churnlens model's features that are the transactions' own (no input feature):
+    the logistic baseline stays the same reference with or without richer inputs."""
+    keep = set(own)
+    return [n for n in model.base_feature_names_ if n in keep]
 
 
 def day_range(transactions: Any, until: dt.date | None = None
@@ -710,6 +812,10 @@ class BacktestResult:
              **({"baseline_fits": json_ready(run["baseline_fits"])}
                 if "baseline_fits" in run else {}),
              **({"value": json_ready(run["value"])} if "value" in run else {}),
+             **({"ablation": json_ready(run["ablation"])} if "ablation" in run else {}),
+             **({"input_spec": run["fitted"].input_spec.to_dict()}
+                if run.get("fitted") is not None
+                and getattr(run["fitted"], "input_spec", None) is not None else {}),
              **({"model": json_ready(model_notes(run["fitted"].churnlens))}
                 if run.get("fitted") is not None else {})}
             for run in self.runs
@@ -748,6 +854,25 @@ class BacktestResult:
         ]
         return pd.DataFrame(rows)
 
+    def ablation_table(self) -> pd.DataFrame:
+        """The ablation: one row per (as_of, variant), variants in
+        :func:`ablation_variants`' order; no row for a date whose model used no input
+        group (or a backtest run with ``ablation=False``).
+
+        Columns: ``as_of``, ``variant`` (``all``, ``without <group>``, ``none``),
+        ``groups``, ``input_features`` and the churnlens model's metrics (``auc``,
+        ``brier``, ``lift_top_decile``, ``predicted_cohort_retention``,
+        ``actual_cohort_retention``, ``predicted_crr``, ``actual_crr`` ...).
+
+        Examples
+        --------
+        >>> BacktestResult(91, []).ablation_table().empty
+        True
+        """
+        rows = [{"as_of": run["as_of"], **row}
+                for run in self.runs for row in run.get("ablation", [])]
+        return pd.DataFrame(rows)
+
     def value_table(self) -> pd.DataFrame:
         """The value backtest: one row per (as_of, predictor) with its spend metrics."""
         rows = [
@@ -764,6 +889,10 @@ def backtest(
     settings: Settings,
     *,
     progress: Progress | None = None,
+    inputs: Any = None,
+    ablation: bool = True,
+    input_groups: Sequence[str] | None = None,
+    calendar: bool | None = False,
 ) -> BacktestResult:
     """Train at each as-of date from history ``<= A`` and evaluate on ``(A, A + H]``.
 
@@ -778,6 +907,13 @@ def backtest(
         Horizon, snapshots, feature windows and model settings.
     progress
         Called with a short message at each step.
+    inputs, input_groups, calendar
+        The richer inputs, as for :func:`fit_models` (learned at each as-of date).
+    ablation
+        When the model uses input groups: at each as-of date, also fit the churnlens
+        model without each group and without any (the transactions alone), on the same
+        snapshots, and score them at ``A`` (:meth:`BacktestResult.ablation_table`). The
+        baselines are fitted once, not per variant.
 
     Returns
     -------
@@ -804,12 +940,97 @@ def backtest(
                 f"{last - dt.timedelta(days=settings.horizon_days)}."
             )
         say(f"backtest at {as_of}")
-        fitted = fit_models(transactions, as_of, settings, progress=say)
+        fitted, snapshots, labels = _fit_models(
+            transactions, as_of, settings, progress=say, inputs=inputs,
+            input_groups=input_groups, calendar=calendar)
         evaluation = evaluate_models(fitted, transactions, observed_until=last)
         for note in [*fitted.warnings, *evaluation.notes]:
             say(f"note: {note}")
-        runs.append({"as_of": as_of, "models": evaluation.metrics,
-                     "scores": evaluation.scores, "fitted": fitted,
-                     "warnings": [*fitted.warnings, *evaluation.notes],
-                     "baseline_fits": evaluation.baseline_fits, "value": evaluation.value})
+        run = {"as_of": as_of, "models": evaluation.metrics,
+               "scores": evaluation.scores, "fitted": fitted,
+               "warnings": [*fitted.warnings, *evaluation.notes],
+               "baseline_fits": evaluation.baseline_fits, "value": evaluation.value}
+        spec = fitted.input_spec
+        if ablation and spec is not None and spec.groups:
+            run["ablation"] = ablation_runs(fitted, snapshots, labels, evaluation, settings,
+                                            progress=say)
+        runs.append(run)
     return BacktestResult(horizon_days=settings.horizon_days, runs=runs)
+
+
+def ablation_variants(groups: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The ablation's variants: ``(name, groups kept)``, the full model first.
+
+    ``all`` (every group), ``without <group>`` for each group (left out when it is
+    ``none``: a single group), and ``none`` (the transactions' own features alone).
+
+    Examples
+    --------
+    >>> [name for name, _ in ablation_variants(("events", "calendar"))]
+    ['all', 'without events', 'without calendar', 'none']
+    """
+    groups = tuple(groups)
+    out = [("all", groups)]
+    if len(groups) > 1:
+        out += [(f"without {g}", tuple(k for k in groups if k != g)) for g in groups]
+    return [*out, ("none", ())]
+
+
+def ablation_runs(fitted: FittedModels, snapshots: pd.DataFrame, labels: pd.Series,
+                  evaluation: Evaluation, settings: Settings, *,
+                  progress: Progress | None = None) -> list[dict[str, Any]]:
+    """The churnlens model with and without each input group, scored at the as-of date.
+
+    Each variant is the churnlens model (``settings.build_model()``) fitted on the same
+    snapshots with the features of the left-out groups removed, and scored at ``A`` on
+    the same customers against the same truth as the backtest's models; ``all`` is the
+    backtest's own churnlens model (not fitted twice). The baselines are not refitted.
+
+    Returns
+    -------
+    list of dict
+        One per variant (:func:`ablation_variants`): ``variant``, ``groups`` (kept,
+        joined by ``+``; ``""`` for none), ``input_features`` (how many columns) and
+        the metrics of ``run["models"]["churnlens"]`` (AUC, Brier, lift, predicted vs
+        actual retention ...).
+    """
+    say = progress or _noop
+    spec = fitted.input_spec
+    model = fitted.churnlens
+    horizon = fitted.horizon_days
+    frame = fitted.features
+    churned = evaluation.scores["churned"].to_numpy(dtype=np.int64)
+    own = evaluation.metrics["churnlens"]
+    actual = _Actual(cohort_retention=own.get("actual_cohort_retention"),
+                     crr=own.get("actual_crr"))
+    inputs = spec.feature_names()
+    rows = []
+    for name, kept in ablation_variants(spec.groups):
+        left_out = {f for f in inputs if spec.group_of(f) not in kept}
+        used = [f for f in inputs if f not in left_out]
+        if name == "all":
+            metrics = dict(own)
+        else:
+            say(f"ablation at {fitted.as_of}: the churnlens model "
+                + ("without any input feature" if name == "none"
+                   else f"{name} ({len(left_out)} columns left out)"))
+            names = [n for n in model.base_feature_names_ if n not in left_out]
+            variant = settings.build_model().set_params(feature_names=names).fit(
+                snapshots, labels, cutoff="cutoff", as_of=fitted.as_of, reference=frame,
+                season_daily=fitted.season_daily if "calendar" in kept else None)
+            risk = _risk(variant, frame)
+            metrics = classification_metrics(churned, risk)
+            metrics.update(_retention_metrics(predict_retention(
+                frame["recency_days"], risk, window_days=horizon,
+                level_error=getattr(variant, "level_error_", None)), actual))
+        rows.append({"variant": name, "groups": "+".join(kept),
+                     "input_features": len(used), **metrics})
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class _Actual:
+    """The actual rates of a backtest date, as :func:`_retention_metrics` reads them."""
+
+    cohort_retention: float | None
+    crr: float | None

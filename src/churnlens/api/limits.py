@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from churnlens.api.schemas import MAX_CUSTOMERS, MAX_PURCHASES
+from churnlens.api.schemas import MAX_CUSTOMERS, MAX_EVENTS, MAX_PURCHASES
 
 __all__ = ["BYTES_PER_CUSTOMER", "BYTES_PER_PURCHASE", "ApiLimits"]
 
@@ -20,8 +20,10 @@ class ApiLimits:
 
     Attributes
     ----------
-    max_customers, max_purchases
-        Per ``POST /score`` request (413 beyond).
+    max_customers, max_purchases, max_events
+        Per ``POST /score`` request (413 beyond). Events (issue 21) share the body limit
+        with the purchases: a request holding both at their maximum is refused by
+        ``max_body_bytes``.
     max_body_bytes
         Any request body (413 beyond, declared or streamed). Default (None): what the
         request limits imply, :meth:`body_bytes`.
@@ -29,13 +31,14 @@ class ApiLimits:
         Bodies up to this size are parsed on the event loop (microseconds); larger
         ones in a worker thread so that a big request never stalls the others.
     batch_purchases
-        Requests with at most this many purchases are micro-batched together; larger
-        ones are scored on their own, in a worker thread, without holding up the small
-        ones.
+        Requests with at most this many purchases (and events) are micro-batched
+        together; larger ones are scored on their own, in a worker thread, without
+        holding up the small ones.
     """
 
     max_customers: int = MAX_CUSTOMERS
     max_purchases: int = MAX_PURCHASES
+    max_events: int = MAX_EVENTS
     max_body_bytes: int | None = None
     inline_body_bytes: int = 64 * 1024
     batch_purchases: int = 20_000

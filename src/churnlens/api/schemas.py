@@ -35,6 +35,7 @@ __all__ = [
     "CustomerHistory",
     "CustomerScore",
     "ErrorDetail",
+    "Event",
     "Health",
     "ModelInfo",
     "MonitorAlertOut",
@@ -57,6 +58,14 @@ __all__ = [
 
 MAX_CUSTOMERS = 10_000
 MAX_PURCHASES = 1_000_000
+# Richer inputs (issue 21): events per request (413 beyond, like purchases), attributes
+# per customer (422 beyond), and the lengths of their names and text values.
+MAX_EVENTS = 1_000_000
+MAX_ATTRIBUTES = 100
+MAX_NAME_LENGTH = 100
+MAX_TEXT_LENGTH = 256
+# Values of one attribute listed by GET /at-risk/facets (the web page's select).
+MAX_FACET_VALUES = 200
 # The supported dates: the loader's and the CLI's range (one constant, _validation).
 DATE_MIN, DATE_MAX = PLAUSIBLE_DATES
 
@@ -131,13 +140,73 @@ class Purchase(_Strict):
                     "Times with an offset are converted to UTC; times without one are taken "
                     "as given.", examples=["2024-03-05T14:30:00+01:00"])
     amount: Amount = Field(description="Net amount; negative for a refund.", examples=[20.0])
+    # The transactions' optional columns (issue 21): required (each key present, null
+    # allowed) for a model trained with them, ignored otherwise; cleaned by the loader's
+    # rules for these columns when the request is scored.
+    order_id: CustomerId | None = Field(
+        default=None, description="Optional: the order (for a model trained with an order "
+                                  "id column; kept as given).")
+    quantity: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = Field(
+        default=None, description="Optional: items of the row (a model trained with a "
+                                  "quantity column).")
+    category: Annotated[str, StringConstraints(strict=True, max_length=MAX_TEXT_LENGTH)
+                        ] | None = Field(
+        default=None, description="Optional: product category (a model trained with a "
+                                  "category column; blank is missing).")
+    channel: Annotated[str, StringConstraints(strict=True, max_length=MAX_TEXT_LENGTH)
+                       ] | None = Field(
+        default=None, description="Optional: sales channel of the purchase (a model trained "
+                                  "with a channel column; blank is missing).")
+    discount: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)] | None = Field(
+        default=None, description="Optional: the amount taken off the price, 0 or more (a "
+                                  "model trained with a discount column; null is 0).")
+
+
+Name = Annotated[str, StringConstraints(strict=True, min_length=1,
+                                         max_length=MAX_NAME_LENGTH)]
+# An attribute's value: text (a categorical attribute), a number (a numeric one) or null
+# (missing). Which one an attribute must be is the model's (its input spec), checked
+# when the request is scored (api/scoring), with a 422 naming the attribute.
+AttributeValue = (Annotated[str, StringConstraints(strict=True, max_length=MAX_TEXT_LENGTH)]
+                  | Annotated[float, Field(strict=True, allow_inf_nan=False)] | None)
+
+
+class Event(_Strict):
+    """One event of a customer (an email opened, a site visit, a support ticket...)."""
+
+    timestamp: Timestamp = Field(
+        description="ISO 8601 date or date-time, as a purchase's (offsets converted to "
+                    "UTC). Events after as_of are ignored.",
+        examples=["2024-03-01T09:12:00+01:00"])
+    event_type: Name = Field(description="The event's type, as in the event table the "
+                                         "model was trained with (surrounding spaces "
+                                         "removed).", examples=["email_open"])
+    value: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = Field(
+        default=None, description="Optional number of the event (pages viewed...).")
 
 
 class CustomerHistory(_Strict):
-    """A customer's purchase history."""
+    """A customer's purchase history, and their attributes and events when the model
+    uses them."""
 
     customer_id: CustomerId = Field(examples=["C0000042"])
     purchases: list[Purchase]
+    attributes: dict[Name, AttributeValue] | None = Field(
+        default=None, max_length=MAX_ATTRIBUTES,
+        description="The customer's attributes valid at as_of (a row of the customer table: "
+                    "name -> text, number or null for missing), at most "
+                    f"{MAX_ATTRIBUTES} names. Required (an object, possibly empty) when the "
+                    "model was trained with a customer table (422 otherwise); an attribute "
+                    "left out is missing. Attributes the model does not use are ignored, "
+                    "and a category it never saw is scored as missing: both named in the "
+                    "answer's warnings.",
+        examples=[{"channel": "web", "age": 34}])
+    events: list[Event] | None = Field(
+        default=None,
+        description="The customer's events (any order). Required (a list, [] for none) when "
+                    "the model was trained with an event table (422 otherwise). Events "
+                    "after as_of are ignored; types the model does not use are ignored and "
+                    "named in the answer's warnings.")
 
 
 class ScoreRequest(_Strict):
@@ -146,8 +215,9 @@ class ScoreRequest(_Strict):
     as_of: IsoDate = Field(description="Scoring date, YYYY-MM-DD (its whole day included).",
                            examples=["2024-06-30"])
     customers: list[CustomerHistory] = Field(
-        description=f"At most {MAX_CUSTOMERS:,} customers and {MAX_PURCHASES:,} purchases in "
-                    "all (413 beyond); customer ids unique (compared as text).")
+        description=f"At most {MAX_CUSTOMERS:,} customers, {MAX_PURCHASES:,} purchases and "
+                    f"{MAX_EVENTS:,} events in all (413 beyond); customer ids unique "
+                    "(compared as text).")
 
 
 # The value outputs of a score (churnlens._value, docs/value.md): null for a model
@@ -204,6 +274,11 @@ class ScoreResponse(BaseModel):
     horizon_days: int
     results: list[CustomerScore]
     unscored: list[Unscored]
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What was sent but not used, in words: attributes or event types the "
+                    "model does not use, categories it never saw (scored as missing), "
+                    "naming the customers (empty when everything sent was used).")
 
 
 class Health(BaseModel):
@@ -457,6 +532,18 @@ class AtRiskFacets(BaseModel):
     bands: dict[str, int]
     segments: dict[str, int]
     max_value_at_risk: float | None
+    attributes: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Served with a customer table (serve --customers-file): each categorical "
+                    "attribute column of the list, its values and the customers of each, "
+                    f"most customers first (at most {MAX_FACET_VALUES} values per attribute). "
+                    "GET /at-risk filters on them with attribute=name:value.")
+    attribute_columns: list[str] = Field(
+        default_factory=list,
+        description="The keys of the list's items that hold attributes (categorical and "
+                    "numeric; the attribute's name, or customer_<name> where it would take "
+                    "a score column's), in the customer table's order; empty without a "
+                    "customer table.")
 
 
 class MonitorAlertOut(BaseModel):

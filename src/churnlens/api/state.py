@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,9 +28,12 @@ from churnlens._config import ScoringSettings, Settings
 from churnlens._io import json_ready
 from churnlens._redact import redact_uri_credentials
 
+if TYPE_CHECKING:
+    from churnlens._input_features import InputSpec, InputTables
+
 __all__ = ["MONITORING_KEY", "RowReader", "ServingState", "StateHolder", "build_state",
            "cohorts_key", "list_key", "load_state", "rates_key", "record_in_ledger",
-           "series_key", "warm_monitoring", "warm_reads"]
+           "require_inputs", "series_key", "warm_monitoring", "warm_reads"]
 
 _log = logging.getLogger("churnlens.api")
 
@@ -118,6 +121,33 @@ class ServingState:
     # ledger failure never stops serving); both None when the ledger is off
     ledger_run_id: str | None = None
     ledger_error: str | None = None
+    # richer inputs (issue 21): the tables the base was scored with (serve
+    # --customers-file/--events-file; None: none given) and the model's input spec (None:
+    # a model trained without them), read by POST /score for every request
+    inputs: InputTables | None = None
+    input_spec: InputSpec | None = None
+
+    def attribute_columns(self) -> dict[str, str]:
+        """The attribute columns of the scored base: attribute name -> its column in
+        ``scores`` (:func:`churnlens._scoring.attribute_column_names`), those present
+        only; empty for a model trained without a customer table."""
+        cached = self.read_cache.get(("attribute_columns",))
+        if cached is None:
+            cached = {}
+            if self.input_spec is not None and self.input_spec.requires_customers:
+                from churnlens._scoring import attribute_column_names
+
+                cached = {name: column for name, column in
+                          attribute_column_names(self.input_spec)
+                          if column in self.scores.columns}
+            self.read_cache[("attribute_columns",)] = cached
+        return cached
+
+    def categorical_attributes(self) -> dict[str, str]:
+        """The categorical ones of :meth:`attribute_columns` (what the list filters on)."""
+        spec = dict(self.input_spec.attributes) if self.input_spec is not None else {}
+        return {name: column for name, column in self.attribute_columns().items()
+                if spec.get(name) is not None}
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         """The stored score and features of one customer (id as text), or None."""
@@ -294,8 +324,9 @@ def warm_reads(state: ServingState) -> None:
     """Answer now what the web page's overview and at-risk list ask first.
 
     The retention series of the default periods (the model's horizon), the rates of its
-    last complete period, the cohort table, the customers per band and per segment, and
-    the at-risk list of each risk band for each sort: the first visitor after a start or
+    last complete period, the cohort table, the customers per band, per segment and per
+    value of each categorical attribute (served with a customer table), and the at-risk
+    list of each risk band for each sort: the first visitor after a start or
     a reload waits for none of them (at 1M customers the retention reads take seconds
     each; ``bench/bench_web.py``).
     """
@@ -308,7 +339,7 @@ def warm_reads(state: ServingState) -> None:
         state.retention_rates(pd.Timestamp(last["start"]).date(),
                               pd.Timestamp(last["end"]).date())
     state.cohort_table()
-    for column in ("risk_band", "segment"):
+    for column in ("risk_band", "segment", *state.categorical_attributes().values()):
         if column in state.scores:
             state.value_counts(column)
     for sort in SORT_KEYS:
@@ -345,6 +376,7 @@ def build_state(
     *,
     scoring: ScoringSettings | None = None,
     settings: Settings | None = None,
+    inputs: InputTables | None = None,
 ) -> ServingState:
     """Score the base at ``as_of`` (default: the data's last day) and index it.
 
@@ -361,19 +393,29 @@ def build_state(
     settings
         The settings the state serves with (kept on the state; its ``scoring`` is used
         when ``scoring`` is not given).
+    inputs
+        The customer and event tables (issue 21) the base is scored with; required by a
+        model trained with them (:func:`require_inputs`).
 
     Returns
     -------
     ServingState
         The scored base, its at-risk orders and its indexes, with the web page's first
         reads answered already (:func:`warm_reads`).
+
+    Raises
+    ------
+    InputsRequiredError
+        The model was trained with a customer (event) table and none is given.
     """
     from churnlens._rules import SORT_KEYS, at_risk_list
     from churnlens._scoring import score_customers
 
+    spec, inputs = require_inputs(artifact, inputs)
     scoring = scoring or (settings.scoring if settings is not None else ScoringSettings())
     day = pd.Timestamp(as_of).date() if as_of else transactions["timestamp"].max().date()
-    result = score_customers(transactions, day, artifact, settings=scoring, allow_past=True)
+    result = score_customers(transactions, day, artifact, settings=scoring, allow_past=True,
+                             inputs=inputs)
     scores = result.scores
     rows = scores.assign(_row=np.arange(len(scores)))
     # The at-risk order is the library's (at_risk_list); computed once per sort key so
@@ -389,13 +431,35 @@ def build_state(
         index={str(c): i for i, c in enumerate(scores["customer_id"].tolist())},
         ranked=ranked, scoring=scoring, offset_center=offset_center,
         score_rows=RowReader(scores), feature_rows=RowReader(result.features),
-        feature_profile=result.feature_profile, settings=settings,
+        feature_profile=result.feature_profile, settings=settings, inputs=inputs,
+        input_spec=spec if spec.groups else None,
     )
     try:
         warm_reads(state)
     except Exception as exc:  # a read that fails here fails again, as a 422, when asked
         _log.warning("the web page's first reads were not prepared: %s", exc)
     return state
+
+
+def require_inputs(artifact: ModelArtifact, inputs: InputTables | None
+                   ) -> tuple[InputSpec, InputTables | None]:
+    """The model's input spec and the tables it scores with, checked before any work.
+
+    The scoring's own check (:func:`churnlens._scoring.check_inputs`): a table the model
+    was not trained with is left out (with a warning), a table it needs and that is not
+    given is refused.
+
+    Raises
+    ------
+    InputsRequiredError
+        The model was trained with a customer table (an event table) and ``inputs`` has
+        none: the message names the model's attributes (event types) and the option to
+        pass (``--customers-file``/``--events-file``, ``customers=``/``events=``).
+    """
+    from churnlens._input_features import spec_of
+    from churnlens._scoring import check_inputs
+
+    return spec_of(artifact.model), check_inputs(artifact, inputs)
 
 
 def load_state(
@@ -405,6 +469,8 @@ def load_state(
     *,
     as_of: str | dt.date | None = None,
     ledger: bool = False,
+    inputs: InputTables | None = None,
+    inputs_for: Callable[[ModelArtifact], InputTables | None] | None = None,
 ) -> ServingState:
     """Load the model (every check of the one loader) and the transactions, score the base.
 
@@ -422,6 +488,13 @@ def load_state(
         Record the scoring in the prediction ledger (:mod:`churnlens._ledger`, source
         ``serve``). A ledger failure does not stop serving: it is logged as a warning
         and kept as ``ledger_error`` (credentials masked).
+    inputs
+        The customer and event tables (issue 21); a model trained with them refuses to
+        load without them, before the transactions are read.
+    inputs_for
+        Instead of ``inputs``: called with the loaded model, it gives the tables (the
+        CLI's ``serve`` refuses a missing table and reads only the files the model uses,
+        before the transactions are read).
 
     Returns
     -------
@@ -440,9 +513,13 @@ def load_state(
     from churnlens._model_loader import load_model
 
     artifact = load_model(model, settings.mlflow)
+    if inputs_for is not None:
+        inputs = inputs_for(artifact)
+    require_inputs(artifact, inputs)  # before the (long) loading of the transactions
     tx, _ = load_transactions(
         transactions_source, **settings.data.loader_options(), as_of=as_of)
-    state = build_state(artifact, tx, as_of, scoring=settings.scoring, settings=settings)
+    state = build_state(artifact, tx, as_of, scoring=settings.scoring, settings=settings,
+                        inputs=inputs)
     state = record_in_ledger(state) if ledger else state
     warm_monitoring(state)
     return state

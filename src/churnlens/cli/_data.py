@@ -18,6 +18,7 @@ from churnlens.cli._options import (
     DataStartOpt,
     EngineOpt,
     FolderOutOpt,
+    InputFiles,
     JsonOpt,
     MasterOpt,
     OptionalAsOfOpt,
@@ -28,24 +29,9 @@ from churnlens.cli._options import (
     parse_day,
     parse_optional_day,
     positive_whole,
+    reads_inputs,
     reads_transactions,
 )
-
-CustomersFileOpt = Annotated[Path | None, typer.Option(
-    "--customers-file", help="Also check a customer table (customer_id and attributes; "
-    "docs/inputs.md) and print its cleaning report.")]
-ValidFromColOpt = Annotated[str | None, typer.Option(
-    "--valid-from-col", help="The customer table's column of the day each row's "
-    "attributes start to hold (attributes that change).")]
-EventsFileOpt = Annotated[Path | None, typer.Option(
-    "--events-file", help="Also check an event table (customer_id, timestamp, event_type, "
-    "optional value; docs/inputs.md) and print its cleaning report.")]
-EventValueColOpt = Annotated[str | None, typer.Option(
-    "--event-value-col", help="The event table's optional numeric value column (for "
-    "example value: pages viewed).")]
-EventTypesOpt = Annotated[str | None, typer.Option(
-    "--event-types", help="The event types expected, comma-separated (for example "
-    "email_open,site_visit): others are dropped and counted; only unknown ones fail.")]
 
 
 @app.command()
@@ -69,6 +55,12 @@ def generate(
         "--no-input-effects", help="With --customers-out/--events-out: make the channel "
         "and the email opens noise too (the transactions are then those written "
         "without the tables).")] = False,
+    details: Annotated[bool, typer.Option(
+        "--details", help="Add the transactions' optional columns: order_id, quantity, "
+        "category (customers who drop out sooner buy in fewer categories), channel and "
+        "discount (docs/inputs.md; load them with --order-col order_id --quantity-col "
+        "quantity --category-col category --channel-col channel --discount-col "
+        "discount).")] = False,
 ) -> None:
     """Write realistic synthetic purchase transactions.
 
@@ -94,7 +86,7 @@ def generate(
         written = write_transactions(target, customers, seed=seed, start=first, end=last,
                                      season_strength=seasonality, progress=steps,
                                      customers_path=customers_out, events_path=events_out,
-                                     input_effects=not no_input_effects)
+                                     input_effects=not no_input_effects, details=details)
     seconds = time.perf_counter() - began
     span = ("no rows" if written.first is None or written.last is None
             else f"{written.first.date()} .. {written.last.date()}")
@@ -113,15 +105,12 @@ def generate(
 @app.command()
 @handle_errors
 @reads_transactions
+@reads_inputs
 def validate(
     source: TransactionInput,
+    inputs: InputFiles,
     as_of: OptionalAsOfOpt = None,
     as_json: JsonOpt = False,
-    customers_file: CustomersFileOpt = None,
-    valid_from_col: ValidFromColOpt = None,
-    events_file: EventsFileOpt = None,
-    event_types: EventTypesOpt = None,
-    event_value_col: EventValueColOpt = None,
     engine: EngineOpt = "duckdb",
     master: MasterOpt = "local[2]",
 ) -> None:
@@ -154,49 +143,33 @@ def validate(
         with load_transactions_sql(source.path, **settings.data.loader_options(),
                                    as_of=parse_optional_day(as_of), limits=limits) as clean:
             report = clean.report
-    inputs = _input_reports(customers_file, valid_from_col, events_file, event_types,
-                            event_value_col, as_of=parse_optional_day(as_of))
+    extras = _input_reports(inputs, as_of=parse_optional_day(as_of))
     if as_json:
         typer.echo(json.dumps({**report.to_dict(), **{
-            f"{name}_file": extra.to_dict() for name, extra in inputs.items()}}))
+            f"{name}_file": extra.to_dict() for name, extra in extras.items()}}))
         return
     table = Table(title="cleaning report", show_header=False)
     for label, value in report.lines():
         table.add_row(label, Text(value))  # Text: a path's "[/b]" or ":x:" stays as written
     stdout().print(table)
-    for name, extra in inputs.items():
+    for name, extra in extras.items():
         extra_table = Table(title=f"cleaning report: {name} table", show_header=False)
         for label, value in extra.lines():
             extra_table.add_row(label, Text(value))
         stdout().print(extra_table)
     stdout().print("valid: the file meets the transaction contract.", highlight=False)
-    for name in inputs:
+    for name in extras:
         stdout().print(f"valid: the {name} table meets its contract.", highlight=False)
 
 
-def _input_reports(customers_file: Path | None, valid_from_col: str | None,
-                   events_file: Path | None, event_types: str | None,
-                   event_value_col: str | None, *, as_of: Any) -> dict[str, Any]:
+def _input_reports(inputs: InputFiles, *, as_of: Any) -> dict[str, Any]:
     """The cleaning reports of the customer and event tables given (checks them)."""
-    from churnlens._inputs import load_customers, load_events
-    from churnlens.exceptions import ChurnlensError
-
-    for flag, value, needs in (("--valid-from-col", valid_from_col, customers_file),
-                               ("--event-types", event_types, events_file),
-                               ("--event-value-col", event_value_col, events_file)):
-        if value is not None and needs is None:
-            owner = "--customers-file" if flag == "--valid-from-col" else "--events-file"
-            raise ChurnlensError(f"{flag} needs {owner}. Suggestion: give the file it "
-                                 "describes, or leave the option out.")
+    customers, events = inputs.load_tables(as_of=as_of)
     reports: dict[str, Any] = {}
-    if customers_file is not None:
-        reports["customers"] = load_customers(customers_file,
-                                              valid_from_col=valid_from_col).report
-    if events_file is not None:
-        types = None if event_types is None else [
-            t.strip() for t in event_types.split(",") if t.strip()]
-        reports["events"] = load_events(events_file, event_types=types, as_of=as_of,
-                                        value_col=event_value_col).report
+    if customers is not None:
+        reports["customers"] = customers.report
+    if events is not None:
+        reports["events"] = events.report
     return reports
 
 

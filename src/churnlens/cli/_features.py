@@ -12,10 +12,13 @@ from churnlens._version import __version__
 from churnlens.cli._app import app, handle_errors, stderr, stdout
 from churnlens.cli._options import (
     AsOfOpt,
+    InputFiles,
     OutTableOpt,
     TransactionInput,
+    input_tables,
     parse_day,
     positive_days,
+    reads_inputs,
     reads_transactions,
 )
 from churnlens.exceptions import ChurnlensError
@@ -24,8 +27,10 @@ from churnlens.exceptions import ChurnlensError
 @app.command()
 @handle_errors
 @reads_transactions
+@reads_inputs
 def features(
     source: TransactionInput,
+    inputs: InputFiles,
     as_of: AsOfOpt,
     out: OutTableOpt,
     windows_days: Annotated[
@@ -34,7 +39,13 @@ def features(
                                       "config's features.windows_days].")
     ] = None,
 ) -> None:
-    """Write one row of features per customer acquired by the as-of date (docs/features.md)."""
+    """Write one row of features per customer acquired by the as-of date (docs/features.md).
+
+    With --customers-file or --events-file, the input features follow (docs/features.md):
+    the attributes valid at the as-of date, the events up to it (none yet is valid: "no
+    event"), and the purchase details of the optional columns mapped (--category-col ...;
+    with or without those files), the same inputs train learns from the same flags. The
+    calendar group is off, as in train by default."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path
     from churnlens._loading_sql import EngineLimits
     from churnlens._out_of_core import write_features_file
@@ -45,6 +56,9 @@ def features(
     windows = (_parse_windows(windows_days) if windows_days is not None
                else settings.features.windows_days)
     began = time.perf_counter()
+    # the inputs train learns from the same flags (details without a table too);
+    # features of customers at a date: events all after it are "no event", not an error
+    tables = input_tables(inputs, settings, calendar=False, as_of=as_of_date, scoring=True)
     # Out of core (docs/scale.md): DuckDB checks and reads the file(s) within the
     # engine's memory limit and computes the features; they are written in pieces,
     # sorted by customer id, ``as_of`` a date (YYYY-MM-DD in CSV).
@@ -52,6 +66,7 @@ def features(
         source.path, as_of_date, target, windows_days=windows,
         loader_options=settings.data.loader_options(),
         limits=EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory),
+        inputs=tables, horizon_days=settings.horizon_days,
         metadata=lambda report: {
             "as_of": as_of_date.isoformat(), "windows_days": json.dumps(list(windows)),
             "source": report.source, "churnlens_version": __version__,

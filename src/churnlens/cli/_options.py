@@ -3,7 +3,9 @@
 A command that reads transactions takes one ``source: TransactionInput`` parameter and
 is decorated with :func:`reads_transactions`: the decorator gives it ``--transactions``,
 ``--config``, the column flags (``--customer-col``, ``--time-col``, ``--amount-col``,
-``--time-format``, ``--delimiter``) and ``--max-staleness-days``. These flags default to
+``--time-format``, ``--delimiter``), the optional columns (``--order-col``,
+``--quantity-col``, ``--category-col``, ``--channel-col``, ``--discount-col``) and
+``--max-staleness-days``. These flags default to
 the config file's ``data`` section (itself defaulting to ``customer_id``, ``timestamp``,
 ``amount``, 7 days): a flag given wins, a flag not given keeps the file's value.
 
@@ -31,6 +33,7 @@ import typer
 
 if TYPE_CHECKING:
     from churnlens._config import Settings
+    from churnlens._input_features import InputTables
     from churnlens._loading import LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,6 +72,36 @@ DelimiterOpt = Annotated[
     str | None,
     typer.Option("--delimiter", help="CSV field separator, one character or 'tab' [default: "
                                      "the config's data.delimiter, else ',' (tab for .tsv)]."),
+]
+OrderColOpt = Annotated[
+    str | None,
+    typer.Option("--order-col", help="Optional column holding the order id (details "
+                                     "features) [default: the config's data.order_col, "
+                                     "else not read]."),
+]
+QuantityColOpt = Annotated[
+    str | None,
+    typer.Option("--quantity-col", help="Optional column holding the quantity, a number per "
+                                        "row [default: the config's data.quantity_col, else "
+                                        "not read]."),
+]
+CategoryColOpt = Annotated[
+    str | None,
+    typer.Option("--category-col", help="Optional column holding the product category "
+                                        "(text; empty = missing) [default: the config's "
+                                        "data.category_col, else not read]."),
+]
+ChannelColOpt = Annotated[
+    str | None,
+    typer.Option("--channel-col", help="Optional column holding the sales channel (text; "
+                                       "empty = missing) [default: the config's "
+                                       "data.channel_col, else not read]."),
+]
+DiscountColOpt = Annotated[
+    str | None,
+    typer.Option("--discount-col", help="Optional column holding the discount taken off the "
+                                        "row's price (a number >= 0; empty = 0) [default: "
+                                        "the config's data.discount_col, else not read]."),
 ]
 MaxStalenessOpt = Annotated[
     int | None,
@@ -184,6 +217,9 @@ OPTION_NAMES = {
     "data.delimiter": "--delimiter", "horizon_days": "--horizon-days",
     "mlflow.tracking_uri": "--tracking-uri", "mlflow.experiment": "--experiment",
     "mlflow.enabled": "--no-mlflow", "data.max_staleness_days": "--max-staleness-days",
+    "data.order_col": "--order-col", "data.quantity_col": "--quantity-col",
+    "data.category_col": "--category-col", "data.channel_col": "--channel-col",
+    "data.discount_col": "--discount-col",
 }
 
 
@@ -292,6 +328,9 @@ class TransactionInput:
         ``--config``: the YAML settings file, or ``None`` for the defaults.
     customer_col, time_col, amount_col, time_format, delimiter
         The column flags; ``None`` when not given (the config's value applies).
+    order_col, quantity_col, category_col, channel_col, discount_col
+        The optional column flags (``--order-col`` ...); ``None`` when not given (the
+        config's value applies, by default: not read).
     max_staleness_days
         ``--max-staleness-days``: the days an as-of date may fall after the data's last
         day; ``None`` when not given (the config's ``data.max_staleness_days``).
@@ -305,6 +344,11 @@ class TransactionInput:
     time_format: str | None = None
     delimiter: str | None = None
     max_staleness_days: int | None = None
+    order_col: str | None = None
+    quantity_col: str | None = None
+    category_col: str | None = None
+    channel_col: str | None = None
+    discount_col: str | None = None
 
     def settings(self, **overrides: Any) -> Settings:
         """The config file plus the flags and ``overrides`` (dotted keys; ``None`` ignored).
@@ -323,7 +367,11 @@ class TransactionInput:
         dotted = {"data.customer_col": self.customer_col, "data.time_col": self.time_col,
                   "data.amount_col": self.amount_col, "data.time_format": self.time_format,
                   "data.delimiter": _delimiter(self.delimiter),
-                  "data.max_staleness_days": self.max_staleness_days, **overrides}
+                  "data.max_staleness_days": self.max_staleness_days,
+                  "data.order_col": self.order_col, "data.quantity_col": self.quantity_col,
+                  "data.category_col": self.category_col,
+                  "data.channel_col": self.channel_col,
+                  "data.discount_col": self.discount_col, **overrides}
         return load_config(self.config, dotted, option_names=OPTION_NAMES)
 
     def load(self, *, as_of: dt.date | None = None, extra_cols: Sequence[str] = (),
@@ -344,6 +392,11 @@ _SHARED_INPUT = (
     ("amount_col", AmountColOpt),
     ("time_format", TimeFormatOpt),
     ("delimiter", DelimiterOpt),
+    ("order_col", OrderColOpt),
+    ("quantity_col", QuantityColOpt),
+    ("category_col", CategoryColOpt),
+    ("channel_col", ChannelColOpt),
+    ("discount_col", DiscountColOpt),
     ("max_staleness_days", MaxStalenessOpt),
 )
 
@@ -373,6 +426,217 @@ def reads_transactions(func: F) -> F:
             **{name: options.pop(name) for name, _ in _SHARED_INPUT},
         )
         return func(source=source, **options)
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command  # type: ignore[return-value]
+
+
+# --- the customer and event tables beside the transactions (issue 21) ---------------
+
+CustomersFileOpt = Annotated[Path | None, typer.Option(
+    "--customers-file", help="Customer table (customer_id and attributes; docs/inputs.md): "
+    "validate checks it and prints its cleaning report; train and backtest learn attribute "
+    "features from it (features writes them); a model trained with it needs it to score.")]
+ValidFromColOpt = Annotated[str | None, typer.Option(
+    "--valid-from-col", help="The customer table's column of the day each row's "
+    "attributes start to hold (attributes that change).")]
+EventsFileOpt = Annotated[Path | None, typer.Option(
+    "--events-file", help="Event table (customer_id, timestamp, event_type, optional value; "
+    "docs/inputs.md): validate checks it and prints its cleaning report; train and "
+    "backtest learn event features from it (features writes them); a model trained with "
+    "it needs it to score.")]
+EventTypesOpt = Annotated[str | None, typer.Option(
+    "--event-types", help="The event types expected, comma-separated (for example "
+    "email_open,site_visit): others are dropped and counted; only unknown ones fail.")]
+EventValueColOpt = Annotated[str | None, typer.Option(
+    "--event-value-col", help="The event table's optional numeric value column (for "
+    "example value: pages viewed).")]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFiles:
+    """The customer and event tables of a command beside its transactions (the shared
+    options ``--customers-file --valid-from-col --events-file --event-types
+    --event-value-col``; docs/inputs.md).
+
+    Attributes
+    ----------
+    customers_file
+        ``--customers-file``; ``None``: not given.
+    valid_from_col
+        ``--valid-from-col``: the customer table's column of the day a row starts to hold.
+    events_file
+        ``--events-file``; ``None``: not given.
+    event_types
+        ``--event-types`` as typed (comma-separated); ``None`` keeps every type.
+    event_value_col
+        ``--event-value-col``: the event table's optional numeric value column.
+    """
+
+    customers_file: Path | None = None
+    valid_from_col: str | None = None
+    events_file: Path | None = None
+    event_types: str | None = None
+    event_value_col: str | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether a customer table or an event table was given."""
+        return self.customers_file is not None or self.events_file is not None
+
+    def flags(self) -> list[str]:
+        """The file flags given (``--customers-file``, ``--events-file``), for messages."""
+        return [flag for flag, value in (("--customers-file", self.customers_file),
+                                         ("--events-file", self.events_file))
+                if value is not None]
+
+    def event_type_list(self) -> list[str] | None:
+        """``--event-types`` split on commas (blank entries dropped); ``None``: not given."""
+        if self.event_types is None:
+            return None
+        return [t.strip() for t in self.event_types.split(",") if t.strip()]
+
+    def check(self) -> None:
+        """Refuse a flag that describes a file not given, before any work.
+
+        Raises
+        ------
+        ChurnlensError
+            ``--valid-from-col`` without ``--customers-file``, or ``--event-types`` /
+            ``--event-value-col`` without ``--events-file``.
+        """
+        from churnlens.exceptions import ChurnlensError
+
+        for flag, value, needs in (("--valid-from-col", self.valid_from_col,
+                                    self.customers_file),
+                                   ("--event-types", self.event_types, self.events_file),
+                                   ("--event-value-col", self.event_value_col,
+                                    self.events_file)):
+            if value is not None and needs is None:
+                owner = "--customers-file" if flag == "--valid-from-col" else "--events-file"
+                raise ChurnlensError(f"{flag} needs {owner}. Suggestion: give the file it "
+                                     "describes, or leave the option out.")
+
+    def load_tables(self, *, as_of: dt.date | None = None,
+                    scoring: bool = False) -> tuple[Any, Any]:
+        """``(CleanCustomers | None, CleanEvents | None)``: each file given, loaded and
+        checked by :func:`churnlens._inputs.load_customers` / ``load_events`` (events
+        after ``as_of`` dropped and counted). Raises what those loaders raise, except,
+        with ``scoring``, for an event file whose events are all after ``as_of``: no
+        event yet is valid for scoring (the API accepts ``[]``), so the events are then
+        an empty frame ("no event" for everyone); training keeps the refusal."""
+        from churnlens._inputs import load_customers, load_events
+        from churnlens.exceptions import EmptyDataError
+
+        self.check()
+        customers = (None if self.customers_file is None else
+                     load_customers(self.customers_file, valid_from_col=self.valid_from_col))
+        events = None
+        if self.events_file is not None:
+            options: dict[str, Any] = {"event_types": self.event_type_list(),
+                                       "value_col": self.event_value_col}
+            try:
+                events = load_events(self.events_file, as_of=as_of, **options)
+            except EmptyDataError:
+                if not scoring or as_of is None:
+                    raise
+                # valid without the as-of date (else that refusal stands): no event yet
+                whole = load_events(self.events_file, **options).events
+                events = whole.iloc[:0].reset_index(drop=True)
+        return customers, events
+
+    def load(self, *, as_of: dt.date | None = None, scoring: bool = False) -> InputTables:
+        """The tables given, as the :class:`churnlens._input_features.InputTables` the
+        library takes (a table not given is ``None``); ``scoring``: see
+        :meth:`load_tables`."""
+        from churnlens._input_features import InputTables
+
+        customers, events = self.load_tables(as_of=as_of, scoring=scoring)
+        return InputTables(customers=customers, events=events)
+
+
+def scoring_tables(inputs: InputFiles, artifact: Any, settings: Any, as_of: dt.date | None,
+                   *, warn: Callable[[str], None],
+                   progress: Callable[[str], None] | None = None) -> Any:
+    """The customer and event tables a model scores with (``score``, ``serve``): the
+    refusal of a model that needs a table not given first (before any work), then only
+    the files the model uses, loaded (events after ``as_of`` dropped; none left is "no
+    event"). A table the model was not trained with is not read: ``warn`` gets each
+    note (the commands print it as a ``warning:`` line). ``None``: no table used."""
+    from churnlens._scoring import input_spec_of, mapped_details, require_inputs
+
+    inputs.check()
+    notes = require_inputs(artifact, customers=inputs.customers_file is not None,
+                           events=inputs.events_file is not None,
+                           detail_columns=mapped_details(settings))
+    for note in notes:
+        warn(note)
+    spec = input_spec_of(artifact)
+    used = dataclasses.replace(
+        inputs,
+        **({} if spec.requires_customers else {"customers_file": None,
+                                                "valid_from_col": None}),
+        **({} if spec.requires_events else {"events_file": None, "event_types": None,
+                                             "event_value_col": None}))
+    if not used.given:
+        return None
+    if progress is not None:
+        progress("loading the customer and event tables")
+    return used.load(as_of=as_of, scoring=True)
+
+
+def input_tables(inputs: InputFiles, settings: Any, *, calendar: bool | None = False,
+                 as_of: dt.date | None = None, scoring: bool = False) -> Any:
+    """The richer inputs of a training or features command (``train``, ``backtest``,
+    ``features``): the files given, loaded (:meth:`InputFiles.load`); none given: the
+    empty tables when the transactions map an optional column (``--category-col`` ...)
+    or ``calendar`` is on (the details and calendar groups), else ``None`` (the
+    transactions' own features)."""
+    inputs.check()
+    data = settings.data
+    details = any(getattr(data, f"{c}_col", None) for c in (
+        "order", "quantity", "category", "channel", "discount"))
+    if inputs.given:
+        return inputs.load(as_of=as_of, scoring=scoring)
+    if details or calendar:
+        from churnlens._input_features import InputTables
+
+        return InputTables()
+    return None
+
+
+_INPUT_FILES = (
+    ("customers_file", CustomersFileOpt),
+    ("valid_from_col", ValidFromColOpt),
+    ("events_file", EventsFileOpt),
+    ("event_types", EventTypesOpt),
+    ("event_value_col", EventValueColOpt),
+)
+
+
+def reads_inputs(func: F) -> F:
+    """Give a command the customer and event table options, as one ``inputs`` argument.
+
+    ``func`` takes ``inputs: InputFiles`` and its own options; the command typer sees
+    takes ``func``'s own options, then ``--customers-file --valid-from-col --events-file
+    --event-types --event-value-col``. Composes with :func:`reads_transactions` in
+    either order (``@reads_transactions`` above ``@reads_inputs`` keeps
+    ``--transactions`` first).
+    """
+    own = [p for name, p in inspect.signature(func, eval_str=True).parameters.items()
+           if name != "inputs"]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        *(p.replace(kind=keyword) for p in own),
+        *(inspect.Parameter(name, keyword, annotation=annotation, default=None)
+          for name, annotation in _INPUT_FILES),
+    ]
+
+    @functools.wraps(func)
+    def command(**options: Any) -> Any:
+        inputs = InputFiles(**{name: options.pop(name) for name, _ in _INPUT_FILES})
+        return func(inputs=inputs, **options)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}

@@ -19,6 +19,7 @@ from churnlens.cli._options import (
     ControlSeedOpt,
     EngineOpt,
     ExpectedHorizonOpt,
+    InputFiles,
     MasterOpt,
     ModelOpt,
     NoLedgerOpt,
@@ -29,7 +30,9 @@ from churnlens.cli._options import (
     check_model_source,
     parse_day,
     positive_days,
+    reads_inputs,
     reads_transactions,
+    scoring_tables,
 )
 from churnlens.exceptions import ChurnlensError
 
@@ -41,8 +44,10 @@ if TYPE_CHECKING:
 @app.command()
 @handle_errors
 @reads_transactions
+@reads_inputs
 def score(
     source: TransactionInput,
+    inputs: InputFiles,
     as_of: AsOfOpt,
     out: OutTableOpt,
     model: ModelOpt = "models:/churnlens@champion",
@@ -59,7 +64,13 @@ def score(
     no_ledger: NoLedgerOpt = False,
 ) -> None:
     """Score every customer at an as-of date and write one row per customer, and record
-    the scoring in the prediction ledger (the MLflow tracking store)."""
+    the scoring in the prediction ledger (the MLflow tracking store).
+
+    A model trained with a customer table (--customers-file) or an event table
+    (--events-file) needs the same kind of table to score, and refuses without it (exit
+    2, nothing written); its scores also carry each customer's attributes at the as-of
+    date, as columns named after them (docs/scoring.md). A table given to a model
+    trained without it is ignored, with a warning."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_json, write_table
     from churnlens._ledger import ledger_enabled
     from churnlens._model_loader import load_model
@@ -72,23 +83,29 @@ def score(
     as_of_date = parse_day(as_of)
     horizon_days = positive_days(horizon_days)
     check_model_source(model)
+    inputs.check()
     settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
     transactions = source.path
     with Steps() as steps:
         steps(f"loading the model {model}")
         artifact = load_model(model, settings.mlflow, horizon_days=horizon_days)
+        tables = _input_tables(inputs, artifact, settings, as_of_date, steps)
         if engine == "spark":
             from churnlens._spark_scoring import score_file_with_spark
 
             result = score_file_with_spark(
                 transactions, as_of_date, artifact, settings=settings, master=master,
                 allow_past=allow_past, reasons=not no_reasons, progress=steps,
+                inputs=tables,
             )
             scored: object = result
             steps(f"writing {target}")
             summary = result.summary
             metadata = {"model": json.dumps(summary["model"], sort_keys=True),
                         "as_of": summary["as_of"], "horizon_days": str(artifact.horizon_days)}
+            attributes = (summary.get("inputs") or {}).get("attributes")
+            if attributes:  # as the DuckDB path: what at-risk --attribute filters on
+                metadata["attributes"] = json.dumps(attributes)
             # a CSV is opened in spreadsheets: formula-like ids are neutralised there
             # (Parquet keeps every value exact)
             write_table(result.scores, target, metadata=metadata, spreadsheet_safe=True)
@@ -99,7 +116,7 @@ def score(
             streamed = score_file_out_of_core(
                 transactions, as_of_date, artifact, target, settings=settings,
                 allow_past=allow_past, reasons=not no_reasons, progress=steps,
-                keep_risks=ledger_enabled(no_ledger, settings))
+                keep_risks=ledger_enabled(no_ledger, settings), inputs=tables)
             scored, summary = streamed, streamed.summary
         ledger_line, ledger_error = None, None
         summary["ledger_run_id"] = None
@@ -121,6 +138,17 @@ def score(
         stderr().print(f"error: {' '.join(ledger_error.split())}", markup=False,
                        highlight=False, emoji=False, soft_wrap=True)
         raise typer.Exit(1)  # the scores are written; the ledger failed (not bad input)
+
+
+def _input_tables(inputs: InputFiles, artifact: Any, settings: Any, as_of: dt.date,
+                  steps: Any) -> Any:
+    """:func:`churnlens.cli._options.scoring_tables` (shared with ``serve``), its
+    warnings printed as ``warning:`` lines."""
+    return scoring_tables(inputs, artifact, settings, as_of, warn=_warn, progress=steps)
+
+
+def _warn(note: str) -> None:
+    stderr().print(f"warning: {note}.", markup=False, highlight=False, emoji=False)
 
 
 def _record_ledger(result: object, artifact: object, settings: object, source: str,
@@ -169,6 +197,8 @@ def _print_summary(summary: dict) -> None:
         out.print(f"  95% interval of {', '.join(rates)}: {covers}", highlight=False)
     for warning in summary.get("model_warnings") or []:
         out.print(f"  note: {warning}", highlight=False)
+    for warning in (summary.get("inputs") or {}).get("warnings") or []:
+        out.print(f"  note: {warning}", highlight=False, markup=False)
     bands = summary["risk_bands"]
     out.print(f"risk bands (all {summary['customers_scored']:,} customers scored): high "
               f"{bands['high']:,}, medium {bands['medium']:,}, low {bands['low']:,}",
@@ -204,6 +234,12 @@ def at_risk(
                        ] = None,
     band: Annotated[str | None, typer.Option("--band", help="Only this risk band "
                                              "(high, medium, low).")] = None,
+    attribute: Annotated[list[str] | None, typer.Option(
+        "--attribute", help="Only the customers whose attribute has this value, as "
+        "NAME:VALUE (--attribute channel:web), for scores of a model trained with a "
+        "customer table: NAME is one of its categorical attributes, as the scores record "
+        "them (not any column: --band and --segment filter those); repeat it: values of "
+        "one attribute are alternatives, different attributes must all hold.")] = None,
     sort: Annotated[str | None, typer.Option("--sort", help="churn_risk or value_at_risk "
                                              "(default value_at_risk; churn_risk with "
                                              "--all); expected_profit (the default) with "
@@ -249,15 +285,16 @@ def at_risk(
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     horizon_days = positive_days(horizon_days)
     frame = _read_scores(scores)
+    wanted = _attribute_filters(attribute, scores)
     horizon = None if kind == "all" else _scores_horizon(scores, horizon_days)
     chosen = at_risk_list(frame, kind=kind, horizon_days=horizon, top=top,
                           min_risk=min_risk, segment=segment, band=band, sort=sort,
-                          profit=terms)
+                          profit=terms, attributes=wanted)
     profitable = len(chosen)
     if terms is not None and top is not None and len(chosen) == top:
         profitable = len(at_risk_list(frame, kind=kind, horizon_days=horizon,
                                       min_risk=min_risk, segment=segment, band=band,
-                                      sort=sort, profit=terms))
+                                      sort=sort, profit=terms, attributes=wanted))
     drawn = None
     if control_fraction is not None:
         drawn = _ControlGroup.draw(chosen, scores, fraction=control_fraction, seed=seed,
@@ -291,6 +328,45 @@ def at_risk(
     else:
         say.print(f"wrote {len(chosen):,} win-back customers to {target}: no purchase for "
                   f"{gone_days} days or more, by value at risk.", highlight=False)
+
+
+def _attribute_filters(given: list[str] | None, scores: Path
+                       ) -> dict[str, set[str | None]] | None:
+    """``--attribute NAME:VALUE`` options as ``{column of the scores: values}`` (``None``:
+    none), by the API's rule (:func:`churnlens._rules.attribute_filters`): NAME is one
+    of the model's categorical attributes, as the scores' metadata records them (the
+    Parquet metadata, or a CSV's ``.summary.json``: ``inputs.attributes``)."""
+    from churnlens._rules import attribute_filters
+
+    if not given:
+        return None
+    recorded = _scores_attributes(scores)
+    categorical = {a["name"]: a["column"] for a in recorded if a.get("categorical")}
+    numeric = {a["name"] for a in recorded if not a.get("categorical")}
+    return attribute_filters(given, categorical, numeric, where="--attribute",
+                             example="--attribute channel:web")
+
+
+def _scores_attributes(path: Path) -> list[dict[str, Any]]:
+    """The attribute columns the scores record (``[]``: none, or scores written before
+    they were recorded)."""
+    from churnlens._io import read_table_metadata
+
+    if not path.is_file():
+        return []  # the scores' own check says so
+    try:
+        if path.suffix.lower() == ".parquet":
+            text = read_table_metadata(path).get("attributes")
+            recorded = json.loads(text) if text else []
+        else:
+            summary = path.with_name(path.name + ".summary.json")
+            recorded = ((json.loads(summary.read_text(encoding="utf-8")).get("inputs") or {})
+                        .get("attributes") or []) if summary.is_file() else []
+    except (OSError, ValueError) as exc:
+        raise ChurnlensError(f"{path}: cannot read which columns of the scores are "
+                             f"attributes ({exc}). Suggestion: score again with churnlens "
+                             "score.") from exc
+    return [a for a in recorded if isinstance(a, dict) and "name" in a and "column" in a]
 
 
 def _report_profit(say: Any, chosen: pd.DataFrame, terms: Any, *, kind: str, target: Path,

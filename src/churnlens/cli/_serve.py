@@ -6,12 +6,13 @@ import errno
 import gc
 import ipaddress
 import socket
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from churnlens.cli._app import app, handle_errors, stderr
 from churnlens.cli._options import (
+    InputFiles,
     ModelOpt,
     NoLedgerOpt,
     OptionalAsOfOpt,
@@ -19,7 +20,9 @@ from churnlens.cli._options import (
     TransactionInput,
     check_model_source,
     parse_optional_day,
+    reads_inputs,
     reads_transactions,
+    scoring_tables,
 )
 from churnlens.exceptions import ChurnlensError
 
@@ -73,8 +76,10 @@ def bind_port(host: str, port: int) -> socket.socket:
 @app.command()
 @handle_errors
 @reads_transactions
+@reads_inputs
 def serve(
     source: TransactionInput,
+    inputs: InputFiles,
     model: ModelOpt = "models:/churnlens@champion",
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
@@ -90,6 +95,11 @@ def serve(
     error (exit 2) and nothing is announced. The scoring at start-up and on each
     /reload is recorded in the prediction ledger (unless --no-ledger or
     CHURNLENS_LEDGER=off); a ledger failure is a warning, never a reason to stop.
+
+    A model trained with a customer table (--customers-file) or an event table
+    (--events-file) needs them here too (exit 2 without): the base is scored with them,
+    the at-risk list carries the attributes as columns and filters on them, and
+    /reload reads them again.
     """
     import uvicorn
 
@@ -107,11 +117,20 @@ def serve(
     check_model_source(model)
     settings = source.settings(**{"mlflow.tracking_uri": tracking_uri})
     transactions = source.path
+    inputs.check()
 
     ledger = ledger_enabled(no_ledger, settings)
 
-    def loader() -> ServingState:  # re-run by POST /reload
-        return load_state(transactions, model, settings, as_of=as_of_date, ledger=ledger)
+    def tables(artifact: Any) -> Any:
+        # as score: a missing table refused, only the files the model uses read (an
+        # unused file is not read), the notes as warning: lines
+        return scoring_tables(inputs, artifact, settings, as_of_date, warn=lambda note:
+                              stderr().print(f"warning: {note}.", markup=False,
+                                             highlight=False, emoji=False))
+
+    def loader() -> ServingState:  # re-run by POST /reload (the tables read again)
+        return load_state(transactions, model, settings, as_of=as_of_date, ledger=ledger,
+                          inputs_for=tables)
 
     listening = bind_port(host, port)
     try:

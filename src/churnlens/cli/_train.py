@@ -18,6 +18,7 @@ from churnlens.cli._options import (
     ConfigOpt,
     EngineOpt,
     HorizonOpt,
+    InputFiles,
     JsonOpt,
     MasterOpt,
     ModelOpt,
@@ -25,15 +26,43 @@ from churnlens.cli._options import (
     TrackingOpt,
     TransactionInput,
     check_model_source,
+    input_tables,
     parse_day,
     positive_days,
+    reads_inputs,
     reads_transactions,
 )
 
 _SHOWN = ("auc", "pr_auc", "brier", "log_loss", "lift_top_decile", "predicted_retention",
           "actual_retention")
+_ABLATION_SHOWN = ("input_features", "auc", "brier", "lift_top_decile",
+                   "predicted_cohort_retention", "actual_cohort_retention",
+                   "predicted_crr", "actual_crr")
+NoAblationOpt = Annotated[bool, typer.Option(
+    "--no-ablation", help="With input files or columns: do not also backtest the model "
+    "without each input group (faster; no ablation table).")]
+CalendarOpt = Annotated[bool | None, typer.Option(
+    "--calendar/--no-calendar", help="The calendar group: season features and the seasonal "
+    "clock (docs/training.md). Off by default: it cut the level error on a strongly seasonal "
+    "log (12.4 to 2.6 points) but worsened it by up to 0.9 points on logs without a season; "
+    "the backtest's ablation shows what it is worth on yours.", show_default=False)]
 _VALUE_SHOWN = ("mae", "rmse", "spearman", "aggregate_error_pct", "predicted_total",
                 "actual_total")
+
+
+def _input_tables(inputs: InputFiles, settings: Any, calendar: bool | None,
+                  as_of: Any = None) -> Any:
+    """:func:`churnlens.cli._options.input_tables` (shared with ``features``)."""
+    return input_tables(inputs, settings, calendar=calendar, as_of=as_of)
+
+
+def _print_ablation(out: Any, run: dict[str, Any]) -> None:
+    """The ablation of one run: the churnlens model with and without each input group."""
+    rows = run.get("ablation")
+    if not rows:
+        return
+    print_metrics(out, f"ablation at {run['as_of']}: the churnlens model with and without "
+                  "each input group", {r["variant"]: r for r in rows}, _ABLATION_SHOWN)
 
 
 def _print_value(out: Any, run: dict[str, Any]) -> None:
@@ -51,8 +80,10 @@ def _print_value(out: Any, run: dict[str, Any]) -> None:
 @app.command()
 @handle_errors
 @reads_transactions
+@reads_inputs
 def train(
     source: TransactionInput,
+    inputs: InputFiles,
     as_of: AsOfOpt,
     horizon_days: HorizonOpt = None,
     promote: Annotated[bool, typer.Option("--promote", help="Make this model the champion "
@@ -68,8 +99,14 @@ def train(
     as_json: JsonOpt = False,
     engine: EngineOpt = "duckdb",
     master: MasterOpt = "local[2]",
+    no_ablation: NoAblationOpt = False,
+    calendar: CalendarOpt = False,
 ) -> None:
-    """Train a churn model at an as-of date, backtest it, log and register it in MLflow."""
+    """Train a churn model at an as-of date, backtest it, log and register it in MLflow.
+
+    With --customers-file / --events-file (or optional transaction columns) the model
+    also reads those inputs; it then refuses to score without the same tables.
+    """
     from churnlens._io import check_output_folder, check_output_path
     from churnlens._pipeline import train as run_training
     from churnlens._validation import require_choice
@@ -88,10 +125,12 @@ def train(
         **{"mlflow.tracking_uri": tracking_uri, "mlflow.experiment": experiment,
            "mlflow.enabled": False if no_mlflow else None},
     )
+    tables = _input_tables(inputs, settings, calendar, as_of_date)
     with Steps() as steps:
         result = run_training(source.path, as_of=as_of_date, settings=settings,
                               promote=promote, report_path=report, bundle_dir=bundle,
-                              progress=steps, engine=engine, master=master)
+                              progress=steps, engine=engine, master=master, inputs=tables,
+                              ablation=not no_ablation, calendar=calendar)
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary))
@@ -107,7 +146,12 @@ def train(
     for run in summary["backtest"]:
         print_metrics(out, f"backtest at {run['as_of']}", run["models"],
                       (*_SHOWN, "predicted_crr", "actual_crr"))
+        _print_ablation(out, run)
         _print_value(out, run)
+    used = summary["inputs"]
+    out.print("inputs: " + ("; ".join(f"{g} ({len(f)} features: {', '.join(f)})"
+                                       for g, f in used["features"].items())
+                            if used["groups"] else "transactions only"), highlight=False)
     for note in summary["notes"]:
         out.print(f"note: {note}", highlight=False)
     if summary["report"]:
@@ -119,18 +163,24 @@ def train(
 @app.command()
 @handle_errors
 @reads_transactions
+@reads_inputs
 def backtest(
     source: TransactionInput,
+    inputs: InputFiles,
     as_of: AsOfListOpt,
     horizon_days: HorizonOpt = None,
     as_json: JsonOpt = False,
     engine: EngineOpt = "duckdb",
     master: MasterOpt = "local[2]",
+    no_ablation: NoAblationOpt = False,
+    calendar: CalendarOpt = False,
 ) -> None:
     """Train at each as-of date and evaluate on the following horizon, against baselines.
 
     Baselines: recency, logistic regression, BG/NBD and Pareto/NBD. The value backtest
-    compares each customer's predicted spend in the horizon with what they spent.
+    compares each customer's predicted spend in the horizon with what they spent. With
+    input files (or optional transaction columns), the ablation table shows the model
+    with and without each input group.
     """
     from churnlens._pipeline import open_transactions
     from churnlens._training import backtest as run_backtest
@@ -140,11 +190,13 @@ def backtest(
     as_of_dates = [parse_day(day) for day in as_of]
     horizon_days = positive_days(horizon_days)
     settings = source.settings(horizon_days=horizon_days)
+    tables = _input_tables(inputs, settings, calendar)
     with Steps() as steps, contextlib.ExitStack() as stack:
         steps("loading and validating transactions")
         tx, _ = open_transactions(source.path, None, settings, engine=engine, master=master,
                                   progress=steps, stack=stack)
-        result = run_backtest(tx, as_of_dates, settings, progress=steps)
+        result = run_backtest(tx, as_of_dates, settings, progress=steps, inputs=tables,
+                              ablation=not no_ablation, calendar=calendar)
     document = result.to_dict()
     if as_json:
         typer.echo(json.dumps(document))
@@ -155,6 +207,7 @@ def backtest(
             out, f"backtest at {run['as_of']} (horizon {run['horizon_days']} d)", run["models"],
             (*_SHOWN, "predicted_cohort_retention", "actual_cohort_retention",
              "predicted_crr", "actual_crr"))
+        _print_ablation(out, run)
         _print_value(out, run)
         for note in run.get("warnings", []):
             out.print(f"  note: {note}", highlight=False)

@@ -11,10 +11,12 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from churnlens._rules import attribute_filters as attribute_filters_of
+from churnlens._rules import attribute_match
 from churnlens.api.deps import E401, CurrentState, Reads, secured
 from churnlens.api.errors import unprocessable
 from churnlens.api.reads import ReadQueue
-from churnlens.api.schemas import AtRiskFacets, AtRiskPage
+from churnlens.api.schemas import MAX_FACET_VALUES, AtRiskFacets, AtRiskPage
 from churnlens.api.state import ServingState, csv_pieces, list_key
 from churnlens.exceptions import ChurnlensError
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 # new filters and CSV exports go to the read thread (churnlens.api.reads).
 _INLINE_PAGE_ROWS = 500
 ListKind = Literal["all", "campaign", "win-back"]
+# attribute filters of one query (GET /at-risk?attribute=name:value): column -> values
+AttributeFilters = dict[str, set[str | None]]
+MAX_ATTRIBUTE_FILTERS = 20
 # lists sized by profit kept per state (beside the other filters' lists)
 _MAX_PROFIT_LISTS = 64
 
@@ -79,6 +84,13 @@ async def at_risk(
     margin: Annotated[float | None, Query(
         gt=0, le=1, allow_inf_nan=False, description="With cost_per_contact: the share of "
         "spend that is profit, in (0, 1] (default 1).")] = None,
+    attribute: Annotated[list[str] | None, Query(
+        max_length=MAX_ATTRIBUTE_FILTERS, description="Served with a customer table (serve "
+        "--customers-file): keep the customers whose categorical attribute has this value, "
+        "as name:value (attribute=channel:web); repeat it for several (values of one "
+        "attribute are alternatives, different attributes must all hold); an empty value "
+        "(channel:) keeps the customers without one. The names and values are those of "
+        "GET /at-risk/facets; an unknown or numeric attribute is a 422.")] = None,
 ) -> Response:
     """At-risk customers: by default the whole scored base, riskiest first (the CLI's
     ``at-risk --all``; filter by band, risk or segment); ``?list=campaign`` for the
@@ -89,6 +101,7 @@ async def at_risk(
     ``cost_per_contact`` with ``save_rate`` (and ``margin``) sizes any of these lists by
     profit (``churnlens._rules.at_risk_list``'s rule, the CLI's ``at-risk
     --cost-per-contact``)."""
+    wanted = attribute_filters(state, attribute)
     terms = _profit_terms(cost_per_contact, save_rate, margin, sort)
     if sort is None:
         sort = ("expected_profit" if terms is not None
@@ -101,11 +114,13 @@ async def at_risk(
     if terms is not None:
         control = None if control_fraction is None else (control_fraction, seed)
         return await _profitable(state, reads, csv_wanted, kind, sort, min_risk, segment,
-                                 band, q, min_value_at_risk, offset, limit, control, terms)
-    if q is not None or min_value_at_risk is not None or control_fraction is not None:
+                                 band, q, min_value_at_risk, offset, limit, control, terms,
+                                 wanted)
+    if (q is not None or min_value_at_risk is not None or control_fraction is not None
+            or wanted):
         control = None if control_fraction is None else (control_fraction, seed)
         return await _narrowed(state, reads, csv_wanted, kind, sort, min_risk, segment,
-                               band, q, min_value_at_risk, offset, limit, control)
+                               band, q, min_value_at_risk, offset, limit, control, wanted)
     if csv_wanted:
         # written once per state and filter, on the read thread (never the event loop)
         pieces = state.csv_cache.get(list_key(kind, sort, min_risk, segment, band))
@@ -130,14 +145,16 @@ async def at_risk(
 async def _narrowed(state: ServingState, reads: ReadQueue, csv_wanted: bool, kind: str,
                     sort: str, min_risk: float | None, segment: str | None,
                     band: str | None, q: str | None, min_value_at_risk: float | None,
-                    offset: int, limit: int, control: tuple[float, int] | None) -> Response:
-    """The list of the other filters, narrowed by ``q`` and ``min_value_at_risk``; its
-    CSV with a control group drawn when ``control`` (fraction, seed) is given."""
+                    offset: int, limit: int, control: tuple[float, int] | None,
+                    wanted: AttributeFilters | None = None) -> Response:
+    """The list of the other filters, narrowed by ``q``, ``min_value_at_risk`` and the
+    attribute filters; its CSV with a control group drawn when ``control`` (fraction,
+    seed) is given."""
     rows = state.cached_at_risk_rows(sort, min_risk, segment, band, kind)
     if rows is None:
         rows = await reads.run(state.at_risk_rows, sort, min_risk, segment, band, kind)
-    if q is not None or min_value_at_risk is not None:
-        rows = await reads.run(narrow_rows, state, rows, q, min_value_at_risk)
+    if q is not None or min_value_at_risk is not None or wanted:
+        rows = await reads.run(narrow_rows, state, rows, q, min_value_at_risk, wanted)
     if csv_wanted:
         pieces = await reads.run(_csv_pieces, state, rows, reads.pause, control)
         reads.check_room()
@@ -201,11 +218,12 @@ async def _profitable(state: ServingState, reads: ReadQueue, csv_wanted: bool, k
                       sort: str, min_risk: float | None, segment: str | None,
                       band: str | None, q: str | None, min_value_at_risk: float | None,
                       offset: int, limit: int, control: tuple[float, int] | None,
-                      terms: ProfitTerms) -> Response:
+                      terms: ProfitTerms, wanted: AttributeFilters | None = None
+                      ) -> Response:
     """A list sized by profit: a page with its size and expected total profit, or CSV."""
     rows = await reads.run(profit_rows, state, kind, sort, min_risk, segment, band, terms)
-    if q is not None or min_value_at_risk is not None:
-        rows = await reads.run(narrow_rows, state, rows, q, min_value_at_risk)
+    if q is not None or min_value_at_risk is not None or wanted:
+        rows = await reads.run(narrow_rows, state, rows, q, min_value_at_risk, wanted)
     gains = await reads.run(row_profits, state, rows, terms)
     if csv_wanted:
         pieces = await reads.run(_csv_pieces, state, rows, reads.pause, control, gains)
@@ -228,9 +246,34 @@ def _profit_page(state: ServingState, rows: np.ndarray, gains: np.ndarray, offse
     return json.dumps(page, allow_nan=False, separators=(",", ":")).encode()
 
 
+def attribute_filters(state: ServingState, given: list[str] | None) -> AttributeFilters:
+    """The checked ``attribute=name:value`` filters of a query: column -> values kept.
+
+    Raises
+    ------
+    HTTPException
+        422 naming the parameter: not ``name:value``, or a name that is not a
+        categorical attribute column of the served list (the message lists them).
+    """
+    from churnlens.exceptions import DataValidationError
+
+    if not given:
+        return {}
+    columns = state.categorical_attributes()
+    numeric = set(state.attribute_columns()) - set(columns)
+    try:  # the CLI's rule (at-risk --attribute): one parser, one message
+        return attribute_filters_of(
+            given, columns, numeric, where="attribute filter",
+            example="attribute=channel:web (GET /at-risk/facets lists the values)")
+    except DataValidationError as exc:
+        raise unprocessable(str(exc), ("query", "attribute")) from None
+
+
 def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
-                min_value_at_risk: float | None) -> np.ndarray:
-    """Narrow an at-risk list by customer id text and value at risk, keeping its order.
+                min_value_at_risk: float | None,
+                attributes: AttributeFilters | None = None) -> np.ndarray:
+    """Narrow an at-risk list by customer id text, value at risk and attributes, keeping
+    its order.
 
     Parameters
     ----------
@@ -242,6 +285,9 @@ def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
         Keep the customers whose id (as text) contains this, case-insensitive.
     min_value_at_risk
         Keep the customers with ``value_at_risk`` at least this.
+    attributes
+        Column of the scores -> the values kept (``None``: a missing value), from
+        :func:`attribute_filters`; every column must match.
 
     Returns
     -------
@@ -255,6 +301,8 @@ def narrow_rows(state: ServingState, rows: np.ndarray, q: str | None,
     if q:
         ids = state.scores["customer_id"].iloc[rows].astype("string")
         keep &= ids.str.contains(q, case=False, regex=False).fillna(False).to_numpy(bool)
+    for column, values in (attributes or {}).items():
+        keep &= attribute_match(state.scores[column].iloc[rows], values)
     return rows[keep]
 
 
@@ -293,11 +341,17 @@ def _facets(state: ServingState) -> AtRiskFacets:
     segments = state.value_counts("segment")
     values = scores["value_at_risk"]
     top = values.max() if len(values) else None
+    attributes = {}
+    for name, column in state.categorical_attributes().items():
+        counts = state.value_counts(column)  # kept per state
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        attributes[name] = dict(ranked[:MAX_FACET_VALUES])
     return AtRiskFacets(
         total=len(scores),
         bands={name: int(bands.get(name, 0)) for name in ("high", "medium", "low")},
         segments={rule.segment: int(segments.get(rule.segment, 0)) for rule in SEGMENT_RULES},
-        max_value_at_risk=None if top is None or top != top else float(top))
+        max_value_at_risk=None if top is None or top != top else float(top),
+        attributes=attributes, attribute_columns=list(state.attribute_columns().values()))
 
 
 async def _stream(reads: ReadQueue, pieces: list[bytes]) -> AsyncIterator[bytes]:

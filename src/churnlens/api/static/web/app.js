@@ -493,13 +493,20 @@
   const LIST_PARAMS = ["list", "band", "segment", "min_risk", "min_value_at_risk", "q", "sort",
     "cost_per_contact", "save_rate", "margin"];
 
+  // attribute filters (served with a customer table): repeated attribute=name:value
   function listQuery(params, extra) {
     const query = new URLSearchParams();
     for (const key of LIST_PARAMS) {
       if (params.get(key)) query.set(key, params.get(key));
     }
+    for (const filter of params.getAll("attribute")) query.append("attribute", filter);
     for (const [key, value] of Object.entries(extra || {})) query.set(key, value);
     return query.toString();
+  }
+  // the value an attribute is filtered on ("" for none), from attribute=name:value
+  function attributeFilter(params, name) {
+    const found = params.getAll("attribute").find((f) => f.startsWith(`${name}:`));
+    return found === undefined ? "" : found.slice(name.length + 1);
   }
 
   async function atRisk(query) {
@@ -517,6 +524,26 @@
       }
       location.hash = `#/at-risk?${next.toString()}`;
     };
+    // one select per categorical attribute (GET /at-risk/facets' attributes): its value
+    // replaces that attribute's filter, the others stay
+    const filterOn = (name, value) => {
+      const next = new URLSearchParams(listQuery(params));
+      const others = next.getAll("attribute").filter((f) => !f.startsWith(`${name}:`));
+      next.delete("attribute");
+      for (const filter of others) next.append("attribute", filter);
+      if (value !== "") next.append("attribute", `${name}:${value}`);
+      next.delete("offset");
+      location.hash = `#/at-risk?${next.toString()}`;
+    };
+    const attributes = Object.entries(facets.attributes || {});
+    const attributeColumns = facets.attribute_columns || [];
+    const attributeSelects = attributes.map(([name, values]) => h("label", {},
+      `Attribute: ${name}`,
+      h("select", { name: `attribute-${name}`, "data-attribute": name,
+        onchange: (e) => filterOn(name, e.target.value) },
+      [["", `any ${name}`], ...Object.entries(values).map(([value, n]) =>
+        [value, `${value} (${fmtInt(n)})`])].map(([value, text]) => h("option", {
+        value, selected: attributeFilter(params, name) === value }, text)))));
     const select = (name, label, options) => h("label", {}, label,
       h("select", { name, onchange: (e) => go({ [name]: e.target.value, offset: "" }) },
         options.map(([value, text]) => h("option", {
@@ -543,6 +570,7 @@
         ...["high", "medium", "low"].map((b) => [b, `${b} (${fmtInt(facets.bands[b] || 0)})`])]),
       select("segment", "Segment", [["", "all segments"],
         ...Object.entries(facets.segments).map(([name, n]) => [name, `${name} (${fmtInt(n)})`])]),
+      attributeSelects,
       select("sort", "Sort by", [["", "default"], ["churn_risk", "churn risk"],
         ["value_at_risk", "value at risk"], ...(profit ? [["expected_profit", "expected profit"]]
           : [])]),
@@ -599,6 +627,8 @@
         fmtMoney(item.expected_profit)) : null,
       h("td", { class: "num" }, fmtInt(item.recency_days)),
       h("td", { class: "num" }, fmtInt(item.frequency)),
+      attributeColumns.map((column) => h("td", { "data-attribute-column": column },
+        missing(item[column]) ? "" : String(item[column]))),
       h("td", { class: "wrap" }, item.reason_1 || "")));
     return [
       h("h1", {}, "At-risk customers"),
@@ -627,7 +657,8 @@
         table([["customer"], ["churn risk", "num"], ["band"], ["segment"],
           ["value at risk", "num"], profit ? ["expected profit", "num"] : null,
           ["days since last purchase", "num"],
-          ["purchase days", "num"], ["main reason"]].filter(Boolean), rows,
+          ["purchase days", "num"], ...attributeColumns.map((column) => [column]),
+          ["main reason"]].filter(Boolean), rows,
         { id: "at-risk-table" }),
         h("div", { class: "bar" },
           h("button", { type: "button", class: "plain", id: "previous", disabled: offset === 0,
