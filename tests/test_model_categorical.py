@@ -19,6 +19,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from snapshot_support import labelled_history
 
 import churnlens
 from churnlens._contributions import TreeContributions
@@ -29,7 +30,6 @@ from churnlens._model import (
     numeric_feature_names,
 )
 from churnlens._scorer import category_codes, load_scorer
-from churnlens._training import snapshot_cutoffs
 
 SEED = 11
 AS_OF = dt.date(2024, 6, 30)
@@ -52,15 +52,8 @@ def _plan(ids: pd.Series) -> pd.Categorical:
 
 @pytest.fixture(scope="module")
 def data() -> Data:
-    clean = churnlens.load_transactions(
-        churnlens.generate_transactions(1500, seed=SEED)).transactions
-    history = clean.loc[clean["timestamp"] < pd.Timestamp(AS_OF) + pd.Timedelta(days=1)]
-    cutoffs = snapshot_cutoffs(AS_OF, HORIZON, every="month", count=8,
-                               first_day=history["timestamp"].min().date())
-    snapshots = churnlens.build_snapshots(history, cutoffs, horizon_days=HORIZON,
-                                          observed_until=AS_OF)
-    snapshots = (snapshots.loc[snapshots["churned"].notna()]
-                 .sort_values(["cutoff", "customer_id"]).reset_index(drop=True))
+    history, snapshots = labelled_history(
+        churnlens.generate_transactions(1500, seed=SEED), AS_OF, HORIZON)
     snapshots["attr_plan"] = _plan(snapshots["customer_id"])
     labels = snapshots["churned"].astype(np.int64).to_numpy()
     gold = (snapshots["attr_plan"] == "gold").to_numpy()

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from snapshot_support import labelled_history
 
 import churnlens
 from churnlens._model import ChurnModel
 from churnlens._scorer import ChurnScorer, Explanation, load_scorer
-from churnlens._training import snapshot_cutoffs
 from churnlens.exceptions import DataValidationError, ModelError
 
 SEED = 5
@@ -40,15 +40,8 @@ class Data:
 
 @pytest.fixture(scope="module")
 def data() -> Data:
-    clean = churnlens.load_transactions(
-        churnlens.generate_transactions(N_CUSTOMERS, seed=SEED)).transactions
-    history = clean.loc[clean["timestamp"] < pd.Timestamp(AS_OF) + pd.Timedelta(days=1)]
-    cutoffs = snapshot_cutoffs(AS_OF, HORIZON, every="month", count=8,
-                               first_day=history["timestamp"].min().date())
-    snapshots = churnlens.build_snapshots(history, cutoffs, horizon_days=HORIZON,
-                                          observed_until=AS_OF)
-    snapshots = (snapshots.loc[snapshots["churned"].notna()]
-                 .sort_values(["cutoff", "customer_id"]).reset_index(drop=True))
+    history, snapshots = labelled_history(
+        churnlens.generate_transactions(N_CUSTOMERS, seed=SEED), AS_OF, HORIZON)
     return Data(snapshots=snapshots, features=churnlens.compute_features(history, AS_OF))
 
 

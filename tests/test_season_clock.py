@@ -15,6 +15,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from snapshot_support import labelled_history
 
 import churnlens
 from churnlens._model import ChurnModel
@@ -28,7 +29,6 @@ from churnlens._season import (
     season_index_of_counts,
     season_profile,
 )
-from churnlens._training import snapshot_cutoffs
 
 SEED = 21
 AS_OF = dt.date(2024, 9, 30)
@@ -198,16 +198,9 @@ class Data:
 
 @pytest.fixture(scope="module")
 def data() -> Data:
-    clean = churnlens.load_transactions(churnlens.generate_transactions(
-        1500, seed=SEED, start="2022-01-01", end="2024-12-31",
-        season_strength=3)).transactions
-    history = clean.loc[clean["timestamp"] < pd.Timestamp(AS_OF) + pd.Timedelta(days=1)]
-    cutoffs = snapshot_cutoffs(AS_OF, HORIZON, every="month", count=8,
-                               first_day=history["timestamp"].min().date())
-    snapshots = churnlens.build_snapshots(history, cutoffs, horizon_days=HORIZON,
-                                          observed_until=AS_OF)
-    snapshots = (snapshots.loc[snapshots["churned"].notna()]
-                 .sort_values(["cutoff", "customer_id"]).reset_index(drop=True))
+    history, snapshots = labelled_history(churnlens.generate_transactions(
+        1500, seed=SEED, start="2022-01-01", end="2024-12-31", season_strength=3),
+        AS_OF, HORIZON)
     labels = snapshots["churned"].astype(np.int64).to_numpy()
     features = (churnlens.compute_features(history, AS_OF)
                 .sort_values("customer_id").reset_index(drop=True))
