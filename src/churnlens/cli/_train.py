@@ -50,12 +50,6 @@ _VALUE_SHOWN = ("mae", "rmse", "spearman", "aggregate_error_pct", "predicted_tot
                 "actual_total")
 
 
-def _input_tables(inputs: InputFiles, settings: Any, calendar: bool | None,
-                  as_of: Any = None) -> Any:
-    """:func:`churnlens.cli._options.input_tables` (shared with ``features``)."""
-    return input_tables(inputs, settings, calendar=calendar, as_of=as_of)
-
-
 def _print_ablation(out: Any, run: dict[str, Any]) -> None:
     """The ablation of one run: the churnlens model with and without each input group."""
     rows = run.get("ablation")
@@ -125,7 +119,7 @@ def train(
         **{"mlflow.tracking_uri": tracking_uri, "mlflow.experiment": experiment,
            "mlflow.enabled": False if no_mlflow else None},
     )
-    tables = _input_tables(inputs, settings, calendar, as_of_date)
+    tables = input_tables(inputs, settings, calendar=calendar, as_of=as_of_date)
     with Steps() as steps:
         result = run_training(source.path, as_of=as_of_date, settings=settings,
                               promote=promote, report_path=report, bundle_dir=bundle,
@@ -190,7 +184,7 @@ def backtest(
     as_of_dates = [parse_day(day) for day in as_of]
     horizon_days = positive_days(horizon_days)
     settings = source.settings(horizon_days=horizon_days)
-    tables = _input_tables(inputs, settings, calendar)
+    tables = input_tables(inputs, settings, calendar=calendar)
     with Steps() as steps, contextlib.ExitStack() as stack:
         steps("loading and validating transactions")
         tx, _ = open_transactions(source.path, None, settings, engine=engine, master=master,
