@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -100,3 +101,84 @@ def test_an_existing_output_survives_a_failed_run(cli, golden_csv, tmp_path):
                  "--out", str(out))
     assert result.exit_code == 2
     assert out.read_text() == "previous\n"
+
+
+CALENDAR = ["season_sin", "season_cos", "last_year_window_share"]
+
+
+def test_calendar_writes_the_season_columns_as_train_does_on_a_short_history(
+        cli, golden_csv, tmp_path):
+    # the golden log spans under a year: train --calendar still learns the group (no
+    # error, no calendar note), so features --calendar writes it too; 2024-03-31 is day
+    # 91 of 2024, and nobody has a year of history (last_year_window_share undefined)
+    out = tmp_path / "features.csv"
+    result = run(cli, "--transactions", str(golden_csv), "--as-of", "2024-03-31",
+                 "--out", str(out), "--calendar")
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out, dtype={"customer_id": str})
+    assert list(frame.columns) == ["customer_id", "as_of", *feature_names(), *CALENDAR]
+    angle = 2 * math.pi * 91 / 365.25
+    assert frame["season_sin"].tolist() == pytest.approx([math.sin(angle)] * 5, abs=1e-12)
+    assert frame["season_cos"].tolist() == pytest.approx([math.cos(angle)] * 5, abs=1e-12)
+    assert frame["last_year_window_share"].isna().all()
+    # off by default and with --no-calendar, as in train
+    for flags in ([], ["--no-calendar"]):
+        result = run(cli, "--transactions", str(golden_csv), "--as-of", "2024-03-31",
+                     "--out", str(out), *flags)
+        assert result.exit_code == 0, result.output
+        assert list(pd.read_csv(out).columns) == ["customer_id", "as_of", *feature_names()]
+
+
+def test_calendar_is_one_shared_option_of_train_backtest_and_features():
+    from churnlens.cli import _features, _options, _train
+
+    assert _features.CalendarOpt is _options.CalendarOpt is _train.CalendarOpt
+    for command in ("features", "train", "backtest"):
+        result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+        assert "--calendar" in result.stdout and "--no-calendar" in result.stdout
+
+
+@pytest.mark.slow
+def test_calendar_features_are_what_a_calendar_model_scores_with(cli, tmp_path, monkeypatch):
+    # A model trained with --calendar on two years of synthetic history, scored by the
+    # CLI: the feature rows score_batch receives are what the model sees; features
+    # --calendar at the same as-of date writes the same calendar values.
+    import churnlens._out_of_core as out_of_core
+    from churnlens import generate_transactions
+
+    seed = 11
+    print(f"generate_transactions(300, seed={seed})")
+    generate_transactions(300, seed=seed, start="2023-01-01", end="2024-12-31").to_csv(
+        tmp_path / "tx.csv", index=False)
+    config = tmp_path / "small.yaml"
+    config.write_text("model:\n  n_estimators: 30\n  n_jobs: 1\nsnapshots:\n  count: 4\n")
+    common = ["--transactions", str(tmp_path / "tx.csv"), "--as-of", "2024-09-30",
+              "--config", str(config)]
+    result = cli.invoke(app, ["train", *common, "--calendar", "--no-mlflow", "--no-ablation",
+                              "--bundle", str(tmp_path / "bundle")])
+    assert result.exit_code == 0, result.output
+    assert "inputs: calendar (3 features" in result.stdout
+
+    seen: list[pd.DataFrame] = []
+    score_batch = out_of_core.score_batch
+
+    def spy(features, *args, **kwargs):
+        seen.append(features[["customer_id", *CALENDAR]].copy())
+        return score_batch(features, *args, **kwargs)
+
+    monkeypatch.setattr(out_of_core, "score_batch", spy)
+    result = cli.invoke(app, ["score", *common, "--model", str(tmp_path / "bundle"),
+                              "--out", str(tmp_path / "scores.csv"), "--no-ledger"])
+    assert result.exit_code == 0, result.output
+    scored = (pd.concat(seen).astype({"customer_id": str}).sort_values("customer_id")
+              .reset_index(drop=True))
+
+    result = run(cli, *common, "--out", str(tmp_path / "features.parquet"), "--calendar")
+    assert result.exit_code == 0, result.output
+    written = pd.read_parquet(tmp_path / "features.parquet")
+    assert list(written.columns[-3:]) == CALENDAR
+    written = (written[["customer_id", *CALENDAR]].astype({"customer_id": str})
+               .sort_values("customer_id").reset_index(drop=True))
+    assert len(written) == len(scored) > 0
+    assert written["last_year_window_share"].notna().any()  # over a year of history
+    pd.testing.assert_frame_equal(written, scored, check_dtype=False, rtol=0, atol=0)

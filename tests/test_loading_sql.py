@@ -288,6 +288,48 @@ def test_a_memory_limit_that_is_not_a_size(tmp_path: Path) -> None:
         load_transactions_sql(path, limits=EngineLimits(memory_limit="lots"))
 
 
+@pytest.mark.parametrize(("ram_gib", "expected"), [
+    (24, "4096MiB"), (64, "4096MiB"), (8, "4096MiB"), (6, "3072MiB"), (1, "512MiB")])
+def test_auto_memory_limit_is_half_the_ram_at_most_4_gib(ram_gib: int, expected: str) -> None:
+    from churnlens._engine import resolve_memory_limit
+
+    assert resolve_memory_limit("auto", ram_bytes=ram_gib * 1024**3) == expected
+    assert resolve_memory_limit(" Auto ", ram_bytes=ram_gib * 1024**3) == expected
+    # unknown RAM: the cap; anything else goes to DuckDB as written
+    assert resolve_memory_limit("auto", ram_bytes=0) == "4096MiB"
+    assert resolve_memory_limit("50%") == "50%" and resolve_memory_limit(None) is None
+
+
+def test_the_default_limit_is_auto_on_the_connection(tmp_path: Path) -> None:
+    """Without a setting the engine holds at most 4 GiB (or half a smaller machine's RAM):
+    50% of 24 GiB let a 100M-row score peak at 6.83 GiB (docs/scale.md)."""
+    import os
+
+    from churnlens._config import load_config
+
+    assert EngineLimits().memory_limit == "auto" == load_config().engine.memory_limit
+    path = tmp_path / "tx.csv"
+    ODD.to_csv(path, index=False)
+    with load_transactions_sql(path) as clean:
+        limit = clean.connection.execute(
+            "SELECT current_setting('memory_limit')").fetchall()[0][0]
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    number, unit = limit.split()
+    size = float(number) * {"MiB": 2**20, "GiB": 2**30}[unit]
+    assert abs(size - min(4 * 2**30, ram // 2)) <= 0.06 * 2**30
+
+
+def test_memory_limit_setting_accepts_auto_and_sizes_only() -> None:
+    from churnlens._config import load_config
+    from churnlens.exceptions import ChurnlensError
+
+    for value in ("auto", "AUTO", "2GB", "512MiB", "50%"):
+        assert load_config(overrides={"engine.memory_limit": value}).engine.memory_limit == value
+    for value in ("automatic", "lots", ""):
+        with pytest.raises(ChurnlensError):
+            load_config(overrides={"engine.memory_limit": value})
+
+
 def test_the_spill_folder_it_made_is_removed(tmp_path: Path) -> None:
     path = tmp_path / "tx.csv"
     ODD.to_csv(path, index=False)

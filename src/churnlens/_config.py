@@ -229,12 +229,14 @@ class MonitoringSettings(_Strict):
 class EngineSettings(_Strict):
     """The embedded engine (DuckDB) when it reads files out of core (docs/scale.md).
 
-    ``memory_limit``: DuckDB's memory limit, a size (``4GB``, ``500MB``) or a share of RAM
-    (``50%``; DuckDB's own default is 80%); beyond it DuckDB spills to ``temp_directory``
-    (``null``: a fresh folder in the system's temporary directory, removed afterwards).
+    ``memory_limit``: DuckDB's memory limit, a size (``4GB``, ``500MB``), a share of RAM
+    (``50%``) or ``auto`` (the default: half the RAM, at most 4 GiB; DuckDB's own default
+    is 80%); beyond it DuckDB spills to ``temp_directory`` (``null``: a fresh folder in
+    the system's temporary directory, removed afterwards).
     """
 
-    memory_limit: str = Field(default="50%", pattern=r"^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|B)\s*$")
+    memory_limit: str = Field(
+        default="auto", pattern=r"^\s*(\d+(\.\d+)?\s*(%|[KMGT]i?B|B)|[Aa][Uu][Tt][Oo])\s*$")
     temp_directory: str | None = Field(default=None, min_length=1)
 
 

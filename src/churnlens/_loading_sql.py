@@ -35,7 +35,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT, Dialect, amount_units_sql, connect
+from churnlens._engine import (
+    AMOUNT_UNITS,
+    DEFAULT_MEMORY_LIMIT,
+    MAX_ABS_AMOUNT,
+    Dialect,
+    amount_units_sql,
+    connect,
+)
 from churnlens._loading import (
     AMOUNT,
     CATEGORY,
@@ -73,9 +80,6 @@ __all__ = [
     "load_transactions_sql",
 ]
 
-#: DuckDB's own default is 80% of RAM; churnlens leaves more to Python (pandas results,
-#: LightGBM) and to the other processes of the machine.
-DEFAULT_MEMORY_LIMIT = "50%"
 _GLOB_CHARS = ("*", "?", "[")
 _SPACES = " \t\n\r\v\f"
 _TIME_PART = r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?"
@@ -95,8 +99,9 @@ class EngineLimits:
     Attributes
     ----------
     memory_limit
-        DuckDB's ``memory_limit``: a size (``"4GB"``, ``"500MB"``) or a share of the
-        machine's RAM (``"50%"``, the default; DuckDB's own is 80%).
+        DuckDB's ``memory_limit``: a size (``"4GB"``, ``"500MB"``), a share of the
+        machine's RAM (``"50%"``), or ``"auto"`` (the default: half the RAM, at most
+        4 GiB; DuckDB's own default is 80% of RAM).
     temp_directory
         Where DuckDB writes what does not fit (``temp_directory``). ``None``: a fresh
         folder in the system's temporary directory, removed when the connection closes.
@@ -400,7 +405,7 @@ def _connect(limits: EngineLimits) -> tuple[duckdb.DuckDBPyConnection, str | Non
     except duckdb.Error as exc:
         raise ChurnlensError(
             f"memory limit {limits.memory_limit!r} (engine.memory_limit) is not a size: "
-            f"{' '.join(str(exc).split())[:200]}. Suggestion: for example 4GB, 500MB or 50%."
+            f"{' '.join(str(exc).split())[:200]}. Suggestion: for example 4GB, 500MB, 50% or auto."
         ) from None
     made = None
     folder = limits.temp_directory
@@ -477,6 +482,14 @@ class _Rules:
         parts += [f"{self._ident(role)} AS {self._ident('raw_' + role)}"
                   for role in (TIMESTAMP, AMOUNT, QUANTITY, DISCOUNT) if role in self.wanted]
         return parts
+
+    def optional_columns(self, role: str) -> list[str]:
+        """The select items of one optional column alone (a quantity or a discount: its
+        value, then its ``*_suspicious`` flag; a category or channel: its text), for a
+        reader with rules of its own for the others (``_spark_scoring``)."""
+        if role in (CATEGORY, CHANNEL):
+            return [self._text(role)]
+        return self._discount() if role == DISCOUNT else self._number(role)
 
     def _text(self, role: str) -> str:
         """A category or channel: text without surrounding spaces; empty is missing."""

@@ -521,10 +521,14 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     CSV columns are read as text (ids keep their leading zeros). Unparseable or missing
     timestamps and amounts are errors naming the file, the column and example values;
     rows without a customer id are dropped and counted, as are rows after ``as_of``.
+    The optional quantity, discount, category and channel columns follow the loader's
+    rules, with its messages (:func:`_refuse_optional`).
     """
     from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 
-    from churnlens._loading import MISSING_ID_TEXT
+    from churnlens._loading import CATEGORY, CHANNEL, DISCOUNT, MISSING_ID_TEXT, QUANTITY
+    from churnlens._loading_sql import _ident, _Rules
+    from churnlens._spark_loading import _TYPES
     from churnlens._validation import require_columns, require_recent_data
 
     source = Path(path)
@@ -547,6 +551,15 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
         ("channel", "channel"), ("discount", "discount")) if options.get(f"{key}_col")}
     require_columns(list(raw.columns), {**wanted, **optional}, source=str(source))
     types = dict(raw.dtypes)
+    # a quantity, discount, category or channel: the loader's rules in Spark SQL (as
+    # _spark_loading reads them); values they do not accept are flagged, and counted in
+    # the one check scan below. A column type they do not read flags every row.
+    ruled = {role: column for role, column in optional.items()
+             if role in (QUANTITY, CATEGORY, CHANNEL, DISCOUNT)}
+    rules = _Rules({role: role for role in ruled},
+                   {role: _TYPES.get(types[column], types[column].upper())
+                    for role, column in ruled.items()}, dialect="spark")
+    flagged = [role for role in ruled if role in (QUANTITY, DISCOUNT) or role in rules.unhandled]
 
     def parsed(role: str, target: str) -> Any:
         column = F.col(f"`{wanted[role]}`")
@@ -559,14 +572,23 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
 
     ids = F.col(f"`{wanted['customer_id']}`")
     blank = ids.isNull() | F.lower(F.trim(ids.cast("string"))).isin(list(MISSING_ID_TEXT))
-    tx = raw.select(
+    staged = raw.select(
         F.when(blank, None).otherwise(ids).alias("customer_id"),
         parsed("timestamp", "timestamp").alias("timestamp"),
         parsed("amount", "double").alias("amount"),
         F.col(f"`{wanted['timestamp']}`").cast("string").alias("_raw_timestamp"),
         F.col(f"`{wanted['amount']}`").cast("string").alias("_raw_amount"),
-        *[_optional_column(F, clean, column, types[column])
-          for clean, column in optional.items()],
+        *[F.col(f"`{column}`").alias(clean) if clean in ruled
+          else _optional_column(F, clean, column) for clean, column in optional.items()],
+    )
+    tx = staged.selectExpr(
+        *[_ident(name, "spark") for name in staged.columns if name not in ruled],
+        *[item for role in ruled for item in (
+            rules.optional_columns(role) if role not in rules.unhandled else
+            [f"CAST(NULL AS {'DOUBLE' if role in (QUANTITY, DISCOUNT) else 'STRING'}) "
+             f"AS {role}", f"true AS {role}_suspicious"])],
+        # the values as read, for the loader's messages
+        *[f"{_ident(role, 'spark')} AS {_ident('raw_' + role, 'spark')}" for role in flagged],
     )
     after = F.col("timestamp") >= F.lit(str(as_of + dt.timedelta(days=1))).cast("timestamp")
     counts = tx.agg(
@@ -577,6 +599,8 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
               ).alias("bad_amount"),
         F.sum(F.when(after, 1).otherwise(0)).alias("after"),
         F.max(F.when(F.col("customer_id").isNotNull(), F.col("timestamp"))).alias("last"),
+        *[F.sum(F.when(F.col("customer_id").isNotNull() & F.col(f"{role}_suspicious"), 1)
+                .otherwise(0)).alias(f"bad_{role}") for role in flagged],
     ).collect()[0]
     for role, key, what in (("timestamp", "bad_time", "timestamps"),
                             ("amount", "bad_amount", "numbers")):
@@ -588,6 +612,9 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
                 f"{source}: column {wanted[role]!r} has {counts[key]:,} missing values or "
                 f"values that are not {what}, e.g. {examples}. Suggestion: fix or drop those "
                 "rows" + (" or pass --time-format." if role == "timestamp" else "."))
+    for role in flagged:  # the loader's order: quantity, category, channel, discount
+        if counts[f"bad_{role}"]:
+            _refuse_optional(tx, role, optional[role], str(source))
     if counts["rows"] == counts["no_id"]:
         raise EmptyDataError(f"{source}: no row has a customer id in column "
                              f"{wanted['customer_id']!r}. Suggestion: check --customer-col.")
@@ -606,16 +633,38 @@ def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
     return clean, cleaning
 
 
-def _optional_column(F: Any, clean: str, column: str, kind: str) -> Any:
-    """An optional transaction column under its clean name: ids and names as text, a
-    quantity or discount as a number (an empty discount is 0, as the loader reads it)."""
-    value = F.col(f"`{column}`")
-    if clean in ("quantity", "discount"):
-        number = (value.cast("double") if kind != "string"
-                  else F.expr(f"try_cast(`{column}` AS DOUBLE)"))
-        return (F.coalesce(number, F.lit(0.0)) if clean == "discount" else number).alias(clean)
-    text = F.trim(value.cast("string"))
+def _optional_column(F: Any, clean: str, column: str) -> Any:
+    """An optional transaction column read as text under its clean name (the order id;
+    the others follow the loader's rules)."""
+    text = F.trim(F.col(f"`{column}`").cast("string"))
     return F.when(text == "", None).otherwise(text).alias(clean)
+
+
+def _refuse_optional(tx: Any, role: str, column: str, source: str) -> None:
+    """Raise the loader's error for the flagged values of an optional column.
+
+    As in ``_spark_loading``: only the flagged rows (with an id) come to the driver,
+    numbered by their place in the file, and the pandas rules judge them, raising the
+    error and message of :func:`churnlens._loading.load_transactions`. Values those rules
+    accept after all (the SQL reads a subset of what pandas reads) are refused too: this
+    reader has no pandas fallback.
+    """
+    from churnlens._loading import DISCOUNT, QUANTITY, clean_text, parse_discounts
+    from churnlens._loading import _parse_amounts as parse_amounts
+    from churnlens._spark_loading import _suspicious
+    from churnlens._validation import format_bad_rows
+
+    values = _suspicious(tx, role, f"{role}_suspicious")
+    if role == QUANTITY:
+        parse_amounts(values, source, column, True)
+    elif role == DISCOUNT:
+        parse_discounts(values, source, column, True)
+    else:
+        clean_text(values, source, column, True)
+    raise DataValidationError(
+        f"column {column!r} in {source} has {len(values):,} values that only the pandas "
+        f"loader reads: {format_bad_rows(values, file_rows=True)}. Suggestion: write plain "
+        "numbers and text (or integer codes), or score with --engine duckdb.")
 
 
 _STRFTIME_TO_JAVA = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm",

@@ -62,7 +62,9 @@ _RUNTIME_DISTRIBUTIONS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn",
 class ChurnlensPyfunc(PythonModel):
     """MLflow pyfunc: a features frame in, a ``churn_risk`` column out.
 
-    It works under ``mlflow.pyfunc.load_model`` and ``mlflow.pyfunc.spark_udf``.
+    It works under ``mlflow.pyfunc.load_model`` and ``mlflow.pyfunc.spark_udf``. A
+    categorical feature may come as a pandas ``Categorical`` or as text: the model reads
+    either by its training categories, as :meth:`ModelArtifact.churn_risk` does.
     """
 
     def load_context(self, context: Any) -> None:
@@ -75,6 +77,38 @@ class ChurnlensPyfunc(PythonModel):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(
             model_input)
         return pd.DataFrame({"churn_risk": self.artifact.churn_risk(frame)})
+
+
+def _pyfunc_example_and_signature(example: pd.DataFrame, output: pd.DataFrame,
+                                  categorical: list[str]) -> tuple[pd.DataFrame, Any]:
+    """The pyfunc's input example and signature: categorical columns as their values.
+
+    A categorical feature (``categorical``, or a pandas ``Categorical`` column of
+    ``example``: a text attribute) is logged as its values (text, missing: None), and
+    its signature column is MLflow's ``Any``: MLflow (3.x) has no
+    rule for pandas ``category`` dtype and refuses it for a ``string`` column ("Can not
+    safely convert category to <U0") before the model runs, while
+    ``churnlens.features(...)`` and its Parquet files give such columns as
+    ``Categorical``. ``Any`` lets both text and ``Categorical`` through; the model then
+    reads them by its training categories (unseen or missing: NaN), as
+    :meth:`ModelArtifact.churn_risk` does.
+    """
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    categorical = [name for name in example.columns if name in categorical
+                   or isinstance(example[name].dtype, pd.CategoricalDtype)]
+    values = example.copy()
+    for name in categorical:
+        # the values themselves (not str(...)): the model matches categories by value
+        column = values[name].astype(object)
+        values[name] = column.where(column.notna(), None)
+    signature = infer_signature(values, output)
+    if categorical:
+        signature.inputs = Schema([
+            ColSpec(AnyType(), spec.name, spec.required) if spec.name in categorical
+            else spec for spec in signature.inputs.inputs])
+    return values, signature
 
 
 def _pip_requirements() -> list[str]:
@@ -293,11 +327,14 @@ def log_training_run(
         bundle = Path(tmp) / "bundle"
         save_bundle(artifact, bundle)
         output = pd.DataFrame({"churn_risk": artifact.churn_risk(example)})
+        # the model's categorical features (the pipeline passes them as text already)
+        categorical = list(getattr(artifact.model, "categories_", None) or {})
         with warnings.catch_warnings():
             # MLflow hints that integer columns cannot hold missing values; churnlens'
             # integer features (counts, days) are never missing (docs/features.md).
             warnings.filterwarnings("ignore", message=".*integer column",
                                     category=UserWarning)
+            example, signature = _pyfunc_example_and_signature(example, output, categorical)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 # Model from code: MLflow runs this file at load time rather than
@@ -305,7 +342,7 @@ def log_training_run(
                 python_model=str(Path(__file__).with_name("_mlflow_model.py")),
                 artifacts={"bundle": str(bundle)},
                 code_paths=[str(Path(__file__).parent)],
-                signature=mlflow.models.infer_signature(example, output),
+                signature=signature,
                 input_example=example,
                 pip_requirements=_pip_requirements(),
             )

@@ -12,6 +12,7 @@ from churnlens._version import __version__
 from churnlens.cli._app import app, handle_errors, stderr, stdout
 from churnlens.cli._options import (
     AsOfOpt,
+    CalendarOpt,
     InputFiles,
     OutTableOpt,
     TransactionInput,
@@ -38,6 +39,7 @@ def features(
                                  help="Comma-separated activity windows in days [default: the "
                                       "config's features.windows_days].")
     ] = None,
+    calendar: CalendarOpt = False,
 ) -> None:
     """Write one row of features per customer acquired by the as-of date (docs/features.md).
 
@@ -45,7 +47,10 @@ def features(
     the attributes valid at the as-of date, the events up to it (none yet is valid: "no
     event"), and the purchase details of the optional columns mapped (--category-col ...;
     with or without those files), the same inputs train learns from the same flags. The
-    calendar group is off, as in train by default."""
+    calendar group is off, as in train by default; --calendar writes it (also without any
+    file, whatever the history's length, as train), with the values a model trained with
+    --calendar scores with (the window of last_year_window_share: the config's
+    horizon_days)."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path
     from churnlens._loading_sql import EngineLimits
     from churnlens._out_of_core import write_features_file
@@ -58,7 +63,7 @@ def features(
     began = time.perf_counter()
     # the inputs train learns from the same flags (details without a table too);
     # features of customers at a date: events all after it are "no event", not an error
-    tables = input_tables(inputs, settings, calendar=False, as_of=as_of_date, scoring=True)
+    tables = input_tables(inputs, settings, calendar=calendar, as_of=as_of_date, scoring=True)
     # Out of core (docs/scale.md): DuckDB checks and reads the file(s) within the
     # engine's memory limit and computes the features; they are written in pieces,
     # sorted by customer id, ``as_of`` a date (YYYY-MM-DD in CSV).
@@ -66,7 +71,7 @@ def features(
         source.path, as_of_date, target, windows_days=windows,
         loader_options=settings.data.loader_options(),
         limits=EngineLimits(settings.engine.memory_limit, settings.engine.temp_directory),
-        inputs=tables, horizon_days=settings.horizon_days,
+        inputs=tables, horizon_days=settings.horizon_days, calendar=calendar,
         metadata=lambda report: {
             "as_of": as_of_date.isoformat(), "windows_days": json.dumps(list(windows)),
             "source": report.source, "churnlens_version": __version__,

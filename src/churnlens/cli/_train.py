@@ -15,6 +15,7 @@ from churnlens.cli._options import (
     OPTION_NAMES,
     AsOfListOpt,
     AsOfOpt,
+    CalendarOpt,
     ConfigOpt,
     EngineOpt,
     HorizonOpt,
@@ -41,11 +42,6 @@ _ABLATION_SHOWN = ("input_features", "auc", "brier", "lift_top_decile",
 NoAblationOpt = Annotated[bool, typer.Option(
     "--no-ablation", help="With input files or columns: do not also backtest the model "
     "without each input group (faster; no ablation table).")]
-CalendarOpt = Annotated[bool | None, typer.Option(
-    "--calendar/--no-calendar", help="The calendar group: season features and the seasonal "
-    "clock (docs/training.md). Off by default: it cut the level error on a strongly seasonal "
-    "log (12.4 to 2.6 points) but worsened it by up to 0.9 points on logs without a season; "
-    "the backtest's ablation shows what it is worth on yours.", show_default=False)]
 _VALUE_SHOWN = ("mae", "rmse", "spearman", "aggregate_error_pct", "predicted_total",
                 "actual_total")
 
