@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -182,3 +183,30 @@ def test_calendar_features_are_what_a_calendar_model_scores_with(cli, tmp_path, 
     assert len(written) == len(scored) > 0
     assert written["last_year_window_share"].notna().any()  # over a year of history
     pd.testing.assert_frame_equal(written, scored, check_dtype=False, rtol=0, atol=0)
+
+
+def test_horizon_days_sets_the_calendar_window(cli, tmp_path):
+    # last_year_window_share: the share of last year's purchases in the window of the
+    # horizon's length a year before the as-of date, so --horizon-days changes it (and
+    # only it); without the flag the config's 91 days; 0 days is refused with exit 2
+    from churnlens import generate_transactions
+
+    generate_transactions(300, seed=5, start="2023-01-01", end="2024-09-30").to_csv(
+        tmp_path / "tx.csv", index=False)
+    common = ["--transactions", str(tmp_path / "tx.csv"), "--as-of", "2024-09-30",
+              "--calendar"]
+    frames = {}
+    for flags in ([], ["--horizon-days", "91"], ["--horizon-days", "30"]):
+        out = tmp_path / f"features{len(frames)}.parquet"
+        result = run(cli, *common, "--out", str(out), *flags)
+        assert result.exit_code == 0, result.output
+        frames[" ".join(flags)] = pd.read_parquet(out).set_index("customer_id")
+    default, same, short = frames[""], frames["--horizon-days 91"], frames["--horizon-days 30"]
+    pd.testing.assert_frame_equal(default, same)
+    share = default["last_year_window_share"]
+    assert share.notna().any()
+    assert not np.allclose(share.fillna(-1), short["last_year_window_share"].fillna(-1))
+    pd.testing.assert_frame_equal(default.drop(columns="last_year_window_share"),
+                                  short.drop(columns="last_year_window_share"))
+    result = run(cli, *common, "--out", str(tmp_path / "bad.parquet"), "--horizon-days", "0")
+    assert result.exit_code == 2 and not (tmp_path / "bad.parquet").exists()

@@ -13,6 +13,7 @@ from churnlens.cli._app import app, handle_errors, stderr, stdout
 from churnlens.cli._options import (
     AsOfOpt,
     CalendarOpt,
+    HorizonOpt,
     InputFiles,
     OutTableOpt,
     TransactionInput,
@@ -40,6 +41,7 @@ def features(
                                       "config's features.windows_days].")
     ] = None,
     calendar: CalendarOpt = False,
+    horizon_days: HorizonOpt = None,
 ) -> None:
     """Write one row of features per customer acquired by the as-of date (docs/features.md).
 
@@ -49,15 +51,15 @@ def features(
     with or without those files), the same inputs train learns from the same flags. The
     calendar group is off, as in train by default; --calendar writes it (also without any
     file, whatever the history's length, as train), with the values a model trained with
-    --calendar scores with (the window of last_year_window_share: the config's
-    horizon_days)."""
+    --calendar scores with (the window of last_year_window_share: --horizon-days, else the
+    config's horizon_days; give the model's horizon)."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path
     from churnlens._loading_sql import EngineLimits
     from churnlens._out_of_core import write_features_file
 
     target = check_output_path(out, suffixes=TABLE_SUFFIXES)
     as_of_date = parse_day(as_of)
-    settings = source.settings()
+    settings = source.settings(horizon_days=positive_days(horizon_days))
     windows = (_parse_windows(windows_days) if windows_days is not None
                else settings.features.windows_days)
     began = time.perf_counter()
