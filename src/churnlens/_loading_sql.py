@@ -58,6 +58,7 @@ from churnlens._loading import (
     check_csv_header,
     check_parquet_columns,
     check_time_format,
+    clean_text,
     file_kind,
     load_transactions,
     optional_roles,
@@ -719,12 +720,10 @@ def judge_counts(counts: Any, name: str, wanted: dict[str, str],
                         wanted[AMOUNT], file_rows)
         return "amounts that only the pandas rules read"
     if bad_quantities:
-        if QUANTITY in wanted:
-            _pandas_amounts(suspicious(QUANTITY, "quantity_suspicious"), name,
-                            wanted[QUANTITY], file_rows)
-        if DISCOUNT in wanted:
-            parse_discounts(suspicious(DISCOUNT, "discount_suspicious"), name,
-                            wanted[DISCOUNT], file_rows)
+        for role in (QUANTITY, DISCOUNT):
+            if role in wanted:
+                pandas_optional_rule(role, suspicious(role, f"{role}_suspicious"), name,
+                                     wanted[role], file_rows)
         return "quantities or discounts that only the pandas rules read"
     if as_of_ts is not None and max_staleness_days is not None:
         require_recent_data(as_of_ts.date(), pd.Timestamp(last_seen).date(),
@@ -738,6 +737,22 @@ def judge_counts(counts: Any, name: str, wanted: dict[str, str],
             "Suggestion: choose a later --as-of date."
         )
     return None
+
+
+def pandas_optional_rule(role: str, values: pd.Series, name: str, column: str,
+                         file_rows: bool = True) -> None:
+    """The pandas loader's rule for the flagged values of an optional column.
+
+    A quantity is read as an amount is, a discount by :func:`parse_discounts`, a category
+    or channel by :func:`clean_text`; each raises the loader's error (naming ``name``,
+    ``column`` and the rows) when it refuses a value, else returns.
+    """
+    if role == QUANTITY:
+        _pandas_amounts(values, name, column, file_rows)
+    elif role == DISCOUNT:
+        parse_discounts(values, name, column, file_rows)
+    else:
+        clean_text(values, name, column, file_rows)
 
 
 def _suspicious(con: duckdb.DuckDBPyConnection, role: str, flag: str) -> pd.Series:

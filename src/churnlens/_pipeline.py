@@ -365,7 +365,7 @@ def _train(source: Any, transactions: Any, cleaning: CleaningReport, *, as_of_ts
         )
         registration = None
         if settings.mlflow.enabled:
-            from churnlens._tracking import log_training_run
+            from churnlens._tracking import categories_as_values, log_training_run
 
             say("logging to MLflow and registering the model")
             plot_files = {}
@@ -379,7 +379,7 @@ def _train(source: Any, transactions: Any, cleaning: CleaningReport, *, as_of_ts
                 plot_files["backtest.csv"] = bt_csv
             registration = log_training_run(
                 artifact, settings.mlflow,
-                evaluation=_categories_as_text(fitted.validation_frame),
+                evaluation=categories_as_values(fitted.validation_frame),
                 params=_flat(settings.model_dump(mode="json")) | {"as_of": str(as_of_ts.date())}
                 | _input_params(fitted.churnlens),
                 metrics=_metrics(fitted),
@@ -548,22 +548,6 @@ def _ablation_table(result: BacktestResult) -> pd.DataFrame:
               "input features": row["input_features"]}, row)
             for run in result.runs for row in run.get("ablation", [])]
     return _metrics_frame(rows, _TABLE_COLUMNS + _PERIOD_COLUMNS)
-
-
-def _categories_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with its categorical columns (customer attributes) as plain text.
-
-    MLflow's signature has no categorical type: the input example and the evaluation
-    data go to it as text (missing: None), which the model reads by value, as it reads
-    a Categorical (the same risks).
-    """
-    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    if not categorical:
-        return frame
-    out = frame.copy()
-    for name in categorical:
-        out[name] = out[name].astype(object).where(out[name].notna(), None)
-    return out
 
 
 def _inputs_line(model: Any) -> str:

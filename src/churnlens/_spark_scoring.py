@@ -649,18 +649,12 @@ def _refuse_optional(tx: Any, role: str, column: str, source: str) -> None:
     accept after all (the SQL reads a subset of what pandas reads) are refused too: this
     reader has no pandas fallback.
     """
-    from churnlens._loading import DISCOUNT, QUANTITY, clean_text, parse_discounts
-    from churnlens._loading import _parse_amounts as parse_amounts
+    from churnlens._loading_sql import pandas_optional_rule
     from churnlens._spark_loading import _suspicious
     from churnlens._validation import format_bad_rows
 
     values = _suspicious(tx, role, f"{role}_suspicious")
-    if role == QUANTITY:
-        parse_amounts(values, source, column, True)
-    elif role == DISCOUNT:
-        parse_discounts(values, source, column, True)
-    else:
-        clean_text(values, source, column, True)
+    pandas_optional_rule(role, values, source, column)
     raise DataValidationError(
         f"column {column!r} in {source} has {len(values):,} values that only the pandas "
         f"loader reads: {format_bad_rows(values, file_rows=True)}. Suggestion: write plain "

@@ -23,7 +23,7 @@ import json
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,27 @@ class ChurnlensPyfunc(PythonModel):
         return pd.DataFrame({"churn_risk": self.artifact.churn_risk(frame)})
 
 
+def categories_as_values(frame: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """``frame`` with its categorical columns (and ``columns``) as their values.
+
+    The pandas ``Categorical`` columns (customer attributes) and any named in
+    ``columns`` become object columns of their values, missing as None: MLflow's
+    signature has no categorical type, so the input example and the evaluation data go
+    to it this way. The values themselves, not ``str(...)``: the model reads them by
+    value, as it reads a Categorical (the same risks). ``frame`` itself is returned when
+    there is nothing to convert.
+    """
+    names = [c for c in frame.columns
+             if c in columns or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not names:
+        return frame
+    out = frame.copy()
+    for name in names:
+        column = out[name].astype(object)
+        out[name] = column.where(column.notna(), None)
+    return out
+
+
 def _pyfunc_example_and_signature(example: pd.DataFrame, output: pd.DataFrame,
                                   categorical: list[str]) -> tuple[pd.DataFrame, Any]:
     """The pyfunc's input example and signature: categorical columns as their values.
@@ -98,11 +119,7 @@ def _pyfunc_example_and_signature(example: pd.DataFrame, output: pd.DataFrame,
 
     categorical = [name for name in example.columns if name in categorical
                    or isinstance(example[name].dtype, pd.CategoricalDtype)]
-    values = example.copy()
-    for name in categorical:
-        # the values themselves (not str(...)): the model matches categories by value
-        column = values[name].astype(object)
-        values[name] = column.where(column.notna(), None)
+    values = categories_as_values(example, categorical)
     signature = infer_signature(values, output)
     if categorical:
         signature.inputs = Schema([
