@@ -69,6 +69,10 @@ MODELS = ("churnlens", *BASELINES)
 REPORTED = (*MODELS, "paretonbd")
 AUC_TOLERANCE = 0.005
 LEVEL_TOLERANCE_POINTS = 1.5
+# Two errors that differ by less than this (in points) are the same error: churnlens as
+# BG/NBD alone turns BG/NBD's probabilities into logits and back, which moves the cohort
+# retention by about 1e-8 points (one_time 2023-09-29 failed by 1.0e-8 without it).
+ROUNDING_POINTS = 1e-6
 STATED_COVERAGE = 95.0
 # The model's warning when the history is shorter than a year plus the horizon.
 SHORT_HISTORY_WARNING = "no full season of history"
@@ -217,7 +221,8 @@ def check_rules(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     ``auc``: churnlens >= best baseline - 0.005. ``cohort_retention`` (the acceptance
     rule) and ``crr`` (reported): churnlens' error <= max(1.5 points, the smallest
-    baseline error).
+    baseline error), errors within :data:`ROUNDING_POINTS` of each other counting as
+    equal.
     """
     ours = models["churnlens"]
     best = max(BASELINES, key=lambda name: _number(models[name]["auc"], -math.inf))
@@ -237,7 +242,8 @@ def check_rules(models: dict[str, dict[str, Any]]) -> dict[str, Any]:
         rules[rate] = {
             "error": error, "best_baseline": closest,
             "best_baseline_error": models[closest][rate]["error"], "allowed": allowed,
-            "excess": error - allowed, "pass": bool(error <= allowed),
+            "excess": error - allowed,
+            "pass": bool(error <= allowed + ROUNDING_POINTS),
         }
     return rules
 
@@ -659,7 +665,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
     top.axhline(0, color="grey", linewidth=0.5)
     top.set_ylabel("churnlens AUC - best baseline AUC")
     top.legend(loc="lower right")
-    bottom.bar(x, errors, color=["tab:green" if e <= a else "tab:red"
+    bottom.bar(x, errors, color=["tab:green" if e <= a + ROUNDING_POINTS else "tab:red"
                                  for e, a in zip(errors, allowed, strict=True)])
     bottom.scatter(x, allowed, marker="_", s=300, color="black", zorder=3,
                    label="allowed: max(1.5, closest baseline's error)")

@@ -186,6 +186,20 @@ def test_level_allowance_is_never_below_one_and_a_half_points() -> None:
     assert not bench.check_rules(models)["cohort_retention"]["pass"]  # 1.6 > 1.5
 
 
+def test_the_same_prediction_up_to_rounding_meets_the_level_rule() -> None:
+    # one_time 2023-09-29: churnlens as BG/NBD alone was 2.031645931 points off, the
+    # BG/NBD baseline 2.031645921 (logits and back): the same prediction, so a pass
+    models = {"churnlens": _metrics(0.8, 57.0 + 2.031645931, 57.0),
+              "recency": _metrics(0.8, 57.0 - 5.2, 57.0),
+              "logistic": _metrics(0.8, 57.0 - 2.5, 57.0),
+              "bgnbd": _metrics(0.8, 57.0 + 2.031645921, 57.0)}
+    rule = bench.check_rules(models)["cohort_retention"]
+    assert rule["best_baseline"] == "bgnbd" and rule["excess"] > 0
+    assert rule["pass"]
+    models["churnlens"] = _metrics(0.8, 57.0 + 2.0326, 57.0)  # a thousandth of a point
+    assert not bench.check_rules(models)["cohort_retention"]["pass"]
+
+
 def test_summary_worst_cases_and_coverage() -> None:
     def case(regime: str, ours: dict[str, Any]) -> dict[str, Any]:
         models = {"churnlens": ours, **{b: _metrics(0.8, 50.0, 50.0, low=49, high=51)
