@@ -7,14 +7,15 @@ import ipaddress
 import os
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope
 
 from churnlens.exceptions import ChurnlensError
 
-__all__ = ["ALLOWED_HOSTS_ENV", "FORM_POST_PATHS", "SIGN_IN_PATH", "RequestGuard",
-           "SignInRequired", "add_exception_handlers", "allowed_hosts_from_env",
-           "unprocessable"]
+__all__ = ["ALLOWED_HOSTS_ENV", "FORM_POST_BYTES", "FORM_POST_PATHS", "SIGN_IN_PATH",
+           "RequestGuard", "SignInRequired", "add_exception_handlers",
+           "allowed_hosts_from_env", "unprocessable"]
 
 ALLOWED_HOSTS_ENV = "CHURNLENS_ALLOWED_HOSTS"
 # The web page's sign-in form (churnlens.api.routes.session).
@@ -22,6 +23,9 @@ SIGN_IN_PATH = "/sign-in"
 # The only POSTs that may be an HTML form (application/x-www-form-urlencoded): sign-in
 # and sign-out, which check the Origin themselves; every other POST must be JSON.
 FORM_POST_PATHS = frozenset({"/session", "/session/sign-out"})
+# Their bodies hold one key (at most 1,000 characters): anything larger is refused (413)
+# before it is read or parsed, as these paths answer clients without a key.
+FORM_POST_BYTES = 16 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -55,10 +59,18 @@ async def _churnlens_error(request: Request, exc: Exception) -> JSONResponse:
         "detail": [{"loc": [], "msg": str(exc), "type": "value_error"}]})
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed the connection before its body was all sent (a Content-Length
+    # longer than the body, a client that gave up): nobody to answer, nothing to log
+    # (it was an "Exception in ASGI application" traceback in the server log each time).
+    return Response(status_code=400)
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Install the API's exception handlers on ``app``."""
     app.add_exception_handler(ChurnlensError, _churnlens_error)
     app.add_exception_handler(SignInRequired, _sign_in)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
 
 
 def allowed_hosts_from_env() -> frozenset[str]:
@@ -110,12 +122,20 @@ class RequestGuard:
       own domain name to 127.0.0.1 (DNS rebinding) sends its own name and is refused.
     - **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is
       refused before a byte of the body is read; a body without one is counted as it
-      arrives (:meth:`limited`), so memory stays flat whatever is sent.
+      arrives (:meth:`limited`), so memory stays flat whatever is sent. The sign-in and
+      sign-out bodies (:data:`FORM_POST_PATHS`, open to clients without a key) are
+      limited to :data:`FORM_POST_BYTES`.
+    - **Content encoding** (415): a body with a ``Content-Encoding`` other than
+      ``identity`` (gzip, deflate...) is refused: bodies are read as sent, never
+      decompressed (a compressed body would be parsed as garbage, and an expanded one
+      would escape the size limit).
     - **Content type** (415): a ``POST`` must say ``Content-Type: application/json``
       (``; charset=utf-8`` allowed). A web page can send other types without asking
       the browser's permission first (no CORS preflight); JSON it cannot. The sign-in
       and sign-out forms (:data:`FORM_POST_PATHS`) may also be
-      ``application/x-www-form-urlencoded``: they check the ``Origin`` themselves.
+      ``application/x-www-form-urlencoded``: they check the ``Origin`` themselves. A
+      request with more than one ``Content-Type`` header is refused too (the check and
+      the route would read different ones).
 
     Parameters
     ----------
@@ -133,14 +153,18 @@ class RequestGuard:
 
     def refusal(self, scope: Scope) -> JSONResponse | None:
         """The answer refusing this request, or None when it may go on."""
-        host = content_type = length = None
+        host = content_type = length = encoding = None
+        content_types = 0
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1")
             elif name == b"content-type":
+                content_types += 1
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 length = value
+            elif name == b"content-encoding" and value.strip().lower() != b"identity":
+                encoding = value.decode("latin-1")
         server = scope.get("server")
         if (host is not None and server and _is_loopback_address(str(server[0]))
                 and not self._loopback_name(_host_name(host))):
@@ -150,8 +174,18 @@ class RequestGuard:
                 "against DNS rebinding). Suggestion: call http://127.0.0.1:PORT, or list "
                 f"the name in ${ALLOWED_HOSTS_ENV}.")}, status_code=400)
         # (an invalid Content-Length is the server's to refuse: it never gets here)
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            return JSONResponse({"detail": self.too_large}, status_code=413)
+        limit = self.body_limit(scope)
+        if length is not None and length.isdigit() and int(length) > limit:
+            return JSONResponse({"detail": self._too_large(limit)}, status_code=413)
+        if encoding is not None:
+            return JSONResponse({"detail": (
+                f"Content-Encoding {encoding[:100]!r} is not supported: request bodies are "
+                "read as sent, never decompressed. Suggestion: send the body uncompressed "
+                "(no Content-Encoding header).")}, status_code=415)
+        if content_types > 1:
+            return JSONResponse({"detail": (
+                f"{content_types} Content-Type headers: a request has one. Suggestion: send "
+                "the header Content-Type: application/json once.")}, status_code=415)
         if (scope["method"] == "POST" and not _json_content_type(content_type or "")
                 and not (scope["path"] in FORM_POST_PATHS
                          and _form_content_type(content_type or ""))):
@@ -166,16 +200,29 @@ class RequestGuard:
         return (name == "localhost" or _is_loopback_address(name)
                 or name in self.allowed_hosts)
 
-    def limited(self, receive: Receive) -> Receive:
-        """``receive`` that counts the body as it arrives: 413 once over the limit."""
+    def body_limit(self, scope: Scope) -> int:
+        """The largest body accepted for this request (:data:`FORM_POST_BYTES` for the
+        sign-in and sign-out forms, ``max_body_bytes`` otherwise)."""
+        if scope["path"] in FORM_POST_PATHS:
+            return min(FORM_POST_BYTES, self.max_body_bytes)
+        return self.max_body_bytes
+
+    def _too_large(self, limit: int) -> str:
+        return self.too_large if limit == self.max_body_bytes else (
+            f"request body over {limit:,} bytes")
+
+    def limited(self, receive: Receive, scope: Scope | None = None) -> Receive:
+        """``receive`` that counts the body as it arrives: 413 once over the limit (of
+        ``scope``'s path: :meth:`body_limit`; ``max_body_bytes`` without one)."""
         seen = 0
+        limit = self.max_body_bytes if scope is None else self.body_limit(scope)
 
         async def counted() -> Message:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_body_bytes:
-                raise HTTPException(413, detail=self.too_large)
+            if seen > limit:
+                raise HTTPException(413, detail=self._too_large(limit))
             return message
 
         return counted

@@ -60,7 +60,7 @@ class FastScoreAPI(FastAPI):
             if refused is not None:
                 await refused(scope, receive, send)
                 return
-            receive = self.guard.limited(receive)
+            receive = self.guard.limited(receive, scope)
         if self.score_direct is not None and scope["type"] == "http":
             flags = self._direct_flags(scope)
             if flags is not None:

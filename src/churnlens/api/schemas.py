@@ -70,6 +70,9 @@ MAX_FACET_VALUES = 200
 DATE_MIN, DATE_MAX = PLAUSIBLE_DATES
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The longest timestamp text read: "2024-03-05T14:30:00.123456789+01:00" takes 35; longer
+# text is no ISO 8601 timestamp the loader reads (and is not echoed back in full).
+MAX_TIMESTAMP_LENGTH = 64
 
 
 def _iso_text(value: Any) -> Any:
@@ -102,6 +105,9 @@ def _timestamp_text(value: Any) -> str:
     request is scored, so the API and ``load_transactions`` give the same time.
     """
     _iso_text(value)
+    if len(value) > MAX_TIMESTAMP_LENGTH:
+        raise ValueError(f"not an ISO 8601 date or date-time: {value[:40]!r}... (longer "
+                         f"than {MAX_TIMESTAMP_LENGTH} characters)")
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -117,7 +123,8 @@ def _checked_date(value: dt.date) -> dt.date:
 
 
 Timestamp = Annotated[str, BeforeValidator(_timestamp_text),
-                      WithJsonSchema({"type": "string", "format": "date-time"})]
+                      WithJsonSchema({"type": "string", "format": "date-time",
+                                      "maxLength": MAX_TIMESTAMP_LENGTH})]
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date_text), AfterValidator(_checked_date)]
 CustomerId = (Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
               | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)])

@@ -9,6 +9,7 @@ snapshot serving and says why.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import gc
@@ -595,6 +596,11 @@ class StateHolder:
         self.error: str | None = None  # why the last reload failed (None: it did not)
         self.failed_at: str | None = None  # when it failed (UTC, ISO 8601)
         self._lock = threading.Lock()
+        # POST /reload (reload_shared): the reload waiting to start, shared by every
+        # request arriving meanwhile, and the turn of the reloads (per event loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn: asyncio.Lock | None = None
+        self._next: asyncio.Task[tuple[ServingState, str | None]] | None = None
 
     @property
     def public_error(self) -> str | None:
@@ -640,4 +646,27 @@ class StateHolder:
                 # flat over 8 reloads of a 10,000-customer base).
                 gc.freeze()
         return fresh, None
+
+    async def reload_shared(self) -> tuple[ServingState, str | None]:
+        """:meth:`reload` for ``POST /reload``: one reload at a time, shared by requests.
+
+        A request waits for a reload that starts after it arrived: the one waiting for
+        the reload under way to finish, which every request arriving meanwhile shares.
+        However many requests arrive together, at most one reload runs and one waits
+        (before, each ran its own, one after another, each holding a worker thread);
+        the reload runs in a worker thread, never on the event loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._turn is None:  # (a test client may run
+            self._loop, self._turn, self._next = loop, asyncio.Lock(), None  # several)
+        if self._next is None:
+            self._next = loop.create_task(self._next_reload(self._turn))
+        # shielded: a client that goes away does not cancel the reload others wait for
+        return await asyncio.shield(self._next)
+
+    async def _next_reload(self, turn: asyncio.Lock) -> tuple[ServingState, str | None]:
+        async with turn:  # after the reload under way
+            if self._next is asyncio.current_task():
+                self._next = None  # requests arriving from now on wait for the next one
+            return await asyncio.to_thread(self.reload)
 

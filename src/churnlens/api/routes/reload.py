@@ -11,9 +11,12 @@ router = APIRouter(tags=["service"], dependencies=secured, responses=E401)
 
 
 @router.post("/reload", response_model=ReloadResult, responses=E415)
-def reload(holder: Holder) -> ReloadResult:
-    """Reload the model alias and the data; on failure keep serving the old ones."""
-    state, error = holder.reload()
+async def reload(holder: Holder) -> ReloadResult:
+    """Reload the model alias and the data; on failure keep serving the old ones.
+
+    One reload runs at a time: requests arriving while one waits to start share it (and
+    its answer), so requests sent together cost at most two reloads."""
+    state, error = await holder.reload_shared()
     return ReloadResult(reloaded=error is None, model_version=state.artifact.version,
                         data_as_of=state.as_of, customers_scored=len(state.scores),
                         error=error)
