@@ -382,6 +382,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
+    if file.is_dir():
+        raise ConfigError(f"{file} is a folder, not a config file. Suggestion: name the "
+                          "YAML file itself (for example configs/default.yaml).")
     if not file.is_file():
         raise ConfigError(f"{file}: no such config file. Suggestion: check the path.")
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime as dt
+import glob
 import io
 import json
 import math
@@ -27,7 +28,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,17 @@ TABLE_SUFFIXES = (".csv", ".parquet")
 _METADATA_KEY = b"churnlens"
 
 
-def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]) -> Path:
+def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...],
+                      inputs: Mapping[str, str | os.PathLike[str] | None] | None = None
+                      ) -> Path:
     """Check an output file path before any work is done.
 
     The suffix is known, the path is not a folder, and its folder exists and takes a
     new file (a temporary file is created and removed there, which also catches
-    read-only file systems and folders without write permission).
+    read-only file systems and folders without write permission). ``inputs`` maps the
+    option of each file the command reads (``--transactions``...) to its path or glob
+    pattern (``None``: not given): the output must not be one of them, or the run would
+    replace its own input.
 
     Raises
     ------
@@ -86,7 +92,32 @@ def check_output_path(path: str | os.PathLike[str], *, suffixes: tuple[str, ...]
             f"{out}: {parent} is a file, not a folder. Suggestion: choose another path."
         )
     _require_writable_folder(parent, what=str(out))
+    _require_not_an_input(out, inputs or {})
     return out
+
+
+def _require_not_an_input(out: Path, inputs: Mapping[str, str | os.PathLike[str] | None]
+                          ) -> None:
+    """Refuse an output that is one of the command's input files (the same file, by any
+    path: a link, ``./``, a glob pattern that matches it)."""
+    if not out.exists():
+        return
+    for flag, given in inputs.items():
+        if given is None:
+            continue
+        text = os.fspath(given)
+        matches = glob.glob(text) if glob.has_magic(text) else [text]
+        for candidate in matches:
+            try:
+                same = os.path.samefile(out, candidate)
+            except OSError:  # a missing input: its reader says so
+                continue
+            if same:
+                raise ChurnlensError(
+                    f"{out} is also the input file of {flag} ({candidate}): writing the "
+                    "output there would replace what the command reads. Suggestion: "
+                    "choose another output file name."
+                )
 
 
 def check_output_folder(path: str | os.PathLike[str]) -> Path:

@@ -617,6 +617,28 @@ def check_parquet_columns(path: Path, wanted: dict[str, str], required: dict[str
     require_columns(schema.names, required, source=str(path))
     _require_optional(schema.names, wanted, str(path))
     require_unique_columns(schema.names, wanted.values(), source=str(path))
+    _require_flat_columns(schema, wanted, path)
+
+
+# The options that name each column of the contract, for messages.
+_COLUMN_FLAGS = {CUSTOMER: "--customer-col", TIMESTAMP: "--time-col", AMOUNT: "--amount-col"}
+
+
+def _require_flat_columns(schema: pa.Schema, wanted: dict[str, str], path: Path) -> None:
+    """Refuse a wanted column of nested values (struct, list, map): one value per row is
+    the contract, and a nested id would otherwise become its text (or fail to convert)."""
+    for role, name in wanted.items():
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_nested(kind):
+            flag = _COLUMN_FLAGS.get(role)
+            other = f", or map another column with {flag}" if flag else ""
+            raise DataValidationError(
+                f"column {name!r} in {path} holds nested values ({kind}), not one plain "
+                f"value per row. Suggestion: write the field you mean as its own column "
+                f"(one value per row){other}."
+            )
 
 
 def arrow_frame(table: pa.Table) -> pd.DataFrame:
@@ -724,6 +746,29 @@ def _require_delimiter(header: list[str], line: str, delimiter: str,
             )
 
 
+# The first bytes of files often handed over as CSV: what each is, and what to do.
+_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed", "name it .csv.gz (it is then read as it is), or "
+                                     "decompress it with gunzip"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?)",
+     "export the sheet as UTF-8 CSV (in Excel: Save As > CSV UTF-8), or unzip it"),
+    (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8, for example with "
+                                 "iconv -f utf-16 -t utf-8"),
+    (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8, for example with "
+                                 "iconv -f utf-16 -t utf-8"),
+)
+
+
+def _known_binary(path: Path, first: bytes) -> DataValidationError | None:
+    """The error for a file that is not UTF-8 text but a known kind of file, from its
+    first bytes (``None``: unknown)."""
+    for magic, kind, suggestion in _MAGIC:
+        if first.startswith(magic):
+            return DataValidationError(
+                f"{path}: is {kind}, not UTF-8 CSV text. Suggestion: {suggestion}.")
+    return None
+
+
 def _read_header_line(path: Path) -> str:
     import pyarrow as _pa  # compressed files are opened through pyarrow's codecs
 
@@ -735,6 +780,9 @@ def _read_header_line(path: Path) -> str:
         decoder = codecs.getincrementaldecoder("utf-8-sig")()
         text = decoder.decode(first, final=len(first) < 1 << 16)
     except UnicodeDecodeError as exc:
+        known = _known_binary(path, first)
+        if known is not None:
+            raise known from exc
         raise DataValidationError(
             f"{path}: is not UTF-8 text (is it a spreadsheet or a binary file?). "
             "Suggestion: export it as UTF-8 CSV."

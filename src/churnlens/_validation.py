@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -97,17 +98,25 @@ def require_columns(
     lower = {c.lower().strip(): c for c in found}
     hints = []
     for role, name in missing.items():
-        candidates = [lower[a] for a in (name.lower(), *_ALIASES.get(role, ())) if a in lower]
+        candidates = [lower[a] for a in (name.lower().strip(), role, *_ALIASES.get(role, ()))
+                      if a in lower]
         if candidates and role in _FLAGS:
+            # quoted for the shell when needed: a name with spaces stays one value
             hints.append(
-                f"map it with {_FLAGS[role]} {candidates[0]} (CLI) or "
+                f"map it with {_FLAGS[role]} {shlex.quote(candidates[0])} (CLI) or "
                 f"{_KWARGS[role]}={candidates[0]!r} (Python)"
             )
+        elif candidates:  # an optional or extra column (--segment-col, --order-col...)
+            hints.append(f"it is named {candidates[0]!r} here (names are case-sensitive)")
     names = ", ".join(repr(n) for n in missing.values())
-    hint = "; ".join(hints) if hints else (
-        "name the columns with --customer-col, --time-col and --amount-col (CLI) or "
-        "customer_col=, time_col=, amount_col= (Python)"
-    )
+    if hints:
+        hint = "; ".join(hints)
+    elif any(role in _FLAGS for role in missing):
+        hint = ("name the columns with --customer-col, --time-col and --amount-col (CLI) "
+                "or customer_col=, time_col=, amount_col= (Python)")
+    else:  # only columns an option asked for by name
+        hint = ("check the column name given to the option that asked for it (names are "
+                "case-sensitive), or leave the option out")
     raise MissingColumnError(
         f"missing required column{'s' if len(missing) > 1 else ''} {names}{_where(source)}; "
         f"columns found: {found}. Suggestion: {hint}."

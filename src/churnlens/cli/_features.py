@@ -57,7 +57,8 @@ def features(
     from churnlens._loading_sql import EngineLimits
     from churnlens._out_of_core import write_features_file
 
-    target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    target = check_output_path(out, suffixes=TABLE_SUFFIXES,
+                               inputs={**source.files(), **inputs.files()})
     as_of_date = parse_day(as_of)
     settings = source.settings(horizon_days=positive_days(horizon_days))
     windows = (_parse_windows(windows_days) if windows_days is not None

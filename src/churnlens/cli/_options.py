@@ -374,6 +374,10 @@ class TransactionInput:
                   "data.discount_col": self.discount_col, **overrides}
         return load_config(self.config, dotted, option_names=OPTION_NAMES)
 
+    def files(self) -> dict[str, Path | None]:
+        """The file read, by its option (``check_output_path(inputs=...)``)."""
+        return {"--transactions": self.path}
+
     def load(self, *, as_of: dt.date | None = None, extra_cols: Sequence[str] = (),
              settings: Settings | None = None) -> LoadResult:
         """Load and validate the transactions with the columns of ``settings``; an
@@ -494,6 +498,10 @@ class InputFiles:
     def given(self) -> bool:
         """Whether a customer table or an event table was given."""
         return self.customers_file is not None or self.events_file is not None
+
+    def files(self) -> dict[str, Path | None]:
+        """The files read, by option (``None``: not given; ``check_output_path(inputs=...)``)."""
+        return {"--customers-file": self.customers_file, "--events-file": self.events_file}
 
     def flags(self) -> list[str]:
         """The file flags given (``--customers-file``, ``--events-file``), for messages."""

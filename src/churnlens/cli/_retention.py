@@ -85,8 +85,11 @@ def retention(
         )
     if plot is not None and every is None:
         raise ChurnlensError("--plot draws a series. Suggestion: add --every quarter.")
-    csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
-    plot_path = check_output_path(plot, suffixes=FIGURE_SUFFIXES) if plot is not None else None
+    reads = source.files()
+    csv_path = (check_output_path(csv, suffixes=(".csv",), inputs=reads)
+                if csv is not None else None)
+    plot_path = (check_output_path(plot, suffixes=FIGURE_SUFFIXES, inputs=reads)
+                 if plot is not None else None)
     first = parse_optional_day(start, flag="--start")
     last = parse_optional_day(end, flag="--end")
     positive_days(window_days, flag="--window-days")
@@ -164,8 +167,11 @@ def cohorts(
     from churnlens._retention import cohort_table
     from churnlens.plots import FIGURE_SUFFIXES
 
-    out_path = check_output_path(out, suffixes=FIGURE_SUFFIXES) if out is not None else None
-    csv_path = check_output_path(csv, suffixes=(".csv",)) if csv is not None else None
+    reads = source.files()
+    out_path = (check_output_path(out, suffixes=FIGURE_SUFFIXES, inputs=reads)
+                if out is not None else None)
+    csv_path = (check_output_path(csv, suffixes=(".csv",), inputs=reads)
+                if csv is not None else None)
     last = parse_optional_day(end, flag="--end")
     with _engine(engine, master) as spark:
         loaded = _load(source, as_of, segment_col, spark)

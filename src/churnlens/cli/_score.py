@@ -78,7 +78,8 @@ def score(
     from churnlens._validation import require_choice
 
     require_choice(engine, name="--engine", allowed=ENGINES)
-    target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    target = check_output_path(out, suffixes=TABLE_SUFFIXES,
+                               inputs={**source.files(), **inputs.files()})
     summary_path = target.with_name(target.name + ".summary.json")
     as_of_date = parse_day(as_of)
     horizon_days = positive_days(horizon_days)
@@ -282,7 +283,7 @@ def at_risk(
     kind = "all" if every else "win-back" if win_back else "campaign"
     terms = profit_terms(cost_per_contact, save_rate, margin,
                          names=("--cost-per-contact", "--save-rate", "--margin"))
-    target = check_output_path(out, suffixes=TABLE_SUFFIXES)
+    target = check_output_path(out, suffixes=TABLE_SUFFIXES, inputs={"--scores": scores})
     horizon_days = positive_days(horizon_days)
     frame = _read_scores(scores)
     wanted = _attribute_filters(attribute, scores)
