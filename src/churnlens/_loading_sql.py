@@ -413,7 +413,18 @@ def _connect(limits: EngineLimits) -> tuple[duckdb.DuckDBPyConnection, str | Non
     if folder is None:
         folder = made = tempfile.mkdtemp(prefix="churnlens-duckdb-")
     else:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # missing parent on a read-only file system, a file...
+            con.close()
+            why = ("it is a file, not a folder" if Path(folder).is_file()
+                   else exc.strerror or str(exc))
+            raise ChurnlensError(
+                f"cannot use {folder} as the engine's spill folder (engine.temp_directory): "
+                f"{why}. Suggestion: set engine.temp_directory to a folder "
+                "that can be created and written, or remove it (a fresh temporary folder "
+                "is used)."
+            ) from None
     con.execute("SET temp_directory = ?", [folder])
     con.execute("SET TimeZone = 'UTC'")
     # Memory a query freed goes back to the system in the background: without this the
@@ -483,14 +494,6 @@ class _Rules:
         parts += [f"{self._ident(role)} AS {self._ident('raw_' + role)}"
                   for role in (TIMESTAMP, AMOUNT, QUANTITY, DISCOUNT) if role in self.wanted]
         return parts
-
-    def optional_columns(self, role: str) -> list[str]:
-        """The select items of one optional column alone (a quantity or a discount: its
-        value, then its ``*_suspicious`` flag; a category or channel: its text), for a
-        reader with rules of its own for the others (``_spark_scoring``)."""
-        if role in (CATEGORY, CHANNEL):
-            return [self._text(role)]
-        return self._discount() if role == DISCOUNT else self._number(role)
 
     def _text(self, role: str) -> str:
         """A category or channel: text without surrounding spaces; empty is missing."""

@@ -15,7 +15,8 @@
   a first pass, as the embedded engine does.
 
 Results are Spark DataFrames; ``score_file_with_spark`` (``churnlens score --engine
-spark``) also writes them through pandas for the CLI.
+spark``) also writes them through pandas for the CLI, reading the file by the loader's
+contract on Spark (:func:`read_transactions`, the reader ``train --engine spark`` uses).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from churnlens._scoring import (
     score_batch,
     summary_document,
 )
-from churnlens.exceptions import DataValidationError, EmptyDataError
 
 __all__ = ["feature_profile_spark", "score_file_with_spark", "score_spark", "summarise_spark"]
 
@@ -435,9 +435,12 @@ def score_file_with_spark(
 ) -> ScoreResult:
     """``churnlens score --engine spark``: read a file with Spark, score, collect.
 
+    ``transactions``: a CSV or Parquet file, a glob or a directory of Parquet files,
+    read and checked by :func:`read_transactions` (the loader's rules and errors).
     Uses the active Spark session if there is one (and leaves it running), else starts
     one on ``master`` and stops it at the end. Returns the scores as pandas (sorted by
-    customer id, as the embedded engine) and the summary. ``inputs``: as for
+    customer id, as the embedded engine) and the summary (its ``cleaning``: the
+    cleaning report, as the embedded engine's). ``inputs``: as for
     :func:`churnlens._scoring.score_file` (checked before Spark starts); the scores then
     carry the attribute columns and the summary its ``inputs`` block, as the embedded
     engine's.
@@ -516,172 +519,34 @@ def _session(master: str, say: Progress) -> tuple[Any, bool]:
 
 def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
                       settings: Settings) -> tuple[Any, dict[str, Any]]:
-    """Read and check a transactions file with Spark: ``customer_id, timestamp, amount``.
+    """The transactions ``churnlens score --engine spark`` scores: the loader's contract.
 
-    CSV columns are read as text (ids keep their leading zeros). Unparseable or missing
-    timestamps and amounts are errors naming the file, the column and example values;
-    rows without a customer id are dropped and counted, as are rows after ``as_of``.
-    The optional quantity, discount, category and channel columns follow the loader's
-    rules, with its messages (:func:`_refuse_optional`).
+    :func:`churnlens._spark_loading.load_transactions_spark` on ``path`` (a CSV or
+    Parquet file, a glob, or a directory of Parquet files, partitioned or not) with the
+    options of ``settings.data`` (column names, the optional columns, ``time_format``,
+    ``delimiter``, ``max_staleness_days``) and ``as_of``, as ``train --engine spark``
+    reads. So the rules are those of :func:`churnlens._loading.load_transactions` and of
+    the DuckDB engine, with their errors and messages: customer ids by the id rule
+    (``12.0`` is ``12``, missing-id words dropped), timestamps in UTC, the optional
+    columns by their rules (order ids as given), rows without an id or after ``as_of``
+    dropped and counted, stale data refused; values only the pandas rules read send a
+    single file to the pandas loader, and several files are refused.
+
+    Returns
+    -------
+    tuple
+        The clean rows (a lazy Spark DataFrame: ``customer_id``, ``timestamp``
+        (``TIMESTAMP_NTZ``), ``amount`` and the optional columns mapped, by their clean
+        names) and the cleaning report as JSON-ready values (the summary's ``cleaning``,
+        as the DuckDB engine's).
     """
-    from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
+    from churnlens._io import json_ready
+    from churnlens._spark_loading import load_transactions_spark
 
-    from churnlens._loading import CATEGORY, CHANNEL, DISCOUNT, MISSING_ID_TEXT, QUANTITY
-    from churnlens._loading_sql import _ident, _Rules
-    from churnlens._spark_loading import _TYPES
-    from churnlens._validation import require_columns, require_recent_data
-
-    source = Path(path)
-    if not source.exists():
-        raise DataValidationError(f"{source}: no such file. Suggestion: check the path.")
-    name = source.name.lower()
-    if name.endswith((".parquet", ".pq", ".parq")) or source.is_dir():
-        raw = spark.read.parquet(str(source))
-    else:
-        sep = settings.data.delimiter or ("\t" if ".tsv" in name else ",")
-        raw = spark.read.option("header", True).option("sep", sep).csv(str(source))
-    data = settings.data
-    wanted = {"customer_id": data.customer_col, "timestamp": data.time_col,
-              "amount": data.amount_col}
-    # the optional columns mapped (order_col, quantity_col, category_col, channel_col,
-    # discount_col): clean names, text or numbers, for the input features
-    options = data.loader_options()
-    optional: dict[str, str] = {clean: str(options[f"{key}_col"]) for clean, key in (
-        ("order_id", "order"), ("quantity", "quantity"), ("category", "category"),
-        ("channel", "channel"), ("discount", "discount")) if options.get(f"{key}_col")}
-    require_columns(list(raw.columns), {**wanted, **optional}, source=str(source))
-    types = dict(raw.dtypes)
-    # a quantity, discount, category or channel: the loader's rules in Spark SQL (as
-    # _spark_loading reads them); values they do not accept are flagged, and counted in
-    # the one check scan below. A column type they do not read flags every row.
-    ruled = {role: column for role, column in optional.items()
-             if role in (QUANTITY, CATEGORY, CHANNEL, DISCOUNT)}
-    rules = _Rules({role: role for role in ruled},
-                   {role: _TYPES.get(types[column], types[column].upper())
-                    for role, column in ruled.items()}, dialect="spark")
-    flagged = [role for role in ruled if role in (QUANTITY, DISCOUNT) or role in rules.unhandled]
-
-    def parsed(role: str, target: str) -> Any:
-        column = F.col(f"`{wanted[role]}`")
-        if types[wanted[role]] != "string":
-            return column.cast(target)
-        if role == "timestamp" and data.time_format:
-            return F.expr(f"try_to_timestamp(`{wanted[role]}`, "
-                          f"'{_java_pattern(data.time_format)}')")
-        return F.expr(f"try_cast(`{wanted[role]}` AS {target.upper()})")
-
-    ids = F.col(f"`{wanted['customer_id']}`")
-    blank = ids.isNull() | F.lower(F.trim(ids.cast("string"))).isin(list(MISSING_ID_TEXT))
-    staged = raw.select(
-        F.when(blank, None).otherwise(ids).alias("customer_id"),
-        parsed("timestamp", "timestamp").alias("timestamp"),
-        parsed("amount", "double").alias("amount"),
-        F.col(f"`{wanted['timestamp']}`").cast("string").alias("_raw_timestamp"),
-        F.col(f"`{wanted['amount']}`").cast("string").alias("_raw_amount"),
-        *[F.col(f"`{column}`").alias(clean) if clean in ruled
-          else _optional_column(F, clean, column) for clean, column in optional.items()],
-    )
-    tx = staged.selectExpr(
-        *[_ident(name, "spark") for name in staged.columns if name not in ruled],
-        *[item for role in ruled for item in (
-            rules.optional_columns(role) if role not in rules.unhandled else
-            [f"CAST(NULL AS {'DOUBLE' if role in (QUANTITY, DISCOUNT) else 'STRING'}) "
-             f"AS {role}", f"true AS {role}_suspicious"])],
-        # the values as read, for the loader's messages
-        *[f"{_ident(role, 'spark')} AS {_ident('raw_' + role, 'spark')}" for role in flagged],
-    )
-    after = F.col("timestamp") >= F.lit(str(as_of + dt.timedelta(days=1))).cast("timestamp")
-    counts = tx.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(F.when(F.col("customer_id").isNull(), 1).otherwise(0)).alias("no_id"),
-        F.sum(F.when(F.col("timestamp").isNull(), 1).otherwise(0)).alias("bad_time"),
-        F.sum(F.when(F.col("amount").isNull() | F.isnan("amount"), 1).otherwise(0)
-              ).alias("bad_amount"),
-        F.sum(F.when(after, 1).otherwise(0)).alias("after"),
-        F.max(F.when(F.col("customer_id").isNotNull(), F.col("timestamp"))).alias("last"),
-        *[F.sum(F.when(F.col("customer_id").isNotNull() & F.col(f"{role}_suspicious"), 1)
-                .otherwise(0)).alias(f"bad_{role}") for role in flagged],
-    ).collect()[0]
-    for role, key, what in (("timestamp", "bad_time", "timestamps"),
-                            ("amount", "bad_amount", "numbers")):
-        if counts[key]:
-            bad = tx.where(F.col(role).isNull() | (F.isnan(role) if role == "amount"
-                                                   else F.lit(False)))
-            examples = [r[0] for r in bad.select(f"_raw_{role}").limit(5).collect()]
-            raise DataValidationError(
-                f"{source}: column {wanted[role]!r} has {counts[key]:,} missing values or "
-                f"values that are not {what}, e.g. {examples}. Suggestion: fix or drop those "
-                "rows" + (" or pass --time-format." if role == "timestamp" else "."))
-    for role in flagged:  # the loader's order: quantity, category, channel, discount
-        if counts[f"bad_{role}"]:
-            _refuse_optional(tx, role, optional[role], str(source))
-    if counts["rows"] == counts["no_id"]:
-        raise EmptyDataError(f"{source}: no row has a customer id in column "
-                             f"{wanted['customer_id']!r}. Suggestion: check --customer-col.")
-    if counts["rows"] - counts["no_id"] - counts["after"] <= 0:
-        raise EmptyDataError(f"{source}: no transactions on or before the as-of date {as_of}. "
-                             "Suggestion: choose a later --as-of date.")
-    if not counts["after"]:  # the loader's rule: the feed may have stopped
-        require_recent_data(as_of, counts["last"].date(),
-                            max_staleness_days=settings.data.max_staleness_days,
-                            source=str(source))
-    clean = tx.where(F.col("customer_id").isNotNull()).select("customer_id", "timestamp",
-                                                               "amount", *optional)
-    cleaning = {"source": str(source), "rows_read": int(counts["rows"]),
-                "dropped_missing_customer_id": int(counts["no_id"]),
-                "dropped_after_as_of": int(counts["after"]), "as_of": str(as_of)}
-    return clean, cleaning
-
-
-def _optional_column(F: Any, clean: str, column: str) -> Any:
-    """An optional transaction column read as text under its clean name (the order id;
-    the others follow the loader's rules)."""
-    text = F.trim(F.col(f"`{column}`").cast("string"))
-    return F.when(text == "", None).otherwise(text).alias(clean)
-
-
-def _refuse_optional(tx: Any, role: str, column: str, source: str) -> None:
-    """Raise the loader's error for the flagged values of an optional column.
-
-    As in ``_spark_loading``: only the flagged rows (with an id) come to the driver,
-    numbered by their place in the file, and the pandas rules judge them, raising the
-    error and message of :func:`churnlens._loading.load_transactions`. Values those rules
-    accept after all (the SQL reads a subset of what pandas reads) are refused too: this
-    reader has no pandas fallback.
-    """
-    from churnlens._loading_sql import pandas_optional_rule
-    from churnlens._spark_loading import _suspicious
-    from churnlens._validation import format_bad_rows
-
-    values = _suspicious(tx, role, f"{role}_suspicious")
-    pandas_optional_rule(role, values, source, column)
-    raise DataValidationError(
-        f"column {column!r} in {source} has {len(values):,} values that only the pandas "
-        f"loader reads: {format_bad_rows(values, file_rows=True)}. Suggestion: write plain "
-        "numbers and text (or integer codes), or score with --engine duckdb.")
-
-
-_STRFTIME_TO_JAVA = {"%Y": "yyyy", "%m": "MM", "%d": "dd", "%H": "HH", "%M": "mm",
-                     "%S": "ss", "%y": "yy", "%b": "MMM", "%f": "SSSSSS", "%%": "%"}
-
-
-def _java_pattern(strftime: str) -> str:
-    """A ``strftime`` format as a Spark datetime pattern (common directives only)."""
-    out, i = [], 0
-    while i < len(strftime):
-        piece = strftime[i:i + 2]
-        if piece.startswith("%"):
-            if piece not in _STRFTIME_TO_JAVA:
-                raise DataValidationError(
-                    f"--time-format {strftime!r}: {piece} is not supported with --engine "
-                    f"spark (supported: {sorted(_STRFTIME_TO_JAVA)}). Suggestion: use the "
-                    "duckdb engine or ISO 8601 timestamps.")
-            out.append(_STRFTIME_TO_JAVA[piece])
-            i += 2
-        else:
-            out.append(f"'{piece[0]}'" if piece[0].isalpha() else piece[0].replace("'", "''"))
-            i += 1
-    return "".join(out)
+    loaded = load_transactions_spark(path, spark=spark, **settings.data.loader_options(),
+                                     as_of=as_of)
+    cleaning: dict[str, Any] = json_ready(loaded.report.to_dict())
+    return loaded.transactions, cleaning
 
 
 def _collect(scores: Any) -> pd.DataFrame:
