@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shlex
 import zipfile
 from pathlib import Path
@@ -21,10 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
+from cli_support import run
 
 import churnlens
-from churnlens.cli import app
 
 SEED = 11
 
@@ -38,16 +36,6 @@ def folder(tmp_path_factory) -> Path:
     tx.to_csv(root / "tx.csv", index=False)
     tx.to_parquet(root / "tx.parquet", index=False)
     return root
-
-
-def run(cwd: Path, *args: str | Path) -> tuple[int, str, str]:
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(old)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
+from cli_support import run
 from typer.testing import CliRunner
 
 import churnlens
@@ -77,16 +78,6 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
                        folder / "bundle")
     assert code == 0, err
     return {path.name: path for path in folder.iterdir()}
-
-
-def run(cwd: Path, *args: str | Path) -> tuple[int, str, str]:
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        os.chdir(old)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @dataclasses.dataclass(frozen=True)
