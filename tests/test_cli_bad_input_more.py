@@ -5,14 +5,20 @@ Cases: an output path that is one of the command's own inputs (it used to be rep
 by the output), Parquet columns of nested values (a crash, or ids silently turned into
 text), an unusable ``engine.temp_directory`` (a crash), hints for missing columns that
 could not be followed (a name with spaces, an option other than the three column flags),
-compressed or UTF-16 files named ``.csv``, and a folder given as ``--config``.
+compressed or UTF-16 files named ``.csv``, a folder given as ``--config``, ``at-risk``
+options named by their flags, scores and campaign lists that are empty, compressed or
+folders, an unknown ``runs:/`` id and an unreachable tracking server, and the unit of
+epoch timestamps in Parquet.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shlex
+import socket
+import time
 import zipfile
 from pathlib import Path
 
@@ -23,6 +29,8 @@ import pytest
 from cli_support import run
 
 import churnlens
+from churnlens._io import write_table
+from churnlens.exceptions import ChurnlensError
 
 SEED = 11
 
@@ -51,6 +59,13 @@ def one_error_line(code: int, err: str) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and "Suggestion:" in lines[0], lines[0]
     return lines[0]
+
+
+def the_error_line(code: int, err: str) -> str:
+    """As :func:`one_error_line`, for a command that says what it is loading first."""
+    errors = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    return one_error_line(code, errors[0])
 
 
 # --- an output that is one of the inputs ----------------------------------------------
@@ -257,3 +272,250 @@ def test_a_config_folder_is_named_as_a_folder(folder, tmp_path) -> None:
                                "--config", "configs")[::2])
     assert "configs is a folder, not a config file" in line, line
     assert "no such" not in line
+
+
+# --- at-risk options ------------------------------------------------------------------
+
+
+def hand_scores() -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": ["a", "b", "c", "d", "e", "f", "g"],
+        "churn_risk": [0.95, 0.5, 0.99, 0.2, 0.8, 0.45, 0.97],
+        "risk_band": ["high", "medium", "high", "low", "high", "medium", "high"],
+        "value_at_risk": [10.0, 30.0, 90.0, 1.0, 30.0, 5.0, 80.0],
+        "expected_value": [20.0, 60.0, 95.0, 5.0, 40.0, 10.0, 85.0],
+        "recency_days": [40, 100, 400, 3, 181, 0, 182],
+        "segment": ["loyal", "loyal", "lost", "new", "at risk", "new", "lost"],
+    })
+
+
+@pytest.fixture(scope="module")
+def scores(tmp_path_factory) -> Path:
+    """Scores as churnlens score writes them (a 91-day model), by hand."""
+    path = tmp_path_factory.mktemp("scores") / "scores.parquet"
+    write_table(hand_scores(), path, metadata={"horizon_days": "91"})
+    return path
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--top", "-1"), ("--top must be at least 1", "got -1", "--top 100")),
+    (("--top", "0", "--all"), ("--top must be at least 1", "--top 100")),
+    (("--min-risk", "2"), ("--min-risk must be a churn risk between 0 and 1", "got 2.0",
+                           "--min-risk 0.7")),
+    (("--min-risk", "-0.5", "--win-back"), ("--min-risk must be", "--min-risk 0.7")),
+    (("--sort", "fastest"), ("--sort must be one of", "got 'fastest'",
+                             "use one of churn_risk, value_at_risk")),
+    (("--sort", "fastest", "--cost-per-contact", "2", "--save-rate", "0.2"),
+     ("--sort must be one of", "expected_profit")),
+    (("--sort", "expected_profit"), ("--sort expected_profit orders a list sized by profit",
+                                     "--cost-per-contact")),
+    (("--band", "urgent"), ("--band must be one of", "use one of high, medium, low")),
+    (("--segment", "vip", "--all"), ("--segment 'vip' not found",
+                                     "segments in the scores", "--segment 'at risk'")),
+])
+def test_at_risk_option_errors_name_the_flag(args, says, scores, tmp_path) -> None:
+    before = snapshot(scores.parent)
+    line = one_error_line(*run(tmp_path, "at-risk", "--scores", scores, "-o",
+                               tmp_path / "list.csv", *args)[::2])
+    flag = args[0]
+    assert line.startswith(f"error: {flag} "), line  # not the Python parameter's name
+    for fragment in says:
+        assert fragment in line, (fragment, line)
+    assert not (tmp_path / "list.csv").exists()
+    assert snapshot(scores.parent) == before
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"top": 0}, ("top must be at least 1", "top=100")),
+    ({"min_risk": 1.5}, ("min_risk must be a churn risk", "min_risk=0.7")),
+    ({"sort": "fastest"}, ("sort must be one of",)),
+    ({"segment": "vip"}, ("segment 'vip' not found", "segment='at risk'")),
+])
+def test_the_library_list_keeps_its_parameter_names(options, says) -> None:
+    """The same checks called from Python (and the API, whose query parameters have
+    the same names) name the parameters, not the CLI's flags."""
+    from churnlens._rules import at_risk_list
+
+    with pytest.raises(ChurnlensError) as caught:
+        at_risk_list(hand_scores(), kind="all", **options)
+    message = str(caught.value)
+    assert "--" not in message.split("Suggestion:")[0], message
+    assert "Suggestion: " in message
+    for fragment in says:
+        assert fragment in message, (fragment, message)
+
+
+# --- --scores and --list files that are not tables --------------------------------------
+
+
+def _not_a_table(kind: str, work: Path, scores: Path) -> Path:
+    if kind == "folder":
+        folder = work / "scored"
+        folder.mkdir()
+        (folder / "scores.parquet").write_bytes(scores.read_bytes())
+        return folder
+    name = "scores.csv" if kind.endswith("csv") else "scores.parquet"
+    path = work / name
+    if kind.startswith("empty"):
+        path.write_bytes(b"")
+    else:
+        data = (hand_scores().to_csv(index=False).encode() if name.endswith(".csv")
+                else scores.read_bytes())
+        path.write_bytes(gzip.compress(data, mtime=0))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "says"), [
+    ("empty-csv", ("is an empty file (0 bytes)", "write it again with churnlens")),
+    ("empty-parquet", ("is an empty file (0 bytes)", "write it again with churnlens")),
+    ("gzip-csv", ("is gzip-compressed", "gunzip -c", "name it scores.csv.gz")),
+    ("gzip-parquet", ("is gzip-compressed", "gunzip -c")),
+    ("folder", ("is a folder, not a", "pass the .parquet or .csv file itself",
+                "(in it: scores.parquet)")),
+])
+@pytest.mark.parametrize("command", ["at-risk", "campaign"])
+def test_a_scores_or_list_file_that_is_not_a_table_says_what_it_is(kind, says, command,
+                                                                   folder, scores,
+                                                                   tmp_path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    path = _not_a_table(kind, work, scores)
+    if command == "at-risk":
+        flag, args = "--scores", ["at-risk", "--scores", path, "--all", "-o",
+                                  tmp_path / "list.csv"]
+    else:
+        flag, args = "--list", ["campaign", "-t", folder / "tx.csv", "--list", path,
+                                "--start", "2024-03-01", "--horizon-days", "30"]
+    before = snapshot(tmp_path)
+    line = one_error_line(*run(tmp_path, *args)[::2])
+    assert f"{flag} {path}: " in line, line
+    for fragment in says:
+        assert fragment in line, (fragment, line)
+    assert "no such" not in line
+    assert snapshot(tmp_path) == before
+
+
+def test_a_gzip_scores_file_renamed_as_suggested_is_read(tmp_path) -> None:
+    (tmp_path / "scores.csv.gz").write_bytes(
+        gzip.compress(hand_scores().to_csv(index=False).encode(), mtime=0))
+    code, _, err = run(tmp_path, "at-risk", "--scores", "scores.csv.gz", "--all", "-o",
+                       "list.csv")
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "list.csv")) == len(hand_scores())
+
+
+# --- --model runs:/ and the tracking server ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> str:
+    """A sqlite tracking store MLflow has set up, with no run."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+    return uri
+
+
+def test_an_unknown_run_names_the_store_and_how_to_list_its_runs(folder, empty_store,
+                                                                 tmp_path) -> None:
+    run_id = "0123456789abcdef0123456789abcdef"
+    line = the_error_line(*run(tmp_path, "score", "-t", folder / "tx.csv", "--as-of",
+                               "2024-04-30", "--model", f"runs:/{run_id}/model",
+                               "--tracking-uri", empty_store, "-o",
+                               tmp_path / "scores.parquet")[::2])
+    assert f"no run {run_id} in the tracking store at {empty_store}" in line, line
+    assert f"mlflow ui --backend-store-uri {empty_store}" in line
+    assert "models:/NAME@ALIAS" in line
+    assert not (tmp_path / "scores.parquet").exists()
+
+
+def _refused_port() -> int:
+    """A local port nothing listens on (bound, then freed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("model", ["models:/churnlens@champion", "runs:/0123abcd/model"])
+def test_an_unreachable_tracking_server_is_named_at_once(model, folder, tmp_path,
+                                                         monkeypatch) -> None:
+    """Used to retry for about four minutes, then say there is no such model."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    uri = f"http://churn:s3cret@127.0.0.1:{_refused_port()}"
+    started = time.monotonic()
+    code, _, err = run(tmp_path, "score", "-t", folder / "tx.csv", "--as-of", "2024-04-30",
+                       "--model", model, "--tracking-uri", uri, "-o",
+                       tmp_path / "scores.parquet")
+    elapsed = time.monotonic() - started
+    line = the_error_line(code, err)
+    assert "cannot reach the MLflow tracking server at http://churn:***@127.0.0.1:" in line
+    assert "Connection refused" in line and model in line, line
+    assert "s3cret" not in err
+    assert "no model" not in line
+    assert elapsed < 60, elapsed
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"  # the user's, untouched
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+    assert not (tmp_path / "scores.parquet").exists()
+
+
+# --- epoch and boolean timestamps in Parquet -------------------------------------------
+
+
+EPOCH = {"s": 1_704_067_200, "ms": 1_704_067_200_000, "us": 1_704_067_200_000_000,
+         "ns": 1_704_067_200_000_000_000}
+WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+
+def _typed_timestamps(path: Path, values: pa.Array) -> Path:
+    pq.write_table(pa.table({"customer_id": pa.array(["a", "b"]), "timestamp": values,
+                             "amount": pa.array([1.0, 2.0])}), path)
+    return path
+
+
+def _same_message_on_both_engines(path: Path) -> str:
+    """The pandas loader and the DuckDB one refuse the file with the same message."""
+    from churnlens._loading import load_transactions
+    from churnlens._loading_sql import load_transactions_sql
+
+    def sql(path: Path) -> None:
+        with load_transactions_sql(path):
+            pass
+
+    messages = []
+    for load in (load_transactions, sql):
+        with pytest.raises(ChurnlensError) as caught:
+            load(path)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    return messages[0]
+
+
+@pytest.mark.parametrize("unit", sorted(EPOCH))
+def test_the_epoch_hint_follows_the_magnitude_of_the_values(unit, tmp_path) -> None:
+    first = EPOCH[unit]
+    path = _typed_timestamps(tmp_path / f"epoch-{unit}.parquet",
+                             pa.array([first, first + 86_400 * (first // EPOCH["s"])]))
+    line = one_error_line(*run(tmp_path, "validate", "-t", path)[::2])
+    assert "int64 numbers, not dates" in line, line
+    assert f"these look like epoch {WORDS[unit]} ({first} is 2024-01-01 00:00:00)" in line
+    assert f"pandas.to_datetime(column, unit={unit!r})" in line
+    if unit != "s":
+        assert "unit='s'" not in line
+    assert line.split("error: ", 1)[1] == _same_message_on_both_engines(path)
+
+
+def test_epoch_numbers_of_no_unit_list_the_units(tmp_path) -> None:
+    path = _typed_timestamps(tmp_path / "huge.parquet", pa.array([1e30, 2e30]))
+    line = one_error_line(*run(tmp_path, "validate", "-t", path)[::2])
+    assert "unit 's', 'ms', 'us' or 'ns'" in line, line
+    assert "look like epoch" not in line
+
+
+def test_a_boolean_timestamp_column_is_called_booleans(tmp_path) -> None:
+    path = _typed_timestamps(tmp_path / "flags.parquet", pa.array([True, False]))
+    line = one_error_line(*run(tmp_path, "validate", "-t", path)[::2])
+    assert "column 'timestamp' in" in line and "holds booleans (true/false), not dates" in line
+    assert "numbers" not in line and "epoch" not in line, line
+    assert "--time-col" in line
+    assert line.split("error: ", 1)[1] == _same_message_on_both_engines(path)

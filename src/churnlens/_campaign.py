@@ -54,7 +54,7 @@ from churnlens._engine import (
     from_day_number,
     is_occasion_sql,
 )
-from churnlens._io import FORMULA_PREFIXES, json_ready, read_table
+from churnlens._io import FORMULA_PREFIXES, json_ready, read_table_file
 from churnlens._loading import ensure_clean
 from churnlens._validation import parse_date
 from churnlens.exceptions import ChurnlensError
@@ -451,16 +451,9 @@ def read_campaign_list(path: str | Path) -> pd.DataFrame:
     ChurnlensError
         No such file, or a file that cannot be read as a table.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ChurnlensError(f"--list {path}: no such file. Suggestion: write the list with "
-                             "churnlens at-risk ... --control-fraction 0.1.")
-    try:
-        return read_table(path, text_columns=("customer_id", "group", "list_id"))
-    except (OSError, ValueError) as exc:
-        raise ChurnlensError(f"--list {path}: cannot read the list ({exc}). Suggestion: "
-                             "pass the .csv or .parquet file written by churnlens "
-                             "at-risk.") from exc
+    return read_table_file(path, option="--list", what="a campaign list",
+                           written_by="churnlens at-risk --control-fraction 0.1",
+                           text_columns=("customer_id", "group", "list_id"))
 
 
 # --- the read-out -------------------------------------------------------------------

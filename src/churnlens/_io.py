@@ -46,6 +46,7 @@ __all__ = [
     "neutralize_formulas",
     "parquet_table",
     "read_table",
+    "read_table_file",
     "read_table_metadata",
     "write_json",
     "write_safe_csv",
@@ -352,6 +353,103 @@ def read_table(path: str | os.PathLike[str], *, text_columns: tuple[str, ...] = 
     if Path(path).suffix.lower() == ".parquet":
         return pd.read_parquet(path)
     return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), keep_default_na=False)
+
+
+# The first bytes of files that are handed over instead of a table churnlens wrote.
+_PACKED = ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "a ZIP archive"))
+
+
+def read_table_file(path: str | os.PathLike[str], *, option: str, what: str,
+                    written_by: str, text_columns: tuple[str, ...] = ("customer_id",)
+                    ) -> pd.DataFrame:
+    """Read a table a churnlens command wrote (scores, a campaign list) given as an option.
+
+    :func:`read_table`, with every failure worded for the person who gave the path:
+    no such file, a folder, an empty file, a compressed file, or a file that does not
+    read as its name says.
+
+    Parameters
+    ----------
+    path
+        The file, ``.parquet`` or ``.csv`` (a ``.gz`` CSV reads too).
+    option
+        The option that gave it (``--scores``), named first in every message.
+    what
+        What the file should be (``a scores file``).
+    written_by
+        The command that writes such a file (``churnlens score``), for the suggestion.
+    text_columns
+        As in :func:`read_table`.
+
+    Raises
+    ------
+    ChurnlensError
+        Saying what the path is and what to pass instead.
+    """
+    file = Path(path)
+    where = f"{option} {file}"
+    if file.is_dir():
+        raise ChurnlensError(f"{where}: is a folder, not {what}. Suggestion: pass the .parquet "
+                             f"or .csv file itself{_tables_in(file)}.")
+    if not file.is_file():
+        raise ChurnlensError(f"{where}: no such file. Suggestion: check the path, or run "
+                             f"{written_by} first.")
+    try:
+        size = file.stat().st_size
+        with file.open("rb") as fh:
+            first = fh.read(4)
+    except OSError as exc:
+        raise ChurnlensError(f"{where}: cannot open ({exc.strerror or exc}). Suggestion: "
+                             "check the file's permissions.") from exc
+    if size == 0:
+        raise ChurnlensError(f"{where}: is an empty file (0 bytes), not {what}: a copy or "
+                             "a write that was cut off leaves one. Suggestion: write it "
+                             f"again with {written_by}.")
+    packed = next((kind for magic, kind in _PACKED if first.startswith(magic)), None)
+    if packed is not None and not (packed == "gzip-compressed"
+                                   and file.suffix.lower() == ".gz"):
+        raise ChurnlensError(f"{where}: is {packed}, not {what} (churnlens reads the plain "
+                             f".parquet or .csv file {written_by} writes). Suggestion: "
+                             f"{_unpack(file, packed)}.")
+    try:
+        return read_table(file, text_columns=text_columns)
+    except (OSError, ValueError) as exc:
+        kind = "Parquet" if file.suffix.lower() == ".parquet" else "CSV"
+        detail = " ".join(str(exc).split())[:300]
+        raise ChurnlensError(f"{where}: cannot read it as {kind} ({detail}), so it is not "
+                             f"{what}. Suggestion: pass the .parquet or .csv file "
+                             f"{written_by} wrote; if it was cut off or edited, write it "
+                             f"again with {written_by}.") from exc
+
+
+def _unpack(file: Path, packed: str) -> str:
+    """What to do with a compressed file given for a table, as a suggestion."""
+    import shlex
+
+    if packed != "gzip-compressed":
+        return (f"list what it holds with unzip -l {shlex.quote(str(file))}, unzip it and "
+                "pass the .parquet or .csv file inside")
+    plain = file.with_name(f"{file.stem}-plain{file.suffix}")
+    hint = (f"decompress it, for example gunzip -c {shlex.quote(str(file))} > "
+            f"{shlex.quote(str(plain))}, and pass {shlex.quote(str(plain))}")
+    if file.suffix.lower() == ".csv":
+        hint += f", or name it {file.name}.gz (a gzip-compressed CSV reads as it is)"
+    return hint
+
+
+def _tables_in(folder: Path) -> str:
+    """`` (in it: a.parquet, b.csv)``: the first table files in a folder, for a message."""
+    import itertools
+
+    try:
+        names = sorted(p.name for p in itertools.islice(folder.iterdir(), 10_000)
+                       if p.suffix.lower() in TABLE_SUFFIXES and p.is_file())
+    except OSError:
+        return ""
+    if not names:
+        return f", not a folder ({folder} holds no .parquet or .csv file)"
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f" (in it: {', '.join(names[:3])}{more})"
 
 
 def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -975,6 +975,44 @@ _EXCEL_SUGGESTION = (
 )
 
 
+# Epoch numbers by unit: pandas' name, the word, the unit's count per second.
+_EPOCH_UNITS = (("s", "seconds", 1.0), ("ms", "milliseconds", 1e3),
+                ("us", "microseconds", 1e6), ("ns", "nanoseconds", 1e9))
+
+
+def _epoch_unit(values: pd.Series) -> tuple[str, str] | None:
+    """The unit in which every value is an epoch time within :data:`PLAUSIBLE_DATES`,
+    the coarsest first (``("ms", "milliseconds")``); ``None`` when no unit fits."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64").dropna()
+    if numbers.empty or not np.isfinite(numbers.to_numpy()).all():
+        return None
+    epoch = pd.Timestamp("1970-01-01")
+    first, last = PLAUSIBLE_DATES
+    low = (pd.Timestamp(first) - epoch).total_seconds()
+    high = (pd.Timestamp(last) + pd.Timedelta(days=1) - epoch).total_seconds()
+    smallest, largest = float(numbers.min()), float(numbers.max())
+    for unit, word, per_second in _EPOCH_UNITS:
+        if low <= smallest / per_second and largest / per_second < high:
+            return unit, word
+    return None
+
+
+def _epoch_suggestion(values: pd.Series) -> str:
+    """What to do with a numeric timestamp column: the conversion for the unit the
+    values' magnitude shows (epoch seconds, milli-, micro- or nanoseconds)."""
+    iso = "write ISO dates (2024-03-31 or 2024-03-31T14:05:00+02:00)"
+    found = _epoch_unit(values)
+    if found is None:
+        return (f"{iso}; epoch times can be converted with pandas.to_datetime(column, "
+                "unit=...), unit 's', 'ms', 'us' or 'ns' for seconds, milli-, micro- or "
+                "nanoseconds")
+    unit, word = found
+    sample = values.dropna().head(1).tolist()[0]  # a Python number
+    day = pd.to_datetime(sample, unit=unit)
+    return (f"{iso}; these look like epoch {word} ({sample} is {day}), which convert "
+            f"with pandas.to_datetime(column, unit={unit!r})")
+
+
 def _read_timestamps(
     values: pd.Series, source: str, column: str, file_rows: bool, time_format: str | None
 ) -> tuple[pd.Series, int]:
@@ -982,11 +1020,16 @@ def _read_timestamps(
                        what="timestamps")
     if pd.api.types.is_datetime64_any_dtype(values):
         return _to_naive_utc(values)
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        suggestion = (_EXCEL_SUGGESTION if not pd.api.types.is_bool_dtype(values)
-                      and _excel_serials(values) else
-                      "write ISO dates (2024-03-31 or 2024-03-31T14:05:00+02:00); epoch "
-                      "seconds can be converted with pandas.to_datetime(column, unit='s')")
+    if pd.api.types.is_bool_dtype(values):
+        raise DataValidationError(
+            f"column {column!r} in {source} holds booleans (true/false), not dates: "
+            f"{format_bad_rows(values, file_rows=file_rows)}. Suggestion: check that "
+            "--time-col (time_col= in Python) names the column of dates, written as ISO "
+            "dates (2024-03-31 or 2024-03-31T14:05:00+02:00)."
+        )
+    if pd.api.types.is_numeric_dtype(values):
+        suggestion = (_EXCEL_SUGGESTION if _excel_serials(values) else
+                      _epoch_suggestion(values))
         raise DataValidationError(
             f"column {column!r} in {source} holds {values.dtype} numbers, not dates: "
             f"{format_bad_rows(values, file_rows=file_rows)}. Suggestion: {suggestion}."

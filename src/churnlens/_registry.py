@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -122,6 +123,67 @@ def _not_registered(uri: str, tracking_uri: str) -> ModelError:
     )
 
 
+def _runs_list(tracking_uri: str) -> str:
+    """Where to see the runs of a store, for a suggestion (credentials masked)."""
+    store = redact_uri_credentials(tracking_uri)
+    if urllib.parse.urlparse(tracking_uri).scheme.lower() in ("http", "https"):
+        return f"open the MLflow UI at {store}"
+    return f"mlflow ui --backend-store-uri {store}"
+
+
+def _no_run(uri: str, run_id: str | None, tracking_uri: str) -> ModelError:
+    return ModelError(
+        f"no run {run_id or '(none given)'} in the tracking store at "
+        f"{redact_uri_credentials(tracking_uri)}, so no model {uri}. Suggestion: check the "
+        f"run id (churnlens train prints it; to list the runs: {_runs_list(tracking_uri)}), "
+        "or point --tracking-uri at the store the run was logged in; a registered model "
+        "needs no run id: --model models:/NAME@ALIAS."
+    )
+
+
+# The reachability probe's wait: MLflow's own requests retry a refused connection 7
+# times with backoff, about 4 minutes before any message.
+_PROBE_SECONDS = 10.0
+
+
+def _connection_failure(tracking_uri: str) -> str | None:
+    """Why one plain request to the server at ``tracking_uri`` got no answer (refused,
+    unknown host, no answer in time); ``None`` when anything answered, even an error
+    page or a refusal. No retries, no process-wide setting touched; the proxy settings of
+    the environment apply, as they do to MLflow's requests."""
+    import requests
+
+    try:
+        requests.head(tracking_uri, timeout=_PROBE_SECONDS, allow_redirects=False)
+    except requests.exceptions.ConnectTimeout:
+        return f"no answer within {_PROBE_SECONDS:g} seconds"
+    except requests.exceptions.SSLError:
+        return None  # it answered: a certificate problem, MLflow's message says which
+    except requests.exceptions.ConnectionError as exc:
+        found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+        return found.group(1).strip() if found else "the connection failed"
+    except requests.exceptions.RequestException:
+        return None  # an answer that requests did not like: the server is there
+    return None
+
+
+def _require_reachable(uri: str, tracking_uri: str) -> None:
+    """Refuse at once a tracking server that cannot be reached (http and https stores):
+    otherwise MLflow retries for minutes and the failure reads as "no model in the
+    registry". Any answer means the server is there: the calls that follow say the rest.
+    """
+    if urllib.parse.urlparse(tracking_uri).scheme.lower() not in ("http", "https"):
+        return
+    reason = _connection_failure(tracking_uri)
+    if reason is not None:
+        raise ModelError(
+            f"cannot reach the MLflow tracking server at "
+            f"{redact_uri_credentials(tracking_uri)} ({reason}), so cannot load {uri}. "
+            "Suggestion: check that the server is running and that --tracking-uri (or "
+            "mlflow.tracking_uri in the config) gives its address and port."
+        )
+
+
 def _from_sqlite(uri: str, database: Path, tracking_uri: str) -> RegisteredBundle | None:
     """The registered bundle read straight from a local sqlite store, if it can be.
 
@@ -179,6 +241,7 @@ def _from_mlflow(uri: str, tracking_uri: str, destination: Path) -> RegisteredBu
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    _require_reachable(uri, tracking_uri)
     name = version = alias = run_id = None
     try:
         if uri.startswith("models:/"):
@@ -196,6 +259,14 @@ def _from_mlflow(uri: str, tracking_uri: str, destination: Path) -> RegisteredBu
             bundle, mlmodel = _download(mlflow, base, tracking_uri, destination)
         else:
             run_id = uri[len("runs:/"):].split("/", 1)[0] or None
+            try:
+                if run_id is None:
+                    raise _no_run(uri, run_id, tracking_uri)
+                client.get_run(run_id)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                raise _no_run(uri, run_id, tracking_uri) from exc
             # runs:/ URIs too resolve through the global tracking URI only: set it for
             # the download and put it back.
             previous = mlflow.get_tracking_uri()

@@ -61,6 +61,7 @@ from churnlens._config import ScoringSettings
 from churnlens.exceptions import DataValidationError, ModelError
 
 __all__ = [
+    "AT_RISK_FLAGS",
     "BANDS",
     "CAMPAIGN_BANDS",
     "CAMPAIGN_TOP",
@@ -308,6 +309,33 @@ _DEFAULT_SORT = {"campaign": "value_at_risk", "win-back": "value_at_risk", "all"
 # With profit terms a list is ordered by the expected profit of a contact by default.
 PROFIT_SORT = "expected_profit"
 _PROFIT_OPTIONS = ("cost_per_contact", "save_rate", "margin")
+# How at_risk_list's messages name its options: by default the Python parameters (the
+# API's query parameters have the same names); the CLI passes its flags, AT_RISK_FLAGS.
+_LIST_OPTIONS = {"kind": "kind", "top": "top", "min_risk": "min_risk", "segment": "segment",
+                 "band": "band", "sort": "sort"}
+AT_RISK_FLAGS = {"top": "--top", "min_risk": "--min-risk", "segment": "--segment",
+                 "band": "--band", "sort": "--sort"}
+
+
+def _shown(name: str, value: Any) -> str:
+    """An option with a value as the caller writes it: ``--top 100`` or ``top=100``."""
+    if name.startswith("-"):
+        import shlex
+
+        return f"{name} {shlex.quote(str(value))}"
+    return f"{name}={value!r}"
+
+
+def _unknown_segment(name: str, segment: str, known: list[str]) -> str:
+    """The message for a segment filter that names no segment of the scores."""
+    if not known:
+        return (f"{name} {segment!r} not found: the scores have no segments (no column "
+                f"'segment', or no value in it); segments in the scores: []. Suggestion: "
+                f"leave {name} out, or pass scores written by churnlens score (they have "
+                "a segment column).")
+    return (f"{name} {segment!r} not found; segments in the scores: {known}. Suggestion: "
+            f"pass one of these (names are case-sensitive), for example "
+            f"{_shown(name, known[0])}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -547,6 +575,7 @@ def at_risk_list(
     sort: str | None = None,
     profit: ProfitTerms | None = None,
     attributes: Mapping[str, Collection[str | None]] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The customers of a campaign: filtered, ranked, cut.
 
@@ -586,6 +615,11 @@ def at_risk_list(
         column given must match. An empty text (or ``None``) matches a missing value. A
         column not in the scores is an error naming the columns there.
         :func:`attribute_filters` makes it from ``NAME:VALUE`` filters.
+    names
+        How the caller names the options, for the error messages: ``{"top": "--top",
+        "min_risk": "--min-risk", ...}`` for the CLI (:data:`AT_RISK_FLAGS`); an option
+        not given keeps its parameter name (the API's query parameters have the same
+        names). Values are shown as ``--top 100`` for a flag, ``top=100`` otherwise.
 
     Returns
     -------
@@ -611,19 +645,32 @@ def at_risk_list(
     """
     from churnlens._validation import require_choice
 
-    require_choice(kind, name="kind", allowed=LIST_KINDS)
+    named = {**_LIST_OPTIONS, **(names or {})}
+    require_choice(kind, name=named["kind"], allowed=LIST_KINDS)
     if profit is None:
         sort = _DEFAULT_SORT[kind] if sort is None else sort
         if sort == PROFIT_SORT:
             raise ModelError(
-                f"sort {PROFIT_SORT!r} orders a list sized by profit, and no cost per "
-                "contact and save rate were given. Suggestion: give them (churnlens at-risk "
-                "--cost-per-contact C --save-rate S), or sort by churn_risk or "
-                "value_at_risk.")
-        require_choice(sort, name="sort", allowed=SORT_KEYS)
+                f"{_shown(named['sort'], PROFIT_SORT)} orders a list sized by profit, and no "
+                "cost per contact and save rate were given. Suggestion: give them "
+                "(churnlens at-risk --cost-per-contact C --save-rate S), or sort by "
+                "churn_risk or value_at_risk.")
+        require_choice(sort, name=named["sort"], allowed=SORT_KEYS)
     else:
         sort = PROFIT_SORT if sort is None else sort
-        require_choice(sort, name="sort", allowed=(*SORT_KEYS, PROFIT_SORT))
+        require_choice(sort, name=named["sort"], allowed=(*SORT_KEYS, PROFIT_SORT))
+    if top is not None and top < 1:
+        raise ModelError(
+            f"{named['top']} must be at least 1 (the number of customers to keep), got "
+            f"{top}. Suggestion: pass a whole number such as {_shown(named['top'], 100)}, "
+            "or leave it out for the default size.")
+    if min_risk is not None and not 0 <= min_risk <= 1:
+        raise ModelError(
+            f"{named['min_risk']} must be a churn risk between 0 and 1, got {min_risk!r}. "
+            f"Suggestion: pass a share such as {_shown(named['min_risk'], 0.7)} (a risk of "
+            "70% or more), or leave it out.")
+    if band is not None:
+        require_choice(band, name=named["band"], allowed=BANDS)
     needed = ["customer_id", "churn_risk", "value_at_risk"]
     if profit is not None:
         needed.append("expected_value")
@@ -650,16 +697,13 @@ def at_risk_list(
             keep &= gone
         top = CAMPAIGN_TOP if top is None and profit is None else top
     if min_risk is not None:
-        if not 0 <= min_risk <= 1:
-            raise ModelError(f"min_risk must be between 0 and 1, got {min_risk!r}.")
         keep &= scores["churn_risk"] >= min_risk
     if segment is not None:
         known = sorted(scores["segment"].dropna().unique()) if "segment" in scores else []
         if segment not in known:
-            raise ModelError(f"segment {segment!r} not found; segments in the scores: {known}.")
+            raise ModelError(_unknown_segment(named["segment"], segment, known))
         keep &= scores["segment"] == segment
     if band is not None:
-        require_choice(band, name="band", allowed=BANDS)
         keep &= scores["risk_band"] == band
     for column, values in (attributes or {}).items():
         if column not in scores.columns:
@@ -668,8 +712,6 @@ def at_risk_list(
                              "a model trained with the customer table (--customers-file); "
                              "its scores carry each attribute as a column.")
         keep &= attribute_match(scores[column], values)
-    if top is not None and top < 1:
-        raise ModelError(f"top must be at least 1, got {top}.")
     chosen = scores.loc[keep]
     if profit is not None:
         gain = expected_profit(chosen["churn_risk"], chosen["expected_value"], profit)

@@ -275,7 +275,13 @@ def at_risk(
     --control-fraction, a random control group is held back in each risk band and the
     list is recorded in the prediction ledger."""
     from churnlens._io import TABLE_SUFFIXES, check_output_path, write_table
-    from churnlens._rules import CAMPAIGN_BANDS, LAPSED_HORIZONS, at_risk_list, profit_terms
+    from churnlens._rules import (
+        AT_RISK_FLAGS,
+        CAMPAIGN_BANDS,
+        LAPSED_HORIZONS,
+        at_risk_list,
+        profit_terms,
+    )
 
     if every and win_back:
         raise ChurnlensError("--all and --win-back ask for two different lists. Suggestion: "
@@ -290,12 +296,13 @@ def at_risk(
     horizon = None if kind == "all" else _scores_horizon(scores, horizon_days)
     chosen = at_risk_list(frame, kind=kind, horizon_days=horizon, top=top,
                           min_risk=min_risk, segment=segment, band=band, sort=sort,
-                          profit=terms, attributes=wanted)
+                          profit=terms, attributes=wanted, names=AT_RISK_FLAGS)
     profitable = len(chosen)
     if terms is not None and top is not None and len(chosen) == top:
         profitable = len(at_risk_list(frame, kind=kind, horizon_days=horizon,
                                       min_risk=min_risk, segment=segment, band=band,
-                                      sort=sort, profit=terms, attributes=wanted))
+                                      sort=sort, profit=terms, attributes=wanted,
+                                      names=AT_RISK_FLAGS))
     drawn = None
     if control_fraction is not None:
         drawn = _ControlGroup.draw(chosen, scores, fraction=control_fraction, seed=seed,
@@ -422,15 +429,11 @@ def _scores_horizon(path: Path, given: int | None) -> int:
 
 
 def _read_scores(path: Path) -> pd.DataFrame:
-    from churnlens._io import read_table
+    from churnlens._io import read_table_file
 
-    if not path.is_file():
-        raise ChurnlensError(f"{path}: no such scores file. Suggestion: run churnlens score "
-                             "first.")
-    try:
-        return read_table(path)  # ids as text, exactly ("NA" and "" are ids too)
-    except (OSError, ValueError) as exc:
-        raise ChurnlensError(f"{path}: cannot read the scores ({exc}).") from exc
+    # ids as text, exactly ("NA" and "" are ids too)
+    return read_table_file(path, option="--scores", what="a scores file",
+                           written_by="churnlens score")
 
 
 @dataclasses.dataclass(frozen=True)
