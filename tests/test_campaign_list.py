@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_support import hand_scores
 from demo_support import LOYALTY_WORDS, MODEL_WORDS, scored_base
 from typer.testing import CliRunner
 
@@ -30,18 +31,6 @@ REASONS = ["reason_1", "reason_2", "reason_3"]
 def run(*args: str | Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, [str(a) for a in args])
     return result.exit_code, result.stdout, result.stderr
-
-
-def hand_scores() -> pd.DataFrame:
-    return pd.DataFrame({
-        "customer_id": ["a", "b", "c", "d", "e", "f", "g"],
-        "churn_risk": [0.95, 0.5, 0.99, 0.2, 0.8, 0.45, 0.97],
-        "risk_band": ["high", "medium", "high", "low", "high", "medium", "high"],
-        "value_at_risk": [10.0, 30.0, 90.0, 1.0, 30.0, 5.0, 80.0],
-        # 181 is lapsed but not gone; 182 = 2H is gone
-        "recency_days": [40, 100, 400, 3, 181, 0, 182],
-        "segment": ["loyal", "loyal", "lost", "new", "at risk", "new", "lost"],
-    })
 
 
 def test_the_default_is_the_campaign_list_by_hand():

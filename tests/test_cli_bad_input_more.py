@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_support import run
+from cli_support import hand_scores, run
 
 import churnlens
 from churnlens._io import write_table
@@ -275,18 +275,6 @@ def test_a_config_folder_is_named_as_a_folder(folder, tmp_path) -> None:
 
 
 # --- at-risk options ------------------------------------------------------------------
-
-
-def hand_scores() -> pd.DataFrame:
-    return pd.DataFrame({
-        "customer_id": ["a", "b", "c", "d", "e", "f", "g"],
-        "churn_risk": [0.95, 0.5, 0.99, 0.2, 0.8, 0.45, 0.97],
-        "risk_band": ["high", "medium", "high", "low", "high", "medium", "high"],
-        "value_at_risk": [10.0, 30.0, 90.0, 1.0, 30.0, 5.0, 80.0],
-        "expected_value": [20.0, 60.0, 95.0, 5.0, 40.0, 10.0, 85.0],
-        "recency_days": [40, 100, 400, 3, 181, 0, 182],
-        "segment": ["loyal", "loyal", "lost", "new", "at risk", "new", "lost"],
-    })
 
 
 @pytest.fixture(scope="module")
