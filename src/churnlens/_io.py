@@ -41,6 +41,7 @@ __all__ = [
     "atomic_path",
     "check_output_folder",
     "check_output_path",
+    "file_signature",
     "frame_records",
     "json_ready",
     "neutralize_formulas",
@@ -355,8 +356,21 @@ def read_table(path: str | os.PathLike[str], *, text_columns: tuple[str, ...] = 
     return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), keep_default_na=False)
 
 
-# The first bytes of files that are handed over instead of a table churnlens wrote.
-_PACKED = ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "a ZIP archive"))
+# What the files most often handed over instead of a table or CSV text are, by their
+# first bytes (file_signature): the loader's and read_table_file's messages name them.
+GZIP, ZIP, UTF16 = "gzip-compressed", "a ZIP archive", "UTF-16 text"
+_SIGNATURES = ((b"\x1f\x8b", GZIP), (b"PK\x03\x04", ZIP), (b"\xff\xfe", UTF16),
+               (b"\xfe\xff", UTF16))
+
+
+def file_signature(first: bytes) -> str | None:
+    """What a file is from its first bytes: :data:`GZIP`, :data:`ZIP` or :data:`UTF16`
+    (a byte-order mark); ``None`` for anything else.
+
+    >>> file_signature(bytes([0x50, 0x4B, 3, 4])), file_signature(b"customer_id,")
+    ('a ZIP archive', None)
+    """
+    return next((kind for magic, kind in _SIGNATURES if first.startswith(magic)), None)
 
 
 def read_table_file(path: str | os.PathLike[str], *, option: str, what: str,
@@ -405,9 +419,8 @@ def read_table_file(path: str | os.PathLike[str], *, option: str, what: str,
         raise ChurnlensError(f"{where}: is an empty file (0 bytes), not {what}: a copy or "
                              "a write that was cut off leaves one. Suggestion: write it "
                              f"again with {written_by}.")
-    packed = next((kind for magic, kind in _PACKED if first.startswith(magic)), None)
-    if packed is not None and not (packed == "gzip-compressed"
-                                   and file.suffix.lower() == ".gz"):
+    packed = file_signature(first)
+    if packed in (GZIP, ZIP) and not (packed == GZIP and file.suffix.lower() == ".gz"):
         raise ChurnlensError(f"{where}: is {packed}, not {what} (churnlens reads the plain "
                              f".parquet or .csv file {written_by} writes). Suggestion: "
                              f"{_unpack(file, packed)}.")
@@ -426,7 +439,7 @@ def _unpack(file: Path, packed: str) -> str:
     """What to do with a compressed file given for a table, as a suggestion."""
     import shlex
 
-    if packed != "gzip-compressed":
+    if packed != GZIP:
         return (f"list what it holds with unzip -l {shlex.quote(str(file))}, unzip it and "
                 "pass the .parquet or .csv file inside")
     plain = file.with_name(f"{file.stem}-plain{file.suffix}")

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnlens._engine import AMOUNT_UNITS, MAX_ABS_AMOUNT
-from churnlens._io import json_ready
+from churnlens._io import GZIP, UTF16, ZIP, file_signature, json_ready
 from churnlens._validation import (
     PLAUSIBLE_DATES,
     format_bad_rows,
@@ -746,27 +746,24 @@ def _require_delimiter(header: list[str], line: str, delimiter: str,
             )
 
 
-# The first bytes of files often handed over as CSV: what each is, and what to do.
-_MAGIC = (
-    (b"\x1f\x8b", "gzip-compressed", "name it .csv.gz (it is then read as it is), or "
-                                     "decompress it with gunzip"),
-    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?)",
-     "export the sheet as UTF-8 CSV (in Excel: Save As > CSV UTF-8), or unzip it"),
-    (b"\xff\xfe", "UTF-16 text", "convert it to UTF-8, for example with "
-                                 "iconv -f utf-16 -t utf-8"),
-    (b"\xfe\xff", "UTF-16 text", "convert it to UTF-8, for example with "
-                                 "iconv -f utf-16 -t utf-8"),
-)
+# What a file that is not UTF-8 text turned out to be (_io.file_signature), as the loader
+# names it, and what to do.
+_NOT_CSV = {
+    GZIP: (GZIP, "name it .csv.gz (it is then read as it is), or decompress it with gunzip"),
+    ZIP: (f"{ZIP} (an Excel .xlsx workbook?)",
+          "export the sheet as UTF-8 CSV (in Excel: Save As > CSV UTF-8), or unzip it"),
+    UTF16: (UTF16, "convert it to UTF-8, for example with iconv -f utf-16 -t utf-8"),
+}
 
 
 def _known_binary(path: Path, first: bytes) -> DataValidationError | None:
     """The error for a file that is not UTF-8 text but a known kind of file, from its
     first bytes (``None``: unknown)."""
-    for magic, kind, suggestion in _MAGIC:
-        if first.startswith(magic):
-            return DataValidationError(
-                f"{path}: is {kind}, not UTF-8 CSV text. Suggestion: {suggestion}.")
-    return None
+    signature = file_signature(first)
+    if signature is None:
+        return None
+    kind, suggestion = _NOT_CSV[signature]
+    return DataValidationError(f"{path}: is {kind}, not UTF-8 CSV text. Suggestion: {suggestion}.")
 
 
 def _read_header_line(path: Path) -> str:

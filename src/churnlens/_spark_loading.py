@@ -30,7 +30,7 @@ import dataclasses
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +118,13 @@ def is_spark_frame(value: object) -> bool:
     return kind.__name__ == "DataFrame" and kind.__module__.startswith("pyspark.")
 
 
-def spark_session(master: str, app_name: str = "churnlens") -> tuple[Any, bool]:
+def spark_session(master: str, app_name: str = "churnlens", *,
+                  config: Mapping[str, str] | None = None) -> tuple[Any, bool]:
     """The active Spark session, or a new one on ``master``; and whether it was started.
 
-    A new session is in UTC, without UI, its executors running this interpreter. Stop it
-    (``session.stop()``) when you started it. ``sparkContext`` is not used.
+    A new session is in UTC, without UI, its executors running this interpreter, with
+    ``config``'s settings on top. Stop it (``session.stop()``) when you started it.
+    ``sparkContext`` is not used.
     """
     from pyspark.sql import SparkSession
 
@@ -130,7 +132,7 @@ def spark_session(master: str, app_name: str = "churnlens") -> tuple[Any, bool]:
     if active is not None:
         return active, False
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
+    builder = (
         SparkSession.builder.master(master).appName(app_name)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 1))))
@@ -138,9 +140,10 @@ def spark_session(master: str, app_name: str = "churnlens") -> tuple[Any, bool]:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.log.level", "ERROR")
         .config("spark.driver.memory", os.environ.get("CHURNLENS_SPARK_DRIVER_MEMORY", "2g"))
-        .getOrCreate()
     )
-    return session, True
+    for key, value in (config or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate(), True
 
 
 @contextlib.contextmanager

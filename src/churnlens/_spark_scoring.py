@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -495,26 +494,16 @@ def _unseen_categories(features: Any, spec: Any) -> dict[str, int]:
 
 
 def _session(master: str, say: Progress) -> tuple[Any, bool]:
+    """:func:`~churnlens._spark_loading.spark_session` for scoring (Arrow batches of
+    50,000 rows when it starts one), saying so when it starts one."""
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active, False
-    say(f"starting Spark ({master})")
-    # Executors run this interpreter, which has churnlens and its dependencies.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master(master).appName("churnlens-score")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 1))))
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "50000")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", os.environ.get("CHURNLENS_SPARK_DRIVER_MEMORY", "2g"))
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    return session, True
+    from churnlens._spark_loading import spark_session
+
+    if SparkSession.getActiveSession() is None:
+        say(f"starting Spark ({master})")
+    return spark_session(master, "churnlens-score",
+                         config={"spark.sql.execution.arrow.maxRecordsPerBatch": "50000"})
 
 
 def read_transactions(spark: Any, path: str | os.PathLike[str], as_of: dt.date,
